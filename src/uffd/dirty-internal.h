@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared state of the two dirty-tracking methods (dirty.c, dirty-wpfault.c). */
+#ifndef FL_UFFD_DIRTY_INTERNAL_H
+#define FL_UFFD_DIRTY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <faultline/uffd.h>
+
+#define FL_PAGE 4096UL
+
+struct fl_dirty {
+	enum fl_dirty_method method;
+	struct fl_uffd uffd;
+	uint64_t start, len;
+	size_t pages;
+	int pagemap_fd;		 /* PAGEMAP_SCAN method */
+	struct page_region *vec; /* its output buffer */
+	size_t vec_len;
+	/* WP_FAULTS method: the handler thread records first writes here. */
+	_Atomic uint64_t *live;
+	pthread_t thread;
+	bool thread_started;
+	int stop_fd; /* eventfd that stops the handler */
+	pthread_mutex_t lock; /* orders "record + unprotect" against collect */
+	int thread_err;
+};
+
+static inline size_t fl_bitmap_words(size_t pages)
+{
+	return (pages + 63) / 64;
+}
+
+static inline void fl_bitmap_set_range(uint64_t *bm, size_t first, size_t n)
+{
+	for (size_t i = first; i < first + n; i++)
+		bm[i / 64] |= 1ULL << (i % 64);
+}
+
+int fl_dirty_wpfault_start(struct fl_dirty *d);
+int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
+			     size_t *ndirty);
+void fl_dirty_wpfault_stop(struct fl_dirty *d);
+
+#endif

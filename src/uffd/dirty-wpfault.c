@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Dirty tracking for kernels without WP_ASYNC/PAGEMAP_SCAN: synchronous
+ * write-protect faults, served by a handler thread.
+ *
+ * The range is registered MISSING|WP. A WP fault marks the page dirty and
+ * un-protects it; a missing fault (a page never touched, or emptied by
+ * MADV_DONTNEED: both lose the protection) marks it dirty and maps a zero
+ * page. Collect takes the bits first and re-protects after, both under the
+ * lock the handler holds for "mark + un-protect": a write that lands between
+ * taking and protecting is inside a page this collect reports (the caller
+ * copies it afterwards); a write after the protect faults and is recorded
+ * for the next collect. Slow (a context switch per first write of a page)
+ * but it never misses a write.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "dirty-internal.h"
+
+static void mark(struct fl_dirty *d, uint64_t addr)
+{
+	size_t page = (addr - d->start) / FL_PAGE;
+
+	atomic_fetch_or(&d->live[page / 64], 1ULL << (page % 64));
+}
+
+static int serve(struct fl_dirty *d, const struct fl_uffd_event *ev)
+{
+	uint64_t page = ev->fault.address & ~(FL_PAGE - 1);
+	int ret;
+
+	if (ev->kind != FL_EVENT_PAGEFAULT)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	mark(d, page);
+	if (ev->fault.flags & FL_FAULT_WP)
+		ret = fl_uffd_writeprotect(d->uffd.fd, page, FL_PAGE, false, 0);
+	else
+		ret = fl_uffd_zeropage(d->uffd.fd, page, FL_PAGE, FL_PAGE, 0, NULL);
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+static void *handler(void *arg)
+{
+	struct fl_dirty *d = arg;
+	struct fl_uffd_event ev[32];
+
+	for (;;) {
+		struct pollfd p[2] = { { d->uffd.fd, POLLIN, 0 },
+				       { d->stop_fd, POLLIN, 0 } };
+		int n;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			d->thread_err = -errno;
+			return NULL;
+		}
+		if (p[1].revents)
+			return NULL;
+		n = fl_uffd_read_events(d->uffd.fd, ev, 32);
+		if (n < 0) {
+			d->thread_err = n;
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			int ret = serve(d, &ev[i]);
+
+			if (ret < 0 && ret != -EAGAIN && !d->thread_err)
+				d->thread_err = ret;
+		}
+	}
+}
+
+int fl_dirty_wpfault_start(struct fl_dirty *d)
+{
+	size_t words = fl_bitmap_words(d->pages);
+	int ret;
+
+	d->live = calloc(words, sizeof(uint64_t));
+	if (!d->live)
+		return -ENOMEM;
+	ret = fl_uffd_create(&d->uffd, 0, UFFD_FEATURE_WP_UNPOPULATED,
+			     UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL);
+	if (ret < 0)
+		return ret;
+	ret = fl_uffd_register(d->uffd.fd, d->start, d->len,
+			       UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+			       NULL);
+	if (ret < 0)
+		return ret;
+	ret = fl_uffd_writeprotect(d->uffd.fd, d->start, d->len, true, 0);
+	if (ret < 0)
+		return ret;
+	d->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (d->stop_fd < 0)
+		return -errno;
+	ret = -pthread_create(&d->thread, NULL, handler, d);
+	if (ret < 0)
+		return ret;
+	d->thread_started = true;
+	return 0;
+}
+
+int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
+			     size_t *ndirty)
+{
+	size_t count = 0;
+	int ret = 0;
+
+	if (d->thread_err)
+		return d->thread_err;
+	pthread_mutex_lock(&d->lock);
+	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
+		uint64_t bits = atomic_exchange(&d->live[w], 0);
+
+		bitmap[w] = bits;
+		count += (size_t)__builtin_popcountll(bits);
+	}
+	/* Re-protect each dirty run, one ioctl per run. */
+	for (size_t i = 0; i < d->pages && ret == 0;) {
+		size_t j = i;
+
+		if (!(bitmap[i / 64] & (1ULL << (i % 64)))) {
+			i++;
+			continue;
+		}
+		while (j < d->pages && (bitmap[j / 64] & (1ULL << (j % 64))))
+			j++;
+		ret = fl_uffd_writeprotect(d->uffd.fd, d->start + i * FL_PAGE,
+					   (j - i) * FL_PAGE, true, 0);
+		i = j;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (ndirty)
+		*ndirty = count;
+	return ret;
+}
+
+void fl_dirty_wpfault_stop(struct fl_dirty *d)
+{
+	if (d->thread_started) {
+		uint64_t one = 1;
+
+		if (write(d->stop_fd, &one, sizeof(one)) == sizeof(one))
+			pthread_join(d->thread, NULL);
+		d->thread_started = false;
+	}
+	if (d->stop_fd >= 0)
+		close(d->stop_fd);
+	d->stop_fd = -1;
+}

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+/* Reading and decoding userfaultfd messages. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <faultline/uffd.h>
+
+/* One read() takes at most this many messages (32 bytes each). */
+#define READ_BATCH 64
+
+void fl_uffd_decode(const struct uffd_msg *msg, struct fl_uffd_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	switch (msg->event) {
+	case UFFD_EVENT_PAGEFAULT: {
+		uint64_t f = msg->arg.pagefault.flags;
+
+		ev->kind = FL_EVENT_PAGEFAULT;
+		ev->fault.address = msg->arg.pagefault.address;
+		ev->fault.flags = ((f & UFFD_PAGEFAULT_FLAG_WRITE) ? FL_FAULT_WRITE : 0) |
+				  ((f & UFFD_PAGEFAULT_FLAG_WP) ? FL_FAULT_WP : 0) |
+				  ((f & UFFD_PAGEFAULT_FLAG_MINOR) ? FL_FAULT_MINOR : 0);
+		ev->fault.tid = msg->arg.pagefault.feat.ptid;
+		break;
+	}
+	case UFFD_EVENT_FORK:
+		ev->kind = FL_EVENT_FORK;
+		ev->fork.ufd = (int)msg->arg.fork.ufd;
+		break;
+	case UFFD_EVENT_REMAP:
+		ev->kind = FL_EVENT_REMAP;
+		ev->remap.from = msg->arg.remap.from;
+		ev->remap.to = msg->arg.remap.to;
+		ev->remap.len = msg->arg.remap.len;
+		break;
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		ev->kind = msg->event == UFFD_EVENT_REMOVE ? FL_EVENT_REMOVE : FL_EVENT_UNMAP;
+		ev->range.start = msg->arg.remove.start;
+		ev->range.end = msg->arg.remove.end;
+		break;
+	default:
+		ev->kind = FL_EVENT_UNKNOWN;
+		ev->unknown.type = msg->event;
+		break;
+	}
+}
+
+int fl_uffd_read_events(int fd, struct fl_uffd_event *ev, size_t max)
+{
+	struct uffd_msg msgs[READ_BATCH];
+	size_t want = max < READ_BATCH ? max : READ_BATCH;
+	ssize_t n;
+
+	if (!want)
+		return 0;
+	do
+		n = read(fd, msgs, want * sizeof(msgs[0]));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	if (n % (ssize_t)sizeof(msgs[0]))
+		return -EIO; /* the kernel only hands out whole messages */
+	n /= (ssize_t)sizeof(msgs[0]);
+	for (ssize_t i = 0; i < n; i++)
+		fl_uffd_decode(&msgs[i], &ev[i]);
+	return (int)n;
+}
+
+const char *fl_uffd_event_name(enum fl_uffd_event_kind kind)
+{
+	switch (kind) {
+	case FL_EVENT_PAGEFAULT: return "pagefault";
+	case FL_EVENT_FORK: return "fork";
+	case FL_EVENT_REMAP: return "remap";
+	case FL_EVENT_REMOVE: return "remove";
+	case FL_EVENT_UNMAP: return "unmap";
+	case FL_EVENT_UNKNOWN: return "unknown";
+	}
+	return "invalid";
+}
