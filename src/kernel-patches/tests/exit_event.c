@@ -3,7 +3,7 @@
  * exit_event: UFFD_FEATURE_EVENT_EXIT (patch 1 of the series).
  *
  * A child creates a userfaultfd asking for UFFD_FEATURE_EVENT_EXIT,
- * registers a page, hands the fd to us over SCM_RIGHTS and exits. We do not
+ * registers a page, lets us take the fd (pidfd_getfd) and exits. We do not
  * read the fd until the child has been reaped: its exit must complete
  * without any help from the monitor. Then poll() must report
  * POLLIN|POLLHUP, read() one UFFD_EVENT_EXIT with the child's pid, poll()
@@ -23,7 +23,6 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 
 static double now(void)
@@ -34,45 +33,23 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int send_fd(int sock, int fd, char status)
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_getfd
+#define __NR_pidfd_getfd 438
+#endif
+
+/*
+ * The guest kernel has no CONFIG_NET, so no SCM_RIGHTS: the child reports
+ * its fd number (or errno) on a pipe and we take the fd with pidfd_getfd().
+ */
+static void report(int wfd, int fd, int err)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &status, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
+	int msg[2] = { fd, err };
 
-	if (fd >= 0) {
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &mh, 0) == 1 ? 0 : -1;
-}
-
-/* returns the fd, or -errno reported by the child */
-static int recv_fd(int sock)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	char status = 0;
-	struct iovec iov = { .iov_base = &status, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm;
-	int fd;
-
-	if (recvmsg(sock, &mh, 0) != 1)
-		return -EPIPE;
-	if (status)
-		return -status;
-	cm = CMSG_FIRSTHDR(&mh);
-	if (!cm || cm->cmsg_type != SCM_RIGHTS)
-		return -EPROTO;
-	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
+	if (write(wfd, msg, sizeof(msg)) != sizeof(msg))
+		_exit(1);
 }
 
 static void *thread_exit(void *arg)
@@ -84,7 +61,7 @@ static void *thread_exit(void *arg)
 	return NULL;
 }
 
-static void child(int sock, int threaded)
+static void child(int wfd, int rfd, int threaded)
 {
 	struct uffdio_api api = { .api = UFFD_API,
 				  .features = UFFD_FEATURE_EVENT_EXIT };
@@ -95,11 +72,11 @@ static void child(int sock, int threaded)
 
 	fd = fl_uffd_open(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (fd < 0) {
-		send_fd(sock, -1, (char)errno);
+		report(wfd, -1, errno);
 		_exit(1);
 	}
 	if (ioctl(fd, UFFDIO_API, &api)) {
-		send_fd(sock, -1, (char)errno);
+		report(wfd, -1, errno);
 		_exit(1);
 	}
 	mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -108,10 +85,12 @@ static void child(int sock, int threaded)
 	reg.range.len = 4096;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
 	if (mem == MAP_FAILED || ioctl(fd, UFFDIO_REGISTER, &reg)) {
-		send_fd(sock, -1, (char)errno);
+		report(wfd, -1, errno);
 		_exit(1);
 	}
-	if (send_fd(sock, fd, 0))
+	report(wfd, fd, 0);
+	/* wait until the monitor holds the fd, then go */
+	if (read(rfd, &api, 1) != 1)
 		_exit(1);
 	if (threaded) {
 		if (pthread_create(&t, NULL, thread_exit, NULL))
@@ -127,28 +106,46 @@ static void round_trip(int threaded)
 {
 	struct uffd_msg msg;
 	struct pollfd pfd;
-	int sv[2], fd, status, n;
+	int up[2], down[2], msg2[2], fd, pidfd, status, n;
 	double t0, t_exit;
 	pid_t pid, w;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-		FL_FAIL("socketpair: %s", strerror(errno));
+	if (pipe(up) || pipe(down))
+		FL_FAIL("pipe: %s", strerror(errno));
 	pid = fork();
 	if (pid < 0)
 		FL_FAIL("fork: %s", strerror(errno));
 	if (pid == 0) {
-		close(sv[0]);
-		child(sv[1], threaded);
+		close(up[0]);
+		close(down[1]);
+		child(up[1], down[0], threaded);
 	}
-	close(sv[1]);
-	fd = recv_fd(sv[0]);
-	close(sv[0]);
-	if (fd < 0) {
+	close(up[1]);
+	close(down[0]);
+	if (read(up[0], msg2, sizeof(msg2)) != sizeof(msg2)) {
+		msg2[0] = -1;
+		msg2[1] = EPIPE;
+	}
+	if (msg2[0] < 0) {
 		waitpid(pid, &status, 0);
-		if (fd == -EINVAL)
+		if (msg2[1] == EINVAL)
 			FL_FAIL("UFFDIO_API rejects UFFD_FEATURE_EVENT_EXIT: kernel lacks the exit event (EINVAL)");
-		FL_FAIL("child could not set up its userfaultfd: %s", strerror(-fd));
+		FL_FAIL("child could not set up its userfaultfd: %s", strerror(msg2[1]));
 	}
+	pidfd = (int)syscall(__NR_pidfd_open, pid, 0);
+	fd = pidfd < 0 ? -1 : (int)syscall(__NR_pidfd_getfd, pidfd, msg2[0], 0);
+	if (fd < 0) {
+		n = errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		FL_SKIP("cannot take the child's userfaultfd with pidfd_getfd: %s", strerror(n));
+	}
+	close(pidfd);
+	/* let the child exit; from here on nobody reads the uffd until reaped */
+	if (write(down[1], "x", 1) != 1)
+		FL_FAIL("pipe write: %s", strerror(errno));
+	close(down[1]);
+	close(up[0]);
 
 	/* reap the child without reading the uffd: exit must not block */
 	t0 = now();

@@ -1,0 +1,295 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build a small 6.12 kernel with and/or without the faultline patch series,
+# boot it under QEMU with static test programs in an initramfs, and check
+# each test's result against the expectation for that kernel.
+#
+#   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--host]
+#                             [--tests a,b] [--kvm] [--boot-timeout S]
+#
+# See README.md next to this script. Build trees live outside the repository
+# in $FAULTLINE_KERNEL_CACHE (default /var/cache/faultline-kernel) and are
+# built in place, so a second run only rebuilds what changed.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${FAULTLINE_KERNEL_CACHE:-/var/cache/faultline-kernel}
+SRC_PKG=linux-source-6.12
+TARBALL=/usr/src/linux-source-6.12.tar.xz
+FRAGMENT=$HERE/faultline.config
+JOBS=${FAULTLINE_KERNEL_JOBS:-2}
+BOOT_TIMEOUT=240
+ALL_TESTS=exit_event,pinned_scan,racewrite,wp_racewrite
+TESTS=$ALL_TESTS
+KINDS=(unpatched patched)
+RUN_HOST=0
+TRY_KVM=0
+
+# Tests that need the series: they must FAIL without it (expected failures)
+# and PASS with it. All others must PASS on every kernel.
+declare -A NEEDS_SERIES=([exit_event]=1 [pinned_scan]=1)
+
+usage() {
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--both) KINDS=(unpatched patched) ;;
+	--patched) KINDS=(patched) ;;
+	--unpatched) KINDS=(unpatched) ;;
+	--host) RUN_HOST=1 ;;
+	--tests) TESTS=$2; shift ;;
+	--kvm) TRY_KVM=1 ;;
+	--boot-timeout) BOOT_TIMEOUT=$2; shift ;;
+	-h|--help) usage ;;
+	*) echo "run.sh: unknown argument '$1'" >&2; usage ;;
+	esac
+	shift
+done
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+die() { printf '[run.sh] error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---------------------------------------------------------------- packages
+ensure_packages() {
+	local pkgs=(linux-source-6.12 qemu-system-x86 ccache gcc make flex bison bc
+		    libelf-dev libssl-dev cpio lz4 xz-utils perl git libc6-dev)
+	local missing=() p
+	for p in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	[ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root or install them)"
+	log "installing ${missing[*]}"
+	apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ------------------------------------------------------------ source trees
+SRC_VERSION=
+tree_dir() { echo "$CACHE/6.12/$1"; }
+
+# unpack the Debian source once per package version
+ensure_tree() {
+	local kind=$1 dir stamp
+	dir=$(tree_dir "$kind")
+	stamp=$dir/.faultline-source
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$SRC_VERSION" ]; then
+		return 0
+	fi
+	log "unpacking $SRC_PKG $SRC_VERSION into $dir"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	tar -xf "$TARBALL" -C "$dir" --strip-components=1
+	if [ "$kind" = patched ]; then
+		# a git repository, so the series is applied with git am
+		(cd "$dir" &&
+		 git init -q -b base &&
+		 git config user.name "faultline harness" &&
+		 git config user.email dev@faultline.invalid &&
+		 git add -f -A . &&
+		 git commit -q -m "$SRC_PKG $SRC_VERSION" &&
+		 git tag pristine)
+	fi
+	echo "$SRC_VERSION" > "$stamp"
+}
+
+series() { ls "$HERE"/0[0-9][0-9][0-9]-*.patch | grep -v '/0000-cover-letter.patch$'; }
+
+# apply the series unless exactly these changes are already on top of pristine
+ensure_series() {
+	local dir want have
+	dir=$(tree_dir patched)
+	want=$(cat $(series) | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
+	have=$(git -C "$dir" format-patch --stdout pristine..HEAD 2>/dev/null |
+	       git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
+	if [ -n "$want" ] && [ "$want" = "$have" ]; then
+		log "series already applied to $dir"
+		return 0
+	fi
+	log "applying $(series | wc -l) patches to $dir"
+	git -C "$dir" am --abort >/dev/null 2>&1 || true
+	git -C "$dir" checkout -q -B faultline pristine
+	git -C "$dir" am -q $(series) || die "series does not apply to $SRC_PKG $SRC_VERSION"
+}
+
+# tinyconfig + fragment, redone only when the fragment changed
+ensure_config() {
+	local dir=$1 sum
+	sum=$(cat "$FRAGMENT" | sha256sum | cut -c1-16)
+	if [ -f "$dir/.config" ] && [ "$(cat "$dir/.faultline-config" 2>/dev/null)" = "$sum" ]; then
+		return 0
+	fi
+	log "configuring $dir (tinyconfig + $(basename "$FRAGMENT"))"
+	(cd "$dir" &&
+	 make -s tinyconfig >/dev/null &&
+	 scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" >/dev/null &&
+	 make -s olddefconfig >/dev/null)
+	local opt
+	for opt in $(grep -o '^CONFIG_[A-Z0-9_]*=y' "$FRAGMENT" | cut -d= -f1); do
+		grep -q "^$opt=y" "$dir/.config" || log "warning: $opt did not stick in .config"
+	done
+	echo "$sum" > "$dir/.faultline-config"
+}
+
+build_kernel() {
+	local kind=$1 dir cc=gcc t0 logf
+	dir=$(tree_dir "$kind")
+	command -v ccache >/dev/null && cc="ccache gcc"
+	logf=$CACHE/logs/build-$kind.log
+	t0=$(now)
+	log "building $kind kernel (make -j$JOBS, CC='$cc', log $logf)"
+	if ! nice -n 10 make -C "$dir" -j"$JOBS" CC="$cc" bzImage > "$logf" 2>&1; then
+		tail -30 "$logf" >&2
+		die "$kind kernel build failed"
+	fi
+	BUILD_TIME[$kind]=$(since "$t0")
+	log "$kind kernel built in ${BUILD_TIME[$kind]} s"
+}
+
+# ------------------------------------------------------------------ tests
+build_tests() {
+	local out=$CACHE/tests-bin t src
+	mkdir -p "$out"
+	for src in "$HERE"/tests/*.c; do
+		t=$(basename "$src" .c)
+		if [ ! -x "$out/$t" ] || [ "$src" -nt "$out/$t" ] ||
+		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ]; then
+			gcc -static -O2 -Wall -Wextra -Werror -pthread -o "$out/$t" "$src" ||
+				die "cannot build test $t"
+		fi
+	done
+}
+
+make_initramfs() {
+	local out=$CACHE/tests-bin list=$CACHE/initramfs.list t
+	local gen
+	gen=$(tree_dir unpatched)/usr/gen_init_cpio
+	[ -x "$gen" ] || gen=$(tree_dir patched)/usr/gen_init_cpio
+	[ -x "$gen" ] || die "usr/gen_init_cpio not built"
+	{
+		echo "dir /bin 0755 0 0"
+		echo "dir /dev 0755 0 0"
+		echo "dir /proc 0755 0 0"
+		echo "dir /sys 0755 0 0"
+		echo "dir /tmp 1777 0 0"
+		echo "nod /dev/console 0600 0 0 c 5 1"
+		echo "file /init $out/init 0755 0 0"
+		for t in ${TESTS//,/ }; do
+			[ -x "$out/$t" ] || die "no test program '$t'"
+			echo "file /bin/$t $out/$t 0755 0 0"
+		done
+	} > "$list"
+	"$gen" "$list" > "$CACHE/initramfs.cpio"
+}
+
+boot() {
+	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log
+	timeout --foreground -k 5 "$BOOT_TIMEOUT" \
+		qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
+		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
+		-initrd "$CACHE/initramfs.cpio" \
+		-append "console=ttyS0 panic=-1 fltests=$TESTS" \
+		-smp 2 -m 512M < /dev/null > "$logf" 2>&1 || true
+	tr -d '\r' < "$logf" > "$logf.txt"
+	grep -q '^FAULTLINE-DONE' "$logf.txt"
+}
+
+boot_kernel() {
+	local kind=$1 t0
+	t0=$(now)
+	# /dev/kvm on these machines cannot boot stock Linux guests (emulation
+	# failures, see KERNEL-NOTES.md): TCG by default, KVM only when asked,
+	# falling back to TCG.
+	if [ "$TRY_KVM" = 1 ] && [ -w /dev/kvm ]; then
+		local save=$BOOT_TIMEOUT
+		BOOT_TIMEOUT=30
+		if boot "$kind" kvm; then
+			BOOT_TIMEOUT=$save
+			BOOT_ACCEL[$kind]=kvm
+			BOOT_TIME[$kind]=$(since "$t0")
+			return 0
+		fi
+		BOOT_TIMEOUT=$save
+		log "KVM boot of the $kind kernel failed, falling back to TCG"
+		t0=$(now)
+	fi
+	BOOT_ACCEL[$kind]=tcg
+	if ! boot "$kind" tcg; then
+		log "$kind guest did not finish within $BOOT_TIMEOUT s; last lines:"
+		tail -15 "$CACHE/logs/boot-$kind.log.txt" >&2
+	fi
+	BOOT_TIME[$kind]=$(since "$t0")
+}
+
+# compare results (file with FAULTLINE-RESULT lines) to the expectation
+STATUS=0
+check_results() {
+	local where=$1 patched=$2 file=$3 t got want line
+	for t in ${TESTS//,/ }; do
+		line=$(grep -a "^FAULTLINE-RESULT $t " "$file" | tail -1 || true)
+		got=$(echo "$line" | awk '{print $3}')
+		[ -n "$got" ] || got=MISSING
+		want=PASS
+		[ "$patched" = 0 ] && [ -n "${NEEDS_SERIES[$t]:-}" ] && want=FAIL
+		if [ "$got" = "$want" ]; then
+			verdict=ok
+		else
+			verdict=UNEXPECTED
+			STATUS=1
+		fi
+		[ "$want" = FAIL ] && [ "$got" = FAIL ] && verdict="ok (expected failure)"
+		printf '  %-10s %-13s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" \
+			"$(echo "$line" | cut -d' ' -f4-)"
+	done
+}
+
+# ------------------------------------------------------------------- main
+declare -A BUILD_TIME BOOT_TIME BOOT_ACCEL
+mkdir -p "$CACHE/logs"
+T_ALL=$(now)
+ensure_packages
+[ -f "$TARBALL" ] || die "$TARBALL missing after installing $SRC_PKG"
+SRC_VERSION=$(dpkg-query -W -f='${Version}' "$SRC_PKG")
+build_tests
+
+for kind in "${KINDS[@]}"; do
+	ensure_tree "$kind"
+	[ "$kind" = patched ] && ensure_series
+	ensure_config "$(tree_dir "$kind")"
+	build_kernel "$kind"
+done
+make_initramfs
+for kind in "${KINDS[@]}"; do
+	log "booting $kind kernel"
+	boot_kernel "$kind"
+done
+
+echo
+echo "faultline kernel tests ($SRC_PKG $SRC_VERSION, series: $(series | wc -l) patches)"
+for kind in "${KINDS[@]}"; do
+	f=$CACHE/logs/boot-$kind.log.txt
+	printf '%s kernel %s: build %s s, boot+tests %s s (%s, %s CPUs)\n' "$kind" \
+		"$(grep -a '^FAULTLINE-KERNEL' "$f" | awk '{print $2}')" \
+		"${BUILD_TIME[$kind]}" "${BOOT_TIME[$kind]}" "${BOOT_ACCEL[$kind]}" \
+		"$(grep -a '^FAULTLINE-CPUS' "$f" | awk '{print $2}')"
+	check_results "$kind" "$([ "$kind" = patched ] && echo 1 || echo 0)" "$f"
+done
+if [ "$RUN_HOST" = 1 ]; then
+	hostlog=$CACHE/logs/host.log
+	: > "$hostlog"
+	for t in ${TESTS//,/ }; do
+		timeout 60 "$CACHE/tests-bin/$t" >> "$hostlog" 2>&1 || true
+	done
+	echo "host kernel $(uname -r) (no series):"
+	check_results host 0 "$hostlog"
+fi
+echo "total $(since "$T_ALL") s; logs in $CACHE/logs"
+[ "$STATUS" = 0 ] && echo "RESULT: all tests as expected" || echo "RESULT: UNEXPECTED results"
+exit "$STATUS"

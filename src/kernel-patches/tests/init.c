@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /init of the test initramfs: mount what the tests need, run every test
+ * named on the kernel command line (fltests=a,b,c) or the built-in list,
+ * each with a time limit, then reboot (QEMU runs with -no-reboot, so this
+ * ends the VM). run.sh parses the FAULTLINE-RESULT lines from the console.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define TEST_TIMEOUT 30
+
+static const char *const default_tests[] = {
+	"exit_event", "pinned_scan", "racewrite", "wp_racewrite", NULL,
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void run_test(const char *name)
+{
+	char path[256];
+	double t0 = now();
+	int status = 0;
+	pid_t pid, w;
+
+	snprintf(path, sizeof(path), "/bin/%s", name);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { path, NULL };
+		char *envp[] = { "TMPDIR=/tmp", "PATH=/bin", NULL };
+
+		execve(path, argv, envp);
+		dprintf(1, "FAULTLINE-RESULT %s FAIL cannot exec %s: %s\n", name, path,
+			strerror(errno));
+		_exit(127);
+	}
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (now() - t0 > TEST_TIMEOUT) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			dprintf(1, "FAULTLINE-RESULT %s FAIL timed out after %d s\n", name,
+				TEST_TIMEOUT);
+			return;
+		}
+		usleep(2000);
+	}
+	if (WIFSIGNALED(status))
+		dprintf(1, "FAULTLINE-RESULT %s FAIL killed by signal %d\n", name,
+			WTERMSIG(status));
+	dprintf(1, "FAULTLINE-TIME %s %.2f s\n", name, now() - t0);
+}
+
+int main(void)
+{
+	char *list = getenv("fltests"), *tok, *save = NULL;
+	char buf[64];
+	FILE *f;
+
+	mkdir("/proc", 0755);
+	mkdir("/sys", 0755);
+	mkdir("/dev", 0755);
+	mkdir("/tmp", 01777);
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
+
+	f = fopen("/proc/sys/kernel/osrelease", "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		dprintf(1, "FAULTLINE-KERNEL %s", buf);
+	if (f)
+		fclose(f);
+	dprintf(1, "FAULTLINE-CPUS %ld\n", sysconf(_SC_NPROCESSORS_ONLN));
+
+	if (list && *list) {
+		for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			run_test(tok);
+	} else {
+		for (int i = 0; default_tests[i]; i++)
+			run_test(default_tests[i]);
+	}
+	dprintf(1, "FAULTLINE-DONE\n");
+	sync();
+	reboot(RB_AUTOBOOT);
+	return 0;
+}
