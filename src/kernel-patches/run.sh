@@ -20,7 +20,7 @@ TARBALL=/usr/src/linux-source-6.12.tar.xz
 FRAGMENT=$HERE/faultline.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
 BOOT_TIMEOUT=240
-ALL_TESTS=exit_event,pinned_scan,racewrite,wp_racewrite
+ALL_TESTS=exit_event,uffd_selftest,pinned_scan,racewrite,wp_racewrite
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
 RUN_HOST=0
@@ -28,7 +28,7 @@ TRY_KVM=0
 
 # Tests that need the series: they must FAIL without it (expected failures)
 # and PASS with it. All others must PASS on every kernel.
-declare -A NEEDS_SERIES=([exit_event]=1 [pinned_scan]=1)
+declare -A NEEDS_SERIES=([exit_event]=1 [uffd_selftest]=1 [pinned_scan]=1)
 
 usage() {
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
@@ -167,6 +167,23 @@ build_tests() {
 	done
 }
 
+# the kernel's own selftest (with the events-exit case of patch 1), static,
+# from the patched tree against its own uapi headers
+build_selftest() {
+	local dir mm out=$CACHE/tests-bin/uffd-unit-tests
+	dir=$(tree_dir patched)
+	mm=$dir/tools/testing/selftests/mm
+	if [ -x "$out" ] && [ "$out" -nt "$mm/uffd-unit-tests.c" ] &&
+	   [ "$out" -nt "$dir/include/uapi/linux/userfaultfd.h" ]; then
+		return 0
+	fi
+	log "building tools/testing/selftests/mm/uffd-unit-tests (static)"
+	make -s -C "$dir" headers >/dev/null 2>&1 || die "make headers failed in $dir"
+	gcc -static -O2 -pthread -w -isystem "$dir/usr/include" -I "$dir/tools/include" \
+		-o "$out" "$mm/uffd-unit-tests.c" "$mm/uffd-common.c" "$mm/vm_util.c" ||
+		die "cannot build uffd-unit-tests"
+}
+
 make_initramfs() {
 	local out=$CACHE/tests-bin list=$CACHE/initramfs.list t
 	local gen
@@ -185,6 +202,10 @@ make_initramfs() {
 			[ -x "$out/$t" ] || die "no test program '$t'"
 			echo "file /bin/$t $out/$t 0755 0 0"
 		done
+		case ",$TESTS," in
+		*,uffd_selftest,*)
+			echo "file /bin/uffd-unit-tests $out/uffd-unit-tests 0755 0 0" ;;
+		esac
 	} > "$list"
 	"$gen" "$list" > "$CACHE/initramfs.cpio"
 }
@@ -259,9 +280,12 @@ ensure_packages
 SRC_VERSION=$(dpkg-query -W -f='${Version}' "$SRC_PKG")
 build_tests
 
+# the patched tree is needed for the selftest source even with --unpatched
+ensure_tree patched
+ensure_series
+build_selftest
 for kind in "${KINDS[@]}"; do
 	ensure_tree "$kind"
-	[ "$kind" = patched ] && ensure_series
 	ensure_config "$(tree_dir "$kind")"
 	build_kernel "$kind"
 done
