@@ -5,8 +5,9 @@
 # boot it under QEMU with static test programs in an initramfs, and check
 # each test's result against the expectation for that kernel.
 #
-#   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--host]
-#                             [--tests a,b] [--kvm] [--boot-timeout S]
+#   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--debug]
+#                             [--host] [--tests a,b] [--kvm]
+#                             [--boot-timeout S]
 #
 # See README.md next to this script. Build trees live outside the repository
 # in $FAULTLINE_KERNEL_CACHE (default /var/cache/faultline-kernel) and are
@@ -18,6 +19,7 @@ CACHE=${FAULTLINE_KERNEL_CACHE:-/var/cache/faultline-kernel}
 SRC_PKG=linux-source-6.12
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 FRAGMENT=$HERE/faultline.config
+DEBUG_FRAGMENT=$HERE/faultline-debug.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
 BOOT_TIMEOUT=240
 ALL_TESTS=exit_event,uffd_selftest,pinned_scan,racewrite,wp_racewrite
@@ -25,6 +27,7 @@ TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
 RUN_HOST=0
 TRY_KVM=0
+DEBUG=0
 
 # Tests that need the series: they must FAIL without it (expected failures)
 # and PASS with it. All others must PASS on every kernel.
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
 	--both) KINDS=(unpatched patched) ;;
 	--patched) KINDS=(patched) ;;
 	--unpatched) KINDS=(unpatched) ;;
+	--debug) DEBUG=1 ;;
 	--host) RUN_HOST=1 ;;
 	--tests) TESTS=$2; shift ;;
 	--kvm) TRY_KVM=1 ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+[ "$DEBUG" = 1 ] && KINDS+=(debug)
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { printf '[run.sh] error: %s\n' "$*" >&2; exit 1; }
@@ -87,7 +92,7 @@ ensure_tree() {
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	tar -xf "$TARBALL" -C "$dir" --strip-components=1
-	if [ "$kind" = patched ]; then
+	if [ "$kind" != unpatched ]; then
 		# a git repository, so the series is applied with git am
 		(cd "$dir" &&
 		 git init -q -b base &&
@@ -105,7 +110,7 @@ series() { ls "$HERE"/0[0-9][0-9][0-9]-*.patch | grep -v '/0000-cover-letter.pat
 # apply the series unless exactly these changes are already on top of pristine
 ensure_series() {
 	local dir want have
-	dir=$(tree_dir patched)
+	dir=$(tree_dir "$1")
 	want=$(cat $(series) | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
 	have=$(git -C "$dir" format-patch --stdout pristine..HEAD 2>/dev/null |
 	       git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
@@ -119,20 +124,21 @@ ensure_series() {
 	git -C "$dir" am -q $(series) || die "series does not apply to $SRC_PKG $SRC_VERSION"
 }
 
-# tinyconfig + fragment, redone only when the fragment changed
+# tinyconfig + fragment(s), redone only when a fragment changed
 ensure_config() {
-	local dir=$1 sum
-	sum=$(cat "$FRAGMENT" | sha256sum | cut -c1-16)
+	local dir=$1 sum frags=("$FRAGMENT")
+	[ "$(basename "$dir")" = debug ] && frags+=("$DEBUG_FRAGMENT")
+	sum=$(cat "${frags[@]}" | sha256sum | cut -c1-16)
 	if [ -f "$dir/.config" ] && [ "$(cat "$dir/.faultline-config" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
 	log "configuring $dir (tinyconfig + $(basename "$FRAGMENT"))"
 	(cd "$dir" &&
 	 make -s tinyconfig >/dev/null &&
-	 scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" >/dev/null &&
+	 scripts/kconfig/merge_config.sh -m .config "${frags[@]}" >/dev/null &&
 	 make -s olddefconfig >/dev/null)
 	local opt
-	for opt in $(grep -o '^CONFIG_[A-Z0-9_]*=y' "$FRAGMENT" | cut -d= -f1); do
+	for opt in $(cat "${frags[@]}" | grep -o '^CONFIG_[A-Z0-9_]*=y' | cut -d= -f1); do
 		grep -q "^$opt=y" "$dir/.config" || log "warning: $opt did not stick in .config"
 	done
 	echo "$sum" > "$dir/.faultline-config"
@@ -282,10 +288,11 @@ build_tests
 
 # the patched tree is needed for the selftest source even with --unpatched
 ensure_tree patched
-ensure_series
+ensure_series patched
 build_selftest
 for kind in "${KINDS[@]}"; do
 	ensure_tree "$kind"
+	[ "$kind" = debug ] && ensure_series debug
 	ensure_config "$(tree_dir "$kind")"
 	build_kernel "$kind"
 done
@@ -303,7 +310,13 @@ for kind in "${KINDS[@]}"; do
 		"$(grep -a '^FAULTLINE-KERNEL' "$f" | awk '{print $2}')" \
 		"${BUILD_TIME[$kind]}" "${BOOT_TIME[$kind]}" "${BOOT_ACCEL[$kind]}" \
 		"$(grep -a '^FAULTLINE-CPUS' "$f" | awk '{print $2}')"
-	check_results "$kind" "$([ "$kind" = patched ] && echo 1 || echo 0)" "$f"
+	check_results "$kind" "$([ "$kind" = unpatched ] && echo 0 || echo 1)" "$f"
+	# any kernel complaint on the console is a failure (KASAN, lockdep, BUG)
+	if grep -aqE 'BUG:|WARNING:|KASAN|possible (recursive|circular) locking|Kernel panic|Oops|list_(add|del) corruption' "$f"; then
+		echo "  $kind: kernel complained on the console:"
+		grep -aE 'BUG:|WARNING:|KASAN|locking|Kernel panic|Oops|corruption' "$f" | head -5 | sed 's/^/    /'
+		STATUS=1
+	fi
 done
 if [ "$RUN_HOST" = 1 ]; then
 	hostlog=$CACHE/logs/host.log
