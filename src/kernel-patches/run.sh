@@ -132,7 +132,7 @@ ensure_config() {
 	if [ -f "$dir/.config" ] && [ "$(cat "$dir/.faultline-config" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
-	log "configuring $dir (tinyconfig + $(basename "$FRAGMENT"))"
+	log "configuring $dir (tinyconfig + $(basename -a "${frags[@]}" | paste -sd+))"
 	(cd "$dir" &&
 	 make -s tinyconfig >/dev/null &&
 	 scripts/kconfig/merge_config.sh -m .config "${frags[@]}" >/dev/null &&
