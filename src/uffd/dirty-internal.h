@@ -20,6 +20,7 @@ struct fl_dirty {
 	size_t vec_len;
 	/* WP_FAULTS method: the handler thread records first writes here. */
 	_Atomic uint64_t *live;
+	uint64_t *present, *scratch; /* pages mapped at the last collect / now */
 	pthread_t thread;
 	bool thread_started;
 	int stop_fd; /* eventfd that stops the handler */

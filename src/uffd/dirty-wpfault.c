@@ -5,8 +5,11 @@
  *
  * The range is registered MISSING|WP. A WP fault marks the page dirty and
  * un-protects it; a missing fault (a page never touched, or emptied by
- * MADV_DONTNEED: both lose the protection) marks it dirty and maps a zero
- * page. Collect takes the bits first and re-protects after, both under the
+ * MADV_DONTNEED: both lose the protection) marks it dirty and maps zeros.
+ * A page emptied by MADV_DONTNEED and not touched since raises no fault at
+ * all, yet its contents changed (to zeros): collect finds those by reading
+ * /proc/self/pagemap, as pages present at the last collect and absent now.
+ * Collect takes the bits first and re-protects after, both under the
  * lock the handler holds for "mark + un-protect": a write that lands between
  * taking and protecting is inside a page this collect reports (the caller
  * copies it afterwards); a write after the protect faults and is recorded
@@ -14,6 +17,7 @@
  * but it never misses a write.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,35 @@ static void mark(struct fl_dirty *d, uint64_t addr)
 	atomic_fetch_or(&d->live[page / 64], 1ULL << (page % 64));
 }
 
+/* Zeros for missing faults. UFFDIO_ZEROPAGE is not used: over a uffd-wp
+ * marker (left by write-protecting an empty entry) it answers EEXIST
+ * although nothing is mapped, and the faulting thread would spin. */
+static const char zeros[FL_PAGE] __attribute__((aligned(4096)));
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PAGEMAP_CHUNK 512
+
+/* One bit per page: mapped (present or swapped) right now. */
+static int read_present(struct fl_dirty *d, uint64_t *present)
+{
+	uint64_t entries[PAGEMAP_CHUNK];
+
+	memset(present, 0, fl_bitmap_words(d->pages) * sizeof(uint64_t));
+	for (size_t i = 0; i < d->pages; i += PAGEMAP_CHUNK) {
+		size_t n = d->pages - i < PAGEMAP_CHUNK ? d->pages - i : PAGEMAP_CHUNK;
+		off_t off = (off_t)((d->start / FL_PAGE + i) * sizeof(uint64_t));
+		ssize_t got = pread(d->pagemap_fd, entries, n * sizeof(uint64_t), off);
+
+		if (got != (ssize_t)(n * sizeof(uint64_t)))
+			return got < 0 ? -errno : -EIO;
+		for (size_t j = 0; j < n; j++)
+			if (entries[j] & (PM_PRESENT | PM_SWAP))
+				present[(i + j) / 64] |= 1ULL << ((i + j) % 64);
+	}
+	return 0;
+}
+
 static int serve(struct fl_dirty *d, const struct fl_uffd_event *ev)
 {
 	uint64_t page = ev->fault.address & ~(FL_PAGE - 1);
@@ -41,7 +74,7 @@ static int serve(struct fl_dirty *d, const struct fl_uffd_event *ev)
 	if (ev->fault.flags & FL_FAULT_WP)
 		ret = fl_uffd_writeprotect(d->uffd.fd, page, FL_PAGE, false, 0);
 	else
-		ret = fl_uffd_zeropage(d->uffd.fd, page, FL_PAGE, FL_PAGE, 0, NULL);
+		ret = fl_uffd_copy(d->uffd.fd, page, zeros, FL_PAGE, FL_PAGE, 0, NULL);
 	pthread_mutex_unlock(&d->lock);
 	return ret;
 }
@@ -82,10 +115,16 @@ int fl_dirty_wpfault_start(struct fl_dirty *d)
 	int ret;
 
 	d->live = calloc(words, sizeof(uint64_t));
-	if (!d->live)
+	d->present = calloc(words, sizeof(uint64_t));
+	d->scratch = calloc(words, sizeof(uint64_t));
+	if (!d->live || !d->present || !d->scratch)
 		return -ENOMEM;
-	ret = fl_uffd_create(&d->uffd, 0, UFFD_FEATURE_WP_UNPOPULATED,
-			     UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL);
+	d->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (d->pagemap_fd < 0)
+		return -errno;
+	/* Empty entries are left unprotected on purpose: MISSING mode catches
+	 * the first touch of those. */
+	ret = fl_uffd_create(&d->uffd, 0, 0, UFFD_FEATURE_PAGEFAULT_FLAG_WP, NULL);
 	if (ret < 0)
 		return ret;
 	ret = fl_uffd_register(d->uffd.fd, d->start, d->len,
@@ -94,6 +133,9 @@ int fl_dirty_wpfault_start(struct fl_dirty *d)
 	if (ret < 0)
 		return ret;
 	ret = fl_uffd_writeprotect(d->uffd.fd, d->start, d->len, true, 0);
+	if (ret < 0)
+		return ret;
+	ret = read_present(d, d->present);
 	if (ret < 0)
 		return ret;
 	d->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -115,12 +157,8 @@ int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 	if (d->thread_err)
 		return d->thread_err;
 	pthread_mutex_lock(&d->lock);
-	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
-		uint64_t bits = atomic_exchange(&d->live[w], 0);
-
-		bitmap[w] = bits;
-		count += (size_t)__builtin_popcountll(bits);
-	}
+	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++)
+		bitmap[w] = atomic_exchange(&d->live[w], 0);
 	/* Re-protect each dirty run, one ioctl per run. */
 	for (size_t i = 0; i < d->pages && ret == 0;) {
 		size_t j = i;
@@ -134,6 +172,16 @@ int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 		ret = fl_uffd_writeprotect(d->uffd.fd, d->start + i * FL_PAGE,
 					   (j - i) * FL_PAGE, true, 0);
 		i = j;
+	}
+	/* Pages emptied since the last look: present then, absent now. */
+	if (ret == 0)
+		ret = read_present(d, d->scratch);
+	if (ret == 0) {
+		for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
+			bitmap[w] |= d->present[w] & ~d->scratch[w];
+			d->present[w] = d->scratch[w];
+			count += (size_t)__builtin_popcountll(bitmap[w]);
+		}
 	}
 	pthread_mutex_unlock(&d->lock);
 	if (ndirty)

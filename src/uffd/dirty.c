@@ -199,6 +199,8 @@ void fl_dirty_destroy(struct fl_dirty *d)
 		close(d->pagemap_fd);
 	free(d->vec);
 	free((void *)d->live);
+	free(d->present);
+	free(d->scratch);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
