@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Count test cases (TAP subtests) in meson's test log: one closing line
+'N passed, N failed, N skipped'. A test program that died before reporting
+all its planned cases counts the missing ones as failed."""
+import json
+import re
+import sys
+
+
+def count(build_dirs):
+    passed = failed = skipped = 0
+    for d in build_dirs:
+        with open(f"{d}/meson-logs/testlog.json") as f:
+            for line in f:
+                t = json.loads(line)
+                out = t.get("stdout") or ""
+                plan = re.search(r"^1\.\.(\d+)", out, re.M)
+                oks = re.findall(r"^(ok|not ok)\b.*$", out, re.M)
+                lines = re.findall(r"^(?:ok|not ok)\b.*$", out, re.M)
+                if not plan:  # not a TAP program: one result
+                    if t["result"] == "OK":
+                        passed += 1
+                    elif t["result"] == "SKIP":
+                        skipped += 1
+                    else:
+                        failed += 1
+                    continue
+                for l in lines:
+                    if l.startswith("not ok"):
+                        failed += 1
+                    elif re.search(r"#\s*SKIP", l, re.I):
+                        skipped += 1
+                    else:
+                        passed += 1
+                failed += max(0, int(plan.group(1)) - len(oks))
+                if t["result"] not in ("OK", "SKIP") and not any(
+                        l.startswith("not ok") for l in lines) and len(oks) == int(plan.group(1)):
+                    failed += 1  # e.g. crashed after its last case
+    return passed, failed, skipped
+
+
+if __name__ == "__main__":
+    p, f, s = count(sys.argv[1:] or ["build"])
+    print(f"{p} passed, {f} failed" + (f", {s} skipped" if s else ""))
+    sys.exit(1 if f else 0)
