@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench: this machine's limits and faultline's raw kernel-interface costs,
+ * the baseline every later figure is quoted against. Never fails on a time.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static void fig(double v, const char *fmt)
+{
+	if (v < 0)
+		printf("%9s", "-");
+	else
+		printf(fmt, v);
+}
+
+static void print_table(const struct table *t, const struct bench_opts *o)
+{
+	struct utsname u;
+
+	uname(&u);
+	printf("faultline bench: Linux %s, %ld CPUs, working set %zu MiB, median of %d\n\n",
+	       u.release, sysconf(_SC_NPROCESSORS_ONLN), o->mib, o->reps);
+	printf("%-34s %-8s %9s %9s %9s %9s %9s  %s\n", "operation", "per call",
+	       "ns/page", "GB/s", "p50 us", "p99 us", "ms/GiB", "note");
+	for (size_t i = 0; i < t->n; i++) {
+		const struct row *r = &t->rows[i];
+
+		printf("%-34s %-8s ", r->what, r->per_call);
+		fig(r->ns_per_page, "%9.0f");
+		fig(r->gbps, " %8.2f");
+		fig(r->p50_us, " %8.1f");
+		fig(r->p99_us, " %8.1f");
+		fig(r->ms_per_gib, " %8.2f");
+		printf("  %s\n", r->note);
+	}
+}
+
+static void json_num(const char *key, double v, bool comma)
+{
+	if (v < 0)
+		printf("\"%s\": null%s", key, comma ? ", " : "");
+	else
+		printf("\"%s\": %.4g%s", key, v, comma ? ", " : "");
+}
+
+static void print_json(const struct table *t, const struct bench_opts *o)
+{
+	printf("{\"working_set_mib\": %zu, \"reps\": %d, \"rows\": [\n", o->mib, o->reps);
+	for (size_t i = 0; i < t->n; i++) {
+		const struct row *r = &t->rows[i];
+
+		printf("  {\"operation\": \"%s\", \"per_call\": \"%s\", ", r->what, r->per_call);
+		json_num("ns_per_page", r->ns_per_page, true);
+		json_num("gbps", r->gbps, true);
+		json_num("p50_us", r->p50_us, true);
+		json_num("p99_us", r->p99_us, true);
+		json_num("ms_per_gib", r->ms_per_gib, true);
+		printf("\"note\": \"%s\"}%s\n", r->note, i + 1 < t->n ? "," : "");
+	}
+	printf("]}\n");
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: bench [--quick] [--json] [--mib N] [--reps N] [--faults N]\n"
+		     "  --quick    small sizes, for a smoke run (seconds)\n"
+		     "  --mib N    working set per measurement (default 512)\n"
+		     "  --reps N   repetitions, median reported (default 5, max 32)\n"
+		     "  --faults N fault round trips per latency run (default 20000)\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quick", no_argument, NULL, 'q' }, { "json", no_argument, NULL, 'j' },
+		{ "mib", required_argument, NULL, 'm' }, { "reps", required_argument, NULL, 'r' },
+		{ "faults", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bench_opts o = { .mib = 512, .reps = 5, .faults = 20000 };
+	static struct table t;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "qjm:r:f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q': o.mib = 32; o.reps = 3; o.faults = 2000; break;
+		case 'j': o.json = true; break;
+		case 'm': o.mib = strtoul(optarg, NULL, 0); break;
+		case 'r': o.reps = atoi(optarg); break;
+		case 'f': o.faults = atoi(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (o.mib < 4 || o.reps < 1 || o.reps > 32 || o.faults < 1) {
+		fprintf(stderr, "bench: --mib must be >= 4, --reps 1..32, --faults >= 1\n");
+		return 2;
+	}
+	if (!o.json)
+		fprintf(stderr, "measuring limits...\n");
+	bench_limits(&t, &o);
+	if (!o.json)
+		fprintf(stderr, "measuring page installs...\n");
+	bench_resolve(&t, &o);
+	if (!o.json)
+		fprintf(stderr, "measuring fault round trips...\n");
+	bench_fault_latency(&t, &o);
+	if (!o.json)
+		fprintf(stderr, "measuring PAGEMAP_SCAN...\n");
+	bench_pagemap_scan(&t, &o);
+	if (o.json)
+		print_json(&t, &o);
+	else
+		print_table(&t, &o);
+	return 0;
+}
