@@ -187,7 +187,6 @@ struct monitor {
 	int fd, snap;
 	uint64_t base, len;
 	uint8_t *present; /* one byte per 2 MiB chunk streamed (or zero) */
-	uint64_t *page_done; /* one bit per page installed by a fault */
 	char *buf;
 	size_t cursor;
 	uint64_t faults, fault_pages, bg_bytes, zero_bytes, fault_ns_total, fault_ns_max;
@@ -377,6 +376,11 @@ int main(int argc, char **argv)
 	       (double)m.fault_ns_max / 1000.0, (double)m.bg_bytes / (1 << 20),
 	       (double)m.zero_bytes / (1 << 20));
 	unlink(path);
+	free(m.present);
+	free(m.buf);
+	close(m.snap);
+	close(m.fd);
+	close(sv[0]);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		fprintf(stderr, "local-restore: FAILED: the restored process %s %d\n",
 			WIFEXITED(status) ? "exited with" : "died of signal",
