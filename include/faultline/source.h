@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * faultline/source.h - where pages come from.
+ *
+ * The monitor talks to a page source through this one small interface:
+ * "give me these pages of this region, urgent or not, and tell me when they
+ * are in this buffer". A snapshot directory, a remote page server and an
+ * in-memory source are implementations; the monitor never knows which one
+ * it has.
+ */
+#ifndef FAULTLINE_SOURCE_H
+#define FAULTLINE_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL_REGION_NAME_MAX 64
+
+/* One memory region of a program, as the source knows it. */
+struct fl_region {
+	uint64_t start;	    /* address in the program when it was saved */
+	uint64_t len;	    /* bytes, a multiple of page_size */
+	uint32_t page_size; /* 4096, or 2 MiB for hugetlb */
+	uint32_t prot;	    /* PROT_READ | PROT_WRITE | PROT_EXEC */
+	char name[FL_REGION_NAME_MAX]; /* "[heap]", a file path, "guest-ram" */
+};
+
+/* One read: pages [offset, offset + len) of a region into buf. */
+struct fl_source_req {
+	uint32_t region; /* index into the source's region table */
+	uint64_t offset; /* byte offset in the region, page aligned */
+	uint64_t len;	 /* bytes, a multiple of the region's page size */
+	void *buf;	 /* page-aligned, len bytes */
+	bool urgent;	 /* a thread is blocked on it: goes before background */
+	int result;	 /* at completion: 0 (all of buf filled) or -errno */
+	void *cookie;	 /* the caller's */
+};
+
+struct fl_source;
+
+typedef void (*fl_source_done_fn)(struct fl_source_req *req, void *arg);
+
+struct fl_source_ops {
+	/* Queue a request (not started until flush). -EBUSY: the queue is
+	 * full, reap first. -EINVAL/-ERANGE: the request is out of bounds. */
+	int (*submit)(struct fl_source *s, struct fl_source_req *req);
+	/* Start everything queued, urgent requests first. */
+	int (*flush)(struct fl_source *s);
+	/* Hand each finished request to done(). Returns how many, or -errno.
+	 * Never blocks. */
+	int (*reap)(struct fl_source *s, fl_source_done_fn done, void *arg);
+	/* Length in bytes of the run of known-zero pages (holes) starting at
+	 * offset, at most max; 0 if offset holds data. Zero runs are mapped
+	 * with UFFDIO_ZEROPAGE and never read. */
+	int64_t (*zero_run)(struct fl_source *s, uint32_t region,
+			    uint64_t offset, uint64_t max);
+	void (*destroy)(struct fl_source *s);
+};
+
+struct fl_source {
+	const struct fl_source_ops *ops;
+	const char *kind; /* "snapshot", "memory", "remote" */
+	const struct fl_region *regions;
+	size_t nregions;
+	/* Readable when reap() has completions; -1 when flush() completes
+	 * everything before it returns (reap right after flush). */
+	int event_fd;
+};
+
+static inline int fl_source_submit(struct fl_source *s, struct fl_source_req *r)
+{
+	return s->ops->submit(s, r);
+}
+
+static inline int fl_source_flush(struct fl_source *s)
+{
+	return s->ops->flush(s);
+}
+
+static inline int fl_source_reap(struct fl_source *s, fl_source_done_fn done,
+				 void *arg)
+{
+	return s->ops->reap(s, done, arg);
+}
+
+static inline int64_t fl_source_zero_run(struct fl_source *s, uint32_t region,
+					 uint64_t offset, uint64_t max)
+{
+	return s->ops->zero_run(s, region, offset, max);
+}
+
+static inline void fl_source_destroy(struct fl_source *s)
+{
+	if (s)
+		s->ops->destroy(s);
+}
+
+/* An in-memory source over caller-owned buffers (tests, embedded use):
+ * region i's bytes are data[i]; a NULL data[i] is all zeros. Completes
+ * synchronously (event_fd == -1). */
+int fl_source_memory_create(struct fl_source **out,
+			    const struct fl_region *regions, size_t n,
+			    const void *const *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAULTLINE_SOURCE_H */
