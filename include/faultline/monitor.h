@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * faultline/monitor.h - the destination fault engine.
+ *
+ * A monitor serves the userfaultfds of one or more processes from a page
+ * source: faults first, the rest streamed in the background; it follows
+ * fork, mremap, MADV_DONTNEED, munmap and exit. One libevent loop, one
+ * thread.
+ */
+#ifndef FAULTLINE_MONITOR_H
+#define FAULTLINE_MONITOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <faultline/handoff.h>
+#include <faultline/source.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_monitor_opts {
+	const char *socket_path;   /* accept handoffs here (NULL: none) */
+	int verbose;		   /* 0 quiet, 1 progress, 2 debug */
+	bool keep_caps;		   /* don't drop capabilities after set-up */
+	bool no_prefetch;	   /* serve faults only */
+	const char *record_faults; /* append each fault's source page here */
+	const char *replay_faults; /* prefetch a recorded order first */
+	unsigned bg_inflight;	   /* background reads in flight (default 4) */
+	size_t bg_chunk;	   /* bytes per background read (default 2 MiB) */
+	bool exit_when_idle;	   /* exit once every process is gone (default
+				      for the command; tests may adopt later) */
+};
+
+struct fl_monitor;
+
+int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
+		      const struct fl_monitor_opts *opts, char *err, size_t errlen);
+
+/* Serve a process: its userfaultfd (the monitor takes it over), its pid
+ * (0 if unknown) and its regions, validated against the source. */
+int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
+		     uint64_t features, const struct fl_handoff_region *r,
+		     size_t n, char *err, size_t errlen);
+
+/* Run until every process served is gone (after at least one came), or
+ * fl_monitor_stop(). Returns 0 or -errno. */
+int fl_monitor_run(struct fl_monitor *m);
+void fl_monitor_stop(struct fl_monitor *m);
+
+/* Statistics: faults, pages copied/zeroed/prefetched, bytes, fault service
+ * latency (p50/p90/p99/max), per-thread blocked time, duration. */
+void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json);
+
+void fl_monitor_destroy(struct fl_monitor *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* The monitor's state, shared by its files (not part of the API). */
+#ifndef FL_MONITOR_INTERNAL_H
+#define FL_MONITOR_INTERNAL_H
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <faultline/monitor.h>
+
+#include "pagestate.h"
+#include "stats.h"
+
+/* One registered range of one process. */
+struct mregion {
+	uint64_t start, len;	/* where it is now (REMAP moves it) */
+	uint32_t page;		/* page size */
+	uint32_t src_region;	/* the source region it comes from */
+	uint64_t src_offset;	/* source offset of `start` */
+	struct pagestate ps;
+	size_t cursor;		/* next page for background prefetch */
+};
+
+/* A served process (one userfaultfd, one mm). */
+struct mproc {
+	struct fl_monitor *mon;
+	int uffd, pidfd;
+	pid_t pid; /* 0 for a fork child (the FORK event carries no pid) */
+	uint64_t features;
+	char label[48];
+	struct mregion *regions; /* sorted by start, non-overlapping */
+	size_t nregions;
+	struct event *uffd_ev, *pidfd_ev;
+	int inflight;	       /* source requests that point at us */
+	bool dead;	       /* gone; freed when inflight drops to 0 */
+	struct mreq *deferred; /* installs waiting for an event (EAGAIN) */
+	struct pfault *pending; /* faults waiting (EAGAIN, or no buffer free) */
+	size_t npending, cap_pending;
+	struct mproc *next;
+	size_t rr_region;      /* background: region being streamed */
+};
+
+struct pfault {
+	uint64_t addr, t_read;
+	uint32_t tid;
+};
+
+/* A read from the source on behalf of one process. */
+struct mreq {
+	struct fl_source_req req; /* first: the source hands it back */
+	struct mproc *proc;
+	uint64_t t_fault;  /* ns when the fault was read (urgent only) */
+	uint32_t tid;
+	char *buf;	   /* from the pool */
+	bool counted;	   /* bytes_read already counted */
+	struct mreq *next; /* free list / deferred list */
+};
+
+struct fl_monitor {
+	struct event_base *base;
+	struct fl_source *src;
+	struct fl_monitor_opts opts;
+	struct mproc *procs;
+	size_t nprocs, ever;
+	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *listen_ev;
+	int listen_fd;
+	struct mreq *free_urgent, *free_bg, *reqs;
+	char *pool;
+	size_t pool_len;
+	unsigned bg_inflight, urgent_inflight;
+	char *zeros; /* a zero page of the largest size, for hugetlb */
+	struct stats stats;
+	FILE *record;
+	uint64_t *replay; /* (src_region << 48 | page) list */
+	size_t nreplay, replay_pos;
+	bool stopping;
+	struct control_conn *conns;
+};
+
+/* proc.c */
+struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features);
+void proc_kill(struct mproc *p, const char *why);
+void procs_reap(struct fl_monitor *m);
+struct mregion *proc_find(struct mproc *p, uint64_t addr);
+/* Where a source page lives in this process now, or NULL. */
+struct mregion *proc_find_src(struct mproc *p, uint32_t src_region,
+			      uint64_t src_off, uint64_t *addr);
+int proc_read_events(struct mproc *p);
+bool proc_done(const struct mproc *p);
+
+/* fetch.c */
+void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
+void fetch_source_ready(struct fl_monitor *m);
+void fetch_completed(struct fl_source_req *req, void *arg);
+void fetch_retry_deferred(struct mproc *p);
+void fetch_pump(struct fl_monitor *m);
+int fetch_pool_init(struct fl_monitor *m);
+void fetch_pool_free(struct fl_monitor *m);
+int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
+
+/* control.c */
+int control_listen(struct fl_monitor *m, const char *path, char *err, size_t errlen);
+void control_close(struct fl_monitor *m);
+
+/* policy.c */
+bool policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
+		 size_t *page, size_t *n);
+void policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
+		     size_t page);
+int policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen);
+
+void mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+uint64_t mon_now_ns(void);
+
+#endif

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+/* The monitor's life: set-up, adopting processes, the loop, statistics. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monitor-internal.h"
+
+#define PROBE_INTERVAL_MS 200
+
+uint64_t mon_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+void mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > m->opts.verbose)
+		return;
+	fprintf(stderr, "monitor: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void on_source(evutil_socket_t fd, short what, void *arg)
+{
+	struct fl_monitor *m = arg;
+	uint64_t count;
+
+	(void)what;
+	(void)!read((int)fd, &count, sizeof(count));
+	fetch_source_ready(m);
+	fetch_pump(m);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fetch_pump(arg);
+}
+
+static void on_pidfd(evutil_socket_t fd, short what, void *arg)
+{
+	struct mproc *p = arg;
+
+	(void)fd;
+	(void)what;
+	proc_kill(p, "pidfd");
+	fetch_pump(p->mon);
+}
+
+/*
+ * Upstream has no exit event, and a fork child comes without a pid, so no
+ * pidfd. An exited process's userfaultfd never becomes readable; its
+ * resolves answer ESRCH. A process we owe nothing more would never be
+ * resolved again, so probe: WRITEPROTECT (un-protect, a no-op for us)
+ * answers ESRCH once the mm is gone, and something else while it lives.
+ */
+static void on_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct fl_monitor *m = arg;
+
+	(void)fd;
+	(void)what;
+	for (struct mproc *p = m->procs; p; p = p->next)
+		if (!p->dead && p->pidfd < 0 &&
+		    fl_uffd_writeprotect(p->uffd, 1ULL << 30, 4096, false,
+					 FL_RESOLVE_DONTWAKE) == -ESRCH)
+			proc_kill(p, "ESRCH from the liveness probe");
+	fetch_pump(m);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct fl_monitor *m = arg;
+
+	(void)what;
+	if (sig == SIGUSR1) {
+		fl_monitor_print_stats(m, stderr, false);
+		return;
+	}
+	mon_log(m, 0, "signal %d: stopping", (int)sig);
+	fl_monitor_stop(m);
+}
+
+/* After set-up the monitor needs no privilege at all: it only reads and
+ * resolves fds it was handed, and opens pidfds. */
+static void drop_capabilities(struct fl_monitor *m)
+{
+	cap_t none = cap_init();
+
+	if (none && cap_set_proc(none) == 0)
+		mon_log(m, 2, "dropped every capability (none is needed after set-up)");
+	else
+		mon_log(m, 0, "could not drop capabilities: %s", strerror(errno));
+	if (none)
+		cap_free(none);
+}
+
+int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
+		      const struct fl_monitor_opts *opts, char *err, size_t errlen)
+{
+	struct fl_monitor *m = calloc(1, sizeof(*m));
+	struct timeval probe = { 0, PROBE_INTERVAL_MS * 1000 };
+	int ret;
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->src = source;
+	m->opts = *opts;
+	m->listen_fd = -1;
+	if (!m->opts.bg_inflight)
+		m->opts.bg_inflight = 4;
+	if (!m->opts.bg_chunk)
+		m->opts.bg_chunk = 2UL << 20;
+	m->base = event_base_new();
+	if (!m->base || event_base_priority_init(m->base, 2)) {
+		snprintf(err, errlen, "cannot create the event loop");
+		fl_monitor_destroy(m);
+		return -ENOMEM;
+	}
+	ret = fetch_pool_init(m);
+	if (ret) {
+		snprintf(err, errlen, "cannot allocate read buffers");
+		fl_monitor_destroy(m);
+		return ret;
+	}
+	m->pump_ev = event_new(m->base, -1, 0, on_pump, m);
+	event_priority_set(m->pump_ev, 1); /* below faults and completions */
+	m->probe_ev = event_new(m->base, -1, EV_PERSIST, on_probe, m);
+	event_add(m->probe_ev, &probe);
+	m->sig_ev = evsignal_new(m->base, SIGTERM, on_signal, m);
+	event_add(m->sig_ev, NULL);
+	m->int_ev = evsignal_new(m->base, SIGINT, on_signal, m);
+	event_add(m->int_ev, NULL);
+	m->usr1_ev = evsignal_new(m->base, SIGUSR1, on_signal, m);
+	event_add(m->usr1_ev, NULL);
+	if (source->event_fd >= 0) {
+		m->src_ev = event_new(m->base, source->event_fd, EV_READ | EV_PERSIST,
+				      on_source, m);
+		event_priority_set(m->src_ev, 0);
+		event_add(m->src_ev, NULL);
+	}
+	if (opts->replay_faults) {
+		ret = policy_load_replay(m, opts->replay_faults, err, errlen);
+		if (ret) {
+			fl_monitor_destroy(m);
+			return ret;
+		}
+	}
+	if (opts->record_faults) {
+		m->record = fopen(opts->record_faults, "we");
+		if (!m->record) {
+			ret = -errno;
+			snprintf(err, errlen, "cannot write fault record %s: %s",
+				 opts->record_faults, strerror(errno));
+			fl_monitor_destroy(m);
+			return ret;
+		}
+	}
+	if (opts->socket_path) {
+		ret = control_listen(m, opts->socket_path, err, errlen);
+		if (ret) {
+			fl_monitor_destroy(m);
+			return ret;
+		}
+	}
+	m->stats.t_start = mon_now_ns();
+	if (!opts->keep_caps)
+		drop_capabilities(m);
+	*out = m;
+	return 0;
+}
+
+static bool is_userfaultfd(int fd)
+{
+	char path[64], link[64] = "";
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if (readlink(path, link, sizeof(link) - 1) < 0)
+		return false;
+	return strcmp(link, "anon_inode:[userfaultfd]") == 0;
+}
+
+static int cmp_hregion(const void *a, const void *b)
+{
+	const struct fl_handoff_region *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Every region must name a real source region, fit inside it, use its page
+ * size, be page aligned, and not overlap another. */
+static int validate(struct fl_monitor *m, struct fl_handoff_region *r, size_t n,
+		    char *err, size_t errlen)
+{
+	qsort(r, n, sizeof(*r), cmp_hregion);
+	for (size_t i = 0; i < n; i++) {
+		const struct fl_region *g;
+		uint64_t pg;
+
+		if (r[i].source_region >= m->src->nregions) {
+			snprintf(err, errlen, "region at %#llx names source region %u, but the "
+				 "source has %zu", (unsigned long long)r[i].addr,
+				 r[i].source_region, m->src->nregions);
+			return -EINVAL;
+		}
+		g = &m->src->regions[r[i].source_region];
+		pg = g->page_size;
+		if (r[i].page_size != pg) {
+			snprintf(err, errlen, "region at %#llx: page size %u, the source's "
+				 "region %u (%s) has %llu", (unsigned long long)r[i].addr,
+				 r[i].page_size, r[i].source_region, g->name,
+				 (unsigned long long)pg);
+			return -EINVAL;
+		}
+		if (!r[i].len || (r[i].addr | r[i].len | r[i].source_offset) % pg) {
+			snprintf(err, errlen, "region at %#llx (+%#llx, source offset %#llx) is "
+				 "empty or not aligned to its %llu-byte pages",
+				 (unsigned long long)r[i].addr, (unsigned long long)r[i].len,
+				 (unsigned long long)r[i].source_offset, (unsigned long long)pg);
+			return -EINVAL;
+		}
+		if (r[i].source_offset > g->len || r[i].len > g->len - r[i].source_offset) {
+			snprintf(err, errlen, "region at %#llx wants %#llx bytes at offset %#llx "
+				 "of source region %u (%s), which has only %#llx",
+				 (unsigned long long)r[i].addr, (unsigned long long)r[i].len,
+				 (unsigned long long)r[i].source_offset, r[i].source_region,
+				 g->name, (unsigned long long)g->len);
+			return -ERANGE;
+		}
+		if (i && r[i - 1].addr + r[i - 1].len > r[i].addr) {
+			snprintf(err, errlen, "regions at %#llx and %#llx overlap",
+				 (unsigned long long)r[i - 1].addr, (unsigned long long)r[i].addr);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
+		     uint64_t features, const struct fl_handoff_region *regions,
+		     size_t n, char *err, size_t errlen)
+{
+	struct fl_handoff_region *r;
+	struct mproc *p;
+	int ret;
+
+	if (!is_userfaultfd(uffd)) {
+		snprintf(err, errlen, "the fd handed over is not a userfaultfd");
+		return -EBADF;
+	}
+	if (!n || n > FL_HANDOFF_MAX_REGIONS) {
+		snprintf(err, errlen, "%zu regions (1..%d allowed)", n, FL_HANDOFF_MAX_REGIONS);
+		return -EINVAL;
+	}
+	r = malloc(n * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	memcpy(r, regions, n * sizeof(*r));
+	ret = validate(m, r, n, err, errlen);
+	if (ret) {
+		free(r);
+		return ret;
+	}
+	p = proc_new(m, uffd, pid, features);
+	if (!p) {
+		free(r);
+		return -ENOMEM;
+	}
+	if (pid)
+		snprintf(p->label, sizeof(p->label), "pid %d", (int)pid);
+	else
+		snprintf(p->label, sizeof(p->label), "process #%zu", m->ever);
+	p->regions = calloc(n, sizeof(*p->regions));
+	for (size_t i = 0; p->regions && i < n; i++) {
+		struct mregion *g = &p->regions[i];
+
+		g->start = r[i].addr;
+		g->len = r[i].len;
+		g->page = r[i].page_size;
+		g->src_region = r[i].source_region;
+		g->src_offset = r[i].source_offset;
+		if (ps_init(&g->ps, r[i].len / r[i].page_size))
+			break;
+		p->nregions++;
+	}
+	free(r);
+	if (p->nregions != n) {
+		p->uffd = dup(uffd); /* the caller still owns uffd on failure */
+		proc_kill(p, "out of memory");
+		return -ENOMEM;
+	}
+	if (pid > 0) {
+		p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (p->pidfd >= 0) {
+			p->pidfd_ev = event_new(m->base, p->pidfd, EV_READ, on_pidfd, p);
+			event_priority_set(p->pidfd_ev, 0);
+			event_add(p->pidfd_ev, NULL);
+		}
+	}
+	mon_log(m, 1, "serving %s: %zu regions", p->label, n);
+	return 0;
+}
+
+int fl_monitor_run(struct fl_monitor *m)
+{
+	fetch_pump(m);
+	if (m->ever && !m->nprocs && m->opts.exit_when_idle)
+		return 0;
+	return event_base_dispatch(m->base) < 0 ? -EIO : 0;
+}
+
+void fl_monitor_stop(struct fl_monitor *m)
+{
+	m->stopping = true;
+	event_base_loopbreak(m->base);
+}
+
+void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json)
+{
+	stats_print(&m->stats, out, json, mon_now_ns());
+}
+
+void fl_monitor_destroy(struct fl_monitor *m)
+{
+	if (!m)
+		return;
+	control_close(m);
+	for (struct mproc *p = m->procs; p; p = p->next)
+		if (!p->dead)
+			proc_kill(p, "monitor shutting down");
+	/* Reads still in flight point at processes: let the source finish. */
+	if (m->src && (m->urgent_inflight || m->bg_inflight))
+		fl_source_reap(m->src, fetch_completed, m);
+	procs_reap(m);
+	if (m->record)
+		fclose(m->record);
+	free(m->replay);
+	struct event *evs[] = { m->src_ev, m->pump_ev, m->sig_ev, m->int_ev, m->usr1_ev,
+				m->probe_ev };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	fetch_pool_free(m);
+	if (m->base)
+		event_base_free(m->base);
+	free(m);
+}

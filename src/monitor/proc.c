@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Served processes, their regions, and the non-cooperative events that
+ * change them. Every event here blocks the program's thread that caused it
+ * until we have read it; we apply it at once, before anything else is
+ * installed (a resolve that raced with it answered EAGAIN and is retried
+ * after this).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "monitor-internal.h"
+
+static void on_uffd(evutil_socket_t fd, short what, void *arg);
+
+struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features)
+{
+	struct mproc *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->mon = m;
+	p->uffd = uffd;
+	p->pidfd = -1;
+	p->pid = pid;
+	p->features = features;
+	p->uffd_ev = event_new(m->base, uffd, EV_READ | EV_PERSIST, on_uffd, p);
+	if (!p->uffd_ev) {
+		free(p);
+		return NULL;
+	}
+	event_priority_set(p->uffd_ev, 0);
+	event_add(p->uffd_ev, NULL);
+	p->next = m->procs;
+	m->procs = p;
+	m->nprocs++;
+	m->ever++;
+	return p;
+}
+
+static void free_regions(struct mproc *p)
+{
+	for (size_t i = 0; i < p->nregions; i++)
+		ps_free(&p->regions[i].ps);
+	free(p->regions);
+	p->regions = NULL;
+	p->nregions = 0;
+}
+
+/* The process is gone (pidfd, ESRCH, or the liveness probe): drop its
+ * state now; the struct itself waits for reads still in flight. */
+void proc_kill(struct mproc *p, const char *why)
+{
+	struct fl_monitor *m = p->mon;
+
+	if (p->dead)
+		return;
+	p->dead = true;
+	m->stats.exits++;
+	mon_log(m, 1, "%s exited (%s)", p->label, why);
+	if (p->uffd_ev)
+		event_free(p->uffd_ev);
+	if (p->pidfd_ev)
+		event_free(p->pidfd_ev);
+	p->uffd_ev = p->pidfd_ev = NULL;
+	close(p->uffd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	p->uffd = p->pidfd = -1;
+	while (p->deferred) {
+		struct mreq *q = p->deferred;
+
+		p->deferred = q->next;
+		fetch_completed(&q->req, m); /* finds the process dead: recycles */
+	}
+	free_regions(p);
+	m->nprocs--;
+	if (!m->nprocs && m->opts.exit_when_idle)
+		event_base_loopbreak(m->base);
+}
+
+/* Free dead processes that nothing points at any more. Called only at the
+ * end of a top-level callback, where no caller holds a process. */
+void procs_reap(struct fl_monitor *m)
+{
+	struct mproc **pp = &m->procs;
+
+	while (*pp) {
+		struct mproc *p = *pp;
+
+		if (p->dead && !p->inflight) {
+			*pp = p->next;
+			free(p);
+		} else {
+			pp = &p->next;
+		}
+	}
+}
+
+struct mregion *proc_find(struct mproc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->nregions;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct mregion *r = &p->regions[mid];
+
+		if (addr < r->start)
+			hi = mid;
+		else if (addr >= r->start + r->len)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+struct mregion *proc_find_src(struct mproc *p, uint32_t src_region,
+			      uint64_t src_off, uint64_t *addr)
+{
+	for (size_t i = 0; i < p->nregions; i++) {
+		struct mregion *r = &p->regions[i];
+
+		if (r->src_region == src_region && src_off >= r->src_offset &&
+		    src_off < r->src_offset + r->len) {
+			*addr = r->start + (src_off - r->src_offset);
+			return r;
+		}
+	}
+	return NULL;
+}
+
+bool proc_done(const struct mproc *p)
+{
+	for (size_t i = 0; i < p->nregions; i++)
+		if (p->regions[i].ps.owed)
+			return false;
+	return true;
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+	const struct mregion *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Cut [start, end) out of the process's regions; the pieces cut out are
+ * appended to `out` (if not NULL) with their page states. */
+static int cut(struct mproc *p, uint64_t start, uint64_t end, struct mregion **out,
+	       size_t *nout)
+{
+	struct mregion *keep = calloc(p->nregions * 2 + 1, sizeof(*keep));
+	size_t nk = 0;
+
+	if (!keep)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nregions; i++) {
+		struct mregion *r = &p->regions[i];
+		uint64_t rs = r->start, re = r->start + r->len;
+		uint64_t cs = start > rs ? start : rs, ce = end < re ? end : re;
+
+		if (cs >= ce) { /* untouched */
+			keep[nk++] = *r;
+			continue;
+		}
+		/* [rs, cs) stays, [cs, ce) is cut, [ce, re) stays */
+		uint64_t bounds[4] = { rs, cs, ce, re };
+
+		for (int part = 0; part < 3; part++) {
+			uint64_t a = bounds[part], b = bounds[part + 1];
+			struct mregion piece = *r;
+
+			if (a >= b)
+				continue;
+			piece.start = a;
+			piece.len = b - a;
+			piece.src_offset = r->src_offset + (a - rs);
+			piece.cursor = 0;
+			if (ps_slice(&piece.ps, &r->ps, (a - rs) / r->page, (b - a) / r->page)) {
+				free(keep);
+				return -ENOMEM;
+			}
+			if (part == 1) {
+				if (out) {
+					(*out)[(*nout)++] = piece;
+				} else {
+					ps_free(&piece.ps);
+				}
+			} else {
+				keep[nk++] = piece;
+			}
+		}
+		ps_free(&r->ps);
+	}
+	free(p->regions);
+	p->regions = keep;
+	p->nregions = nk;
+	return 0;
+}
+
+static int add_regions(struct mproc *p, struct mregion *add, size_t n)
+{
+	struct mregion *r = realloc(p->regions, (p->nregions + n) * sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	memcpy(r + p->nregions, add, n * sizeof(*r));
+	p->regions = r;
+	p->nregions += n;
+	qsort(p->regions, p->nregions, sizeof(*r), cmp_region);
+	return 0;
+}
+
+/* REMAP: the page states move with the pages. */
+static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct mregion *moved = calloc(p->nregions + 1, sizeof(*moved));
+	size_t n = 0;
+
+	if (!moved || cut(p, from, from + len, &moved, &n)) {
+		free(moved);
+		proc_kill(p, "out of memory following mremap");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		moved[i].start = to + (moved[i].start - from);
+	if (n && add_regions(p, moved, n))
+		proc_kill(p, "out of memory following mremap");
+	free(moved);
+}
+
+/* REMOVE: those pages are zeros now and must never be fetched again. */
+static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
+{
+	for (size_t i = 0; i < p->nregions; i++) {
+		struct mregion *r = &p->regions[i];
+		uint64_t rs = r->start, re = r->start + r->len;
+		uint64_t cs = start > rs ? start : rs, ce = end < re ? end : re;
+
+		if (cs < ce)
+			ps_set_range(&r->ps, (cs - rs) / r->page, (ce - cs) / r->page, PS_ZERO);
+	}
+}
+
+/* FORK: a new process with a copy of the parent's page states at fork
+ * time. Pages the parent had in flight are still owed to the child. */
+static void apply_fork(struct mproc *parent, int ufd)
+{
+	struct fl_monitor *m = parent->mon;
+	struct mproc *c = proc_new(m, ufd, 0, parent->features);
+
+	if (!c) {
+		close(ufd);
+		mon_log(m, 0, "cannot follow a fork of %s: out of memory", parent->label);
+		return;
+	}
+	snprintf(c->label, sizeof(c->label), "fork child #%zu", m->ever);
+	c->regions = calloc(parent->nregions ? parent->nregions : 1, sizeof(*c->regions));
+	for (size_t i = 0; c->regions && i < parent->nregions; i++) {
+		struct mregion *r = &c->regions[i];
+
+		*r = parent->regions[i];
+		if (ps_slice(&r->ps, &parent->regions[i].ps, 0, parent->regions[i].ps.pages))
+			break;
+		for (size_t pg = 0; pg < r->ps.pages; pg++)
+			if (ps_get(&r->ps, pg) == PS_REQUESTED)
+				ps_set(&r->ps, pg, PS_MISSING);
+		c->nregions++;
+	}
+	if (c->nregions != parent->nregions)
+		proc_kill(c, "out of memory copying page states");
+	mon_log(m, 1, "%s forked: following the child", parent->label);
+}
+
+/* Read everything pending on the process's userfaultfd: apply events at
+ * once, serve faults. Returns the number of messages, or -errno. */
+int proc_read_events(struct mproc *p)
+{
+	struct fl_monitor *m = p->mon;
+	struct fl_uffd_event ev[64];
+	uint64_t now = mon_now_ns();
+	int n, total = 0;
+
+	do {
+		n = fl_uffd_read_events(p->uffd, ev, 64);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n && !p->dead; i++) {
+			switch (ev[i].kind) {
+			case FL_EVENT_PAGEFAULT:
+				fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
+				break;
+			case FL_EVENT_FORK:
+				m->stats.fork++;
+				apply_fork(p, ev[i].fork.ufd);
+				break;
+			case FL_EVENT_REMAP:
+				m->stats.remap++;
+				apply_remap(p, ev[i].remap.from, ev[i].remap.to, ev[i].remap.len);
+				break;
+			case FL_EVENT_REMOVE:
+				m->stats.remove++;
+				apply_remove(p, ev[i].range.start, ev[i].range.end);
+				break;
+			case FL_EVENT_UNMAP:
+				m->stats.unmap++;
+				if (cut(p, ev[i].range.start, ev[i].range.end, NULL, NULL))
+					proc_kill(p, "out of memory following munmap");
+				break;
+			default:
+				mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
+					p->label, ev[i].unknown.type);
+			}
+		}
+		total += n;
+	} while (n == 64 && !p->dead);
+	return total;
+}
+
+static void on_uffd(evutil_socket_t fd, short what, void *arg)
+{
+	struct mproc *p = arg;
+	int n;
+
+	(void)fd;
+	(void)what;
+	n = proc_read_events(p);
+	if (n < 0 && !p->dead)
+		mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
+	if (!p->dead && p->deferred)
+		fetch_retry_deferred(p);
+	fetch_pump(p->mon);
+}

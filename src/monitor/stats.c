@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+#include <inttypes.h>
+
+#include "stats.h"
+
+static unsigned bucket(uint64_t v)
+{
+	unsigned msb;
+
+	if (v < 8)
+		return (unsigned)v;
+	msb = 63u - (unsigned)__builtin_clzll(v);
+	return msb * 8 + (unsigned)((v >> (msb - 3)) & 7);
+}
+
+static uint64_t bucket_value(unsigned b)
+{
+	unsigned msb = b / 8;
+
+	if (b < 8)
+		return b;
+	/* the middle of the bucket */
+	return ((8ULL | (b & 7)) << (msb - 3)) + ((1ULL << (msb - 3)) >> 1);
+}
+
+void hist_record(struct hist *h, uint64_t v)
+{
+	h->count[bucket(v)]++;
+	h->n++;
+	if (v > h->max)
+		h->max = v;
+}
+
+uint64_t hist_percentile(const struct hist *h, double p)
+{
+	uint64_t want, seen = 0;
+
+	if (!h->n)
+		return 0;
+	want = (uint64_t)(p / 100.0 * (double)h->n + 0.5);
+	if (want < 1)
+		want = 1;
+	for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+		seen += h->count[b];
+		if (seen >= want) {
+			uint64_t v = bucket_value(b);
+
+			return v > h->max ? h->max : v;
+		}
+	}
+	return h->max;
+}
+
+void stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns)
+{
+	size_t i;
+
+	for (i = 0; i < s->ntids; i++)
+		if (s->tids[i].tid == tid)
+			break;
+	if (i == s->ntids) {
+		if (s->ntids == STATS_TIDS)
+			return; /* table full: the rest is in the totals */
+		s->tids[s->ntids++].tid = tid;
+	}
+	s->tids[i].faults++;
+	s->tids[i].blocked_ns += ns;
+}
+
+static double us(uint64_t ns)
+{
+	return (double)ns / 1000.0;
+}
+
+void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
+{
+	double secs = (double)(now - s->t_start) / 1e9;
+	const struct hist *h = &s->latency;
+
+	if (json) {
+		fprintf(out, "{\"duration_s\": %.3f, \"faults\": %" PRIu64
+			", \"faults_joined\": %" PRIu64 ", \"faults_zero\": %" PRIu64
+			", \"faults_new_memory\": %" PRIu64 ", \"faults_spurious\": %" PRIu64
+			", \"pages_copied_on_fault\": %" PRIu64 ", \"pages_prefetched\": %" PRIu64
+			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
+			", \"bytes_read\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
+			", \"remap\": %" PRIu64 ", \"remove\": %" PRIu64 ", \"unmap\": %" PRIu64
+			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"handoffs\": %" PRIu64
+			", \"handoffs_refused\": %" PRIu64
+			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
+			", \"threads\": [",
+			secs, s->faults, s->faults_joined, s->faults_zero, s->faults_new_memory,
+			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_zeroed,
+			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
+			s->exits, s->eagain, s->handoffs, s->handoffs_refused,
+			us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
+			us(hist_percentile(h, 99)), us(h->max));
+		for (size_t i = 0; i < s->ntids; i++)
+			fprintf(out, "%s{\"tid\": %u, \"faults\": %" PRIu64 ", \"blocked_us\": %.1f}",
+				i ? ", " : "", s->tids[i].tid, s->tids[i].faults,
+				us(s->tids[i].blocked_ns));
+		fprintf(out, "]}\n");
+		return;
+	}
+	fprintf(out, "faultline monitor statistics (%.2f s)\n", secs);
+	fprintf(out, "  faults: %" PRIu64 " (%" PRIu64 " joined a read in flight, %" PRIu64
+		" zero pages, %" PRIu64 " outside the snapshot, %" PRIu64 " already present)\n",
+		s->faults, s->faults_joined, s->faults_zero, s->faults_new_memory,
+		s->faults_spurious);
+	fprintf(out, "  pages: %" PRIu64 " copied on fault, %" PRIu64 " prefetched, %" PRIu64
+		" zeroed, %" PRIu64 " found present; %.1f MiB read\n",
+		s->pages_fault, s->pages_prefetched, s->pages_zeroed, s->pages_existed,
+		(double)s->bytes_read / (1 << 20));
+	fprintf(out, "  fault service latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
+		us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
+		us(hist_percentile(h, 99)), us(h->max));
+	fprintf(out, "  events: %" PRIu64 " fork, %" PRIu64 " remap, %" PRIu64 " remove, %" PRIu64
+		" unmap, %" PRIu64 " exit; %" PRIu64 " EAGAIN retries; %" PRIu64
+		" handoffs (%" PRIu64 " refused)\n",
+		s->fork, s->remap, s->remove, s->unmap, s->exits, s->eagain, s->handoffs,
+		s->handoffs_refused);
+	for (size_t i = 0; i < s->ntids && i < 16; i++)
+		fprintf(out, "  thread %u: blocked %.1f us over %" PRIu64 " faults\n",
+			s->tids[i].tid, us(s->tids[i].blocked_ns), s->tids[i].faults);
+	if (s->ntids > 16)
+		fprintf(out, "  (%zu more threads in --stats-json)\n", s->ntids - 16);
+}
