@@ -58,6 +58,12 @@ static void answer(struct control_conn *c, int status, const char *text)
 
 static void refuse(struct control_conn *c, int status, const char *why)
 {
+	/* Close our copy of the fd first: once the restorer hears "no", it
+	 * may register the same memory again, which the kernel refuses while
+	 * another userfaultfd still holds it. */
+	if (c->ufd >= 0)
+		close(c->ufd);
+	c->ufd = -1;
 	c->m->stats.handoffs_refused++;
 	mon_log(c->m, 0, "handoff from pid %d refused: %s", c->peer, why);
 	answer(c, status, why);

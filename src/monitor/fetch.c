@@ -163,10 +163,15 @@ static int install(struct mreq *q)
 			proc_kill(p, "ESRCH while installing pages");
 			return 0;
 		}
-		if (ret < 0) {
-			/* ENOMEM and the like: owed again, fetched again later. */
-			mon_log(m, 0, "%s: installing %#llx (+%llu): %s", p->label,
-				(unsigned long long)(addr + res.done + res.existed),
+		if (ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
+			/* No mapping there and no UNMAP events to tell us: the
+			 * program unmapped it. Forget the range. */
+			ps_set_range(&r->ps, page, run / psz, PS_ZERO);
+		} else if (ret < 0) {
+			/* ENOMEM, or ENOENT while an event is on its way: owed
+			 * again, fetched again later. */
+			mon_log(m, ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu): %s",
+				p->label, (unsigned long long)(addr + res.done + res.existed),
 				(unsigned long long)run, strerror(-ret));
 			ps_set_range(&r->ps, page + (res.done + res.existed) / psz,
 				     (run - res.done - res.existed) / psz, PS_MISSING);

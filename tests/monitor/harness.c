@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <faultline/handoff.h>
+
+#include "harness.h"
+#include "memtypes.h"
+#include "runner.h"
+
+void expect_page(size_t i, void *buf)
+{
+	fill_pattern(buf, PG, 0xC0FFEE00ULL + i);
+}
+
+static void *run(void *arg)
+{
+	struct harness *h = arg;
+
+	h->run_ret = fl_monitor_run(h->mon);
+	return NULL;
+}
+
+void harness_start(struct harness *h, const struct fl_monitor_opts *opts)
+{
+	struct fl_region regions[2] = {
+		{ .start = 0x10000000, .len = DATA_PAGES * PG, .page_size = PG, .prot = 3,
+		  .name = "data" },
+		{ .start = 0x20000000, .len = ZERO_PAGES * PG, .page_size = PG, .prot = 3,
+		  .name = "zeros" },
+	};
+	const void *data[2];
+	struct fl_monitor_opts o = *opts;
+	char err[256] = "";
+
+	memset(h, 0, sizeof(*h));
+	h->data = malloc(DATA_PAGES * PG);
+	assert_non_null(h->data);
+	for (size_t i = 0; i < DATA_PAGES; i++)
+		expect_page(i, h->data + i * PG);
+	data[0] = h->data;
+	data[1] = NULL;
+	assert_int_equal(fl_source_memory_create(&h->src, regions, 2, data), 0);
+	snprintf(h->sock, sizeof(h->sock), "/tmp/fl-test-%d.sock", getpid());
+	o.socket_path = h->sock;
+	o.keep_caps = true; /* capabilities are per thread: keep the test's */
+	o.exit_when_idle = true;
+	if (fl_monitor_create(&h->mon, h->src, &o, err, sizeof(err)))
+		fail_msg("monitor: %s", err);
+	assert_int_equal(pthread_create(&h->thread, NULL, run, h), 0);
+}
+
+void harness_join(struct harness *h)
+{
+	pthread_join(h->thread, NULL);
+	assert_int_equal(h->run_ret, 0);
+}
+
+void harness_free(struct harness *h)
+{
+	fl_monitor_destroy(h->mon);
+	fl_source_destroy(h->src);
+	free(h->data);
+}
+
+uint64_t harness_stat(struct harness *h, const char *key)
+{
+	char *buf = NULL, pat[64], *at;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	unsigned long long v = 0;
+
+	fl_monitor_print_stats(h->mon, f, true);
+	fclose(f);
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	at = strstr(buf, pat);
+	assert_non_null(at);
+	sscanf(at + strlen(pat), "%llu", &v);
+	free(buf);
+	return v;
+}
+
+char *workload_handoff(const char *sock)
+{
+	size_t len = (DATA_PAGES + ZERO_PAGES) * PG;
+	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r[2] = {
+		{ (uint64_t)(uintptr_t)base, DATA_PAGES * PG, 0, 0, PG },
+		{ (uint64_t)(uintptr_t)base + DATA_PAGES * PG, ZERO_PAGES * PG, 0, 1, PG },
+	};
+	struct fl_uffd u;
+	char err[256];
+
+	if (base == MAP_FAILED)
+		_exit(90);
+	madvise(base, len, MADV_NOHUGEPAGE);
+	if (fl_restore_handoff(sock, r, 2, &u, err, sizeof(err))) {
+		fprintf(stderr, "workload: %s\n", err);
+		_exit(91);
+	}
+	/* u.fd stays open: the restorer's own copy. */
+	return base;
+}
+
+bool check_pages(const char *base, size_t first, size_t n)
+{
+	char want[PG];
+
+	for (size_t i = first; i < first + n; i++) {
+		expect_page(i, want);
+		if (memcmp(base + i * PG, want, PG)) {
+			fprintf(stderr, "workload: page %zu differs from the source\n", i);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool is_zero(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+pid_t spawn(void (*fn)(const char *sock), const char *sock)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fn(sock);
+		_exit(0);
+	}
+	return pid;
+}
+
+int wait_exit_code(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* A monitor on a thread of the test, serving an in-memory source whose
+ * every page is predictable, and workload processes that check each page
+ * they read against that prediction. */
+#ifndef FL_TEST_MONITOR_HARNESS_H
+#define FL_TEST_MONITOR_HARNESS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <faultline/monitor.h>
+
+#define PG 4096UL
+#define DATA_PAGES 4096 /* region 0: 16 MiB of data */
+#define ZERO_PAGES 1024 /* region 1: 4 MiB that the source says is zero */
+
+struct harness {
+	struct fl_source *src;
+	struct fl_monitor *mon;
+	pthread_t thread;
+	char sock[108];
+	char *data;
+	int run_ret;
+};
+
+void harness_start(struct harness *h, const struct fl_monitor_opts *opts);
+/* Wait for the monitor to exit by itself (all processes gone). */
+void harness_join(struct harness *h);
+void harness_free(struct harness *h);
+/* A statistic from the monitor's JSON, e.g. "faults". */
+uint64_t harness_stat(struct harness *h, const char *key);
+
+/* What page i of source region 0 holds. */
+void expect_page(size_t i, void *buf);
+
+/* In a workload: map both regions at fresh addresses and hand them over.
+ * Returns the base of region 0 (region 1 follows right after it). */
+char *workload_handoff(const char *sock);
+/* Check `n` pages of region 0 starting at page `first`, mapped at base. */
+bool check_pages(const char *base, size_t first, size_t n);
+bool is_zero(const char *p, size_t len);
+
+/* Fork a workload running fn(sock); returns its pid. */
+pid_t spawn(void (*fn)(const char *sock), const char *sock);
+int wait_exit_code(pid_t pid);
+
+#endif

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The monitor end to end: real workload processes hand their userfaultfd
+ * over the control socket and then fault, fork, mremap, madvise, munmap and
+ * exit; every page they read is checked against the source.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <faultline/handoff.h>
+
+#include "harness.h"
+#include "runner.h"
+
+#define CHECK(x) do { if (!(x)) _exit(__LINE__ % 200 + 1); } while (0)
+
+static const struct fl_monitor_opts prefetch = { .verbose = 1 };
+static const struct fl_monitor_opts faults_only = { .verbose = 1, .no_prefetch = true };
+
+/* Reads every page in a scattered order, then checks all of it. */
+static void wl_read_all(const char *sock)
+{
+	char *base = workload_handoff(sock);
+
+	for (size_t k = 0; k < DATA_PAGES; k++) {
+		size_t i = (k * 2654435761u) % DATA_PAGES;
+		char want[PG];
+
+		expect_page(i, want);
+		CHECK(!memcmp(base + i * PG, want, PG));
+	}
+	CHECK(is_zero(base + DATA_PAGES * PG, ZERO_PAGES * PG));
+}
+
+static void run_one(const struct fl_monitor_opts *o, void (*wl)(const char *),
+		    struct harness *h)
+{
+	pid_t pid;
+
+	harness_start(h, o);
+	pid = spawn(wl, h->sock);
+	assert_int_equal(wait_exit_code(pid), 0);
+	harness_join(h);
+}
+
+static void test_restored_memory_equals_the_source(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_read_all, &h);
+	assert_true(harness_stat(&h, "faults") > 0);
+	assert_int_equal(harness_stat(&h, "exit"), 1);
+	if (c->a == &faults_only)
+		assert_int_equal(harness_stat(&h, "pages_prefetched"), 0);
+	harness_free(&h);
+}
+
+/* MADV_DONTNEED before the first touch: the pages read as zeros, not as
+ * the source's data, and their neighbours keep theirs. */
+static void wl_remove_then_fault(const char *sock)
+{
+	char *base = workload_handoff(sock);
+
+	CHECK(madvise(base + 100 * PG, 10 * PG, MADV_DONTNEED) == 0);
+	CHECK(is_zero(base + 100 * PG, 10 * PG));
+	CHECK(check_pages(base, 90, 10));
+	CHECK(check_pages(base, 110, 10));
+	/* Written after the remove, then removed again: zeros again. */
+	base[105 * PG] = 7;
+	CHECK(madvise(base + 105 * PG, PG, MADV_DONTNEED) == 0);
+	CHECK(is_zero(base + 105 * PG, PG));
+}
+
+static void test_remove_then_fault_gets_zero_page(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_remove_then_fault, &h);
+	assert_true(harness_stat(&h, "remove") >= 2);
+	harness_free(&h);
+}
+
+/* A child forked half-way sees the parent's pages (fetched ones and owed
+ * ones); parent and child exit at different times. */
+static void wl_fork(const char *sock)
+{
+	char *base = workload_handoff(sock);
+	pid_t kid;
+	int st;
+
+	CHECK(check_pages(base, 0, DATA_PAGES / 2));
+	kid = fork();
+	CHECK(kid >= 0);
+	if (kid == 0) {
+		CHECK(check_pages(base, 0, DATA_PAGES));
+		base[0] = 1; /* private to the child */
+		_exit(0);
+	}
+	CHECK(check_pages(base, DATA_PAGES / 2, DATA_PAGES / 4));
+	CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && !WEXITSTATUS(st));
+	CHECK(check_pages(base, 0, DATA_PAGES));
+}
+
+static void test_fork_child_starts_with_parent_page_states(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_fork, &h);
+	assert_int_equal(harness_stat(&h, "fork"), 1);
+	assert_int_equal(harness_stat(&h, "exit"), 2);
+	harness_free(&h);
+}
+
+/* mremap moves the region; owed pages are served at the new address. */
+static void wl_mremap(const char *sock)
+{
+	char *base = workload_handoff(sock);
+	char *dst = mmap(NULL, DATA_PAGES * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *moved;
+
+	CHECK(check_pages(base, 0, 16));
+	/* Move the middle half somewhere else. */
+	moved = mremap(base + 1024 * PG, 2048 * PG, 2048 * PG,
+		       MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	CHECK(moved == dst);
+	for (size_t i = 0; i < 2048; i++) {
+		char want[PG];
+
+		expect_page(1024 + i, want);
+		CHECK(!memcmp(moved + i * PG, want, PG));
+	}
+	CHECK(check_pages(base, 0, 1024));
+	CHECK(check_pages(base, 3072, 1024));
+}
+
+static void test_mremap_moves_page_states(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_mremap, &h);
+	assert_int_equal(harness_stat(&h, "remap"), 1);
+	harness_free(&h);
+}
+
+/* munmap drops a range and its pending work; the rest is still served. */
+static void wl_munmap(const char *sock)
+{
+	char *base = workload_handoff(sock);
+
+	CHECK(munmap(base + 512 * PG, 1024 * PG) == 0);
+	CHECK(check_pages(base, 0, 512));
+	CHECK(check_pages(base, 1536, DATA_PAGES - 1536));
+}
+
+static void test_munmap_drops_the_range(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_munmap, &h);
+	assert_true(harness_stat(&h, "unmap") >= 1);
+	harness_free(&h);
+}
+
+/* Threads fault while the process exits: the monitor frees it and ends. */
+static void *toucher(void *arg)
+{
+	char *base = arg;
+	volatile char sink = 0;
+
+	for (size_t i = 0; i < DATA_PAGES; i++)
+		sink += base[((i * 7919) % DATA_PAGES) * PG];
+	return NULL;
+}
+
+static void wl_exit_mid_faults(const char *sock)
+{
+	char *base = workload_handoff(sock);
+	pthread_t t[4];
+
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, toucher, base);
+	usleep(2000);
+	_exit(0); /* with threads blocked in faults */
+}
+
+static void test_exit_with_faults_in_flight(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_exit_mid_faults, &h);
+	assert_int_equal(harness_stat(&h, "exit"), 1);
+	harness_free(&h);
+}
+
+/* A wrong region list is refused with the reason; a good restorer that
+ * comes at the same time is served. */
+static void wl_bad_regions(const char *sock)
+{
+	char *base = mmap(NULL, 2 * DATA_PAGES * PG, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r = { (uint64_t)(uintptr_t)base, 2 * DATA_PAGES * PG, 0, 0, PG };
+	struct fl_uffd u;
+	char err[256] = "";
+
+	CHECK(fl_restore_handoff(sock, &r, 1, &u, err, sizeof(err)) == -ERANGE);
+	CHECK(strstr(err, "which has only") != NULL);
+	r.len = PG;
+	r.source_region = 7;
+	CHECK(fl_restore_handoff(sock, &r, 1, &u, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "source region 7") != NULL);
+}
+
+/* Connects, sends half a header, disconnects. */
+static void wl_disconnect_mid_handoff(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	uint32_t magic = FL_HANDOFF_MAGIC;
+
+	strcpy(sa.sun_path, sock);
+	CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(write(s, &magic, sizeof(magic)) == sizeof(magic));
+	close(s);
+}
+
+static void test_bad_restorers_do_not_disturb_the_others(const struct fl_case *c)
+{
+	struct harness h;
+	pid_t good, bad, gone;
+
+	(void)c;
+	harness_start(&h, &prefetch);
+	good = spawn(wl_read_all, h.sock);
+	bad = spawn(wl_bad_regions, h.sock);
+	gone = spawn(wl_disconnect_mid_handoff, h.sock);
+	assert_int_equal(wait_exit_code(bad), 0);
+	assert_int_equal(wait_exit_code(gone), 0);
+	assert_int_equal(wait_exit_code(good), 0);
+	harness_join(&h);
+	assert_int_equal(harness_stat(&h, "handoffs"), 1);
+	assert_int_equal(harness_stat(&h, "handoffs_refused"), 3);
+	harness_free(&h);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(const struct fl_case *);
+	} tests[] = {
+		{ "test_restored_memory_equals_the_source", test_restored_memory_equals_the_source },
+		{ "test_remove_then_fault_gets_zero_page", test_remove_then_fault_gets_zero_page },
+		{ "test_fork_child_starts_with_parent_page_states",
+		  test_fork_child_starts_with_parent_page_states },
+		{ "test_mremap_moves_page_states", test_mremap_moves_page_states },
+		{ "test_munmap_drops_the_range", test_munmap_drops_the_range },
+		{ "test_exit_with_faults_in_flight", test_exit_with_faults_in_flight },
+	};
+	struct fl_case *cases = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		fl_case_add(&cases, &n, tests[i].fn, &prefetch, NULL, "%s/prefetch", tests[i].name);
+		fl_case_add(&cases, &n, tests[i].fn, &faults_only, NULL, "%s/faults_only",
+			    tests[i].name);
+	}
+	fl_case_add(&cases, &n, test_bad_restorers_do_not_disturb_the_others, NULL, NULL,
+		    "test_bad_restorers_do_not_disturb_the_others");
+	return fl_run_cases(cases, n, argc, argv);
+}
