@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,156 @@ static void test_bad_restorers_do_not_disturb_the_others(const struct fl_case *c
 	harness_free(&h);
 }
 
+/* Several threads read the same pages at once while the background
+ * stream runs: joined faults, one read per page, every page right. */
+static void *reader(void *arg)
+{
+	char *base = arg;
+	char want[PG];
+
+	for (size_t i = 0; i < DATA_PAGES; i += 3) {
+		expect_page(i, want);
+		if (memcmp(base + i * PG, want, PG))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void wl_threads_on_same_pages(const char *sock)
+{
+	char *base = workload_handoff(sock);
+	pthread_t t[4];
+	void *bad = NULL;
+
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, reader, base);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+
+		pthread_join(t[i], &r);
+		bad = bad ? bad : r;
+	}
+	CHECK(!bad);
+	CHECK(check_pages(base, 0, DATA_PAGES));
+}
+
+static void test_faults_race_background_copies(const struct fl_case *c)
+{
+	struct harness h;
+
+	run_one(c->a, wl_threads_on_same_pages, &h);
+	assert_true(harness_stat(&h, "faults") > 0);
+	harness_free(&h);
+}
+
+/* ---- killing the monitor ---- */
+
+static int to_wl[2], from_wl[2];
+static uint64_t wl_base;
+
+static void *rehandoff_agent(void *arg)
+{
+	struct fl_uffd *u = arg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char err[256];
+	int s;
+
+	/* The test sends the new monitor's socket path. */
+	if (read(to_wl[0], sa.sun_path, sizeof(sa.sun_path) - 1) <= 0)
+		return NULL;
+	s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    fl_handoff_send(s, u, 0, (struct fl_handoff_region[]){
+				    { wl_base, DATA_PAGES * PG, 0, 0, PG } }, 1,
+			    err, sizeof(err)))
+		_exit(80);
+	close(s);
+	return NULL;
+}
+
+static void wl_survives_monitor_death(const char *sock)
+{
+	size_t len = DATA_PAGES * PG;
+	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r = { (uint64_t)(uintptr_t)base, len, 0, 0, PG };
+	static struct fl_uffd u;
+	pthread_t agent;
+	char err[256];
+
+	madvise(base, len, MADV_NOHUGEPAGE);
+	CHECK(fl_restore_handoff(sock, &r, 1, &u, err, sizeof(err)) == 0);
+	wl_base = (uint64_t)(uintptr_t)base;
+	pthread_create(&agent, NULL, rehandoff_agent, &u);
+	CHECK(check_pages(base, 0, DATA_PAGES / 2));
+	CHECK(write(from_wl[1], "h", 1) == 1);
+	/* The monitor is being killed now; this blocks until a new one
+	 * serves us, and must never see zeros. */
+	CHECK(check_pages(base, DATA_PAGES / 2, DATA_PAGES / 2));
+	CHECK(check_pages(base, 0, DATA_PAGES));
+}
+
+static pid_t spawn_monitor(char *sock, size_t len)
+{
+	int p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct harness h;
+
+		harness_start(&h, &faults_only);
+		(void)!write(p[1], h.sock, strlen(h.sock) + 1);
+		harness_join(&h);
+		_exit(0);
+	}
+	close(p[1]);
+	assert_true(read(p[0], sock, len) > 0);
+	close(p[0]);
+	return pid;
+}
+
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[256], *rp;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f || !fgets(buf, sizeof(buf), f)) {
+		if (f)
+			fclose(f);
+		return '?';
+	}
+	fclose(f);
+	rp = strrchr(buf, ')');
+	return rp ? rp[2] : '?';
+}
+
+static void test_killed_monitor_never_exposes_zeros(const struct fl_case *c)
+{
+	char sock1[108] = "", sock2[108] = "", h;
+	pid_t m1, m2, wl;
+
+	(void)c;
+	assert_int_equal(pipe(to_wl), 0);
+	assert_int_equal(pipe(from_wl), 0);
+	m1 = spawn_monitor(sock1, sizeof(sock1));
+	wl = spawn(wl_survives_monitor_death, sock1);
+	assert_int_equal(read(from_wl[0], &h, 1), 1); /* half the pages read */
+	kill(m1, SIGKILL);
+	assert_int_equal(wait_exit_code(m1), 128 + SIGKILL);
+	/* The workload goes on to the owed half and blocks there. */
+	usleep(300 * 1000);
+	assert_int_equal(proc_state(wl), 'S');
+	m2 = spawn_monitor(sock2, sizeof(sock2));
+	assert_int_equal(write(to_wl[1], sock2, strlen(sock2)), (ssize_t)strlen(sock2));
+	assert_int_equal(wait_exit_code(wl), 0);
+	assert_int_equal(wait_exit_code(m2), 0);
+	unlink(sock1);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -263,6 +414,7 @@ int main(int argc, char **argv)
 		{ "test_mremap_moves_page_states", test_mremap_moves_page_states },
 		{ "test_munmap_drops_the_range", test_munmap_drops_the_range },
 		{ "test_exit_with_faults_in_flight", test_exit_with_faults_in_flight },
+		{ "test_faults_race_background_copies", test_faults_race_background_copies },
 	};
 	struct fl_case *cases = NULL;
 	size_t n = 0;
@@ -274,5 +426,7 @@ int main(int argc, char **argv)
 	}
 	fl_case_add(&cases, &n, test_bad_restorers_do_not_disturb_the_others, NULL, NULL,
 		    "test_bad_restorers_do_not_disturb_the_others");
+	fl_case_add(&cases, &n, test_killed_monitor_never_exposes_zeros, NULL, NULL,
+		    "test_killed_monitor_never_exposes_zeros");
 	return fl_run_cases(cases, n, argc, argv);
 }
