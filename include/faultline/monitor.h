@@ -55,6 +55,10 @@ void fl_monitor_stop(struct fl_monitor *m);
  * latency (p50/p90/p99/max), per-thread blocked time, duration. */
 void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json);
 
+/* Pages still owed to the processes served (updated as the loop runs;
+ * safe to read from another thread). */
+uint64_t fl_monitor_owed_pages(const struct fl_monitor *m);
+
 void fl_monitor_destroy(struct fl_monitor *m);
 
 #ifdef __cplusplus

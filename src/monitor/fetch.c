@@ -454,6 +454,14 @@ void fetch_pump(struct fl_monitor *m)
 			fl_source_reap(m->src, fetch_completed, m);
 	}
 	procs_reap(m);
+	{
+		uint64_t owed = 0;
+
+		for (struct mproc *p = m->procs; p; p = p->next)
+			for (size_t i = 0; !p->dead && i < p->nregions; i++)
+				owed += p->regions[i].ps.owed;
+		atomic_store(&m->owed, owed);
+	}
 	if (more && m->pump_ev)
 		event_active(m->pump_ev, EV_TIMEOUT, 0);
 }

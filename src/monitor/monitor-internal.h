@@ -4,6 +4,7 @@
 #define FL_MONITOR_INTERNAL_H
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -63,7 +64,8 @@ struct fl_monitor {
 	struct fl_monitor_opts opts;
 	struct mproc *procs;
 	size_t nprocs, ever;
-	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *listen_ev;
+	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *listen_ev, *stop_ev;
+	int stop_fd;
 	int listen_fd;
 	struct mreq *free_urgent, *free_bg, *reqs;
 	char *pool;
@@ -75,6 +77,7 @@ struct fl_monitor {
 	uint64_t *replay; /* (src_region << 48 | page) list */
 	size_t nreplay, replay_pos;
 	bool stopping;
+	_Atomic uint64_t owed; /* pages owed, summed at the end of each pump */
 	struct control_conn *conns;
 };
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +87,8 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 	fetch_pump(m);
 }
 
+static void on_stop(evutil_socket_t fd, short what, void *arg);
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct fl_monitor *m = arg;
@@ -142,6 +145,9 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		fl_monitor_destroy(m);
 		return ret;
 	}
+	m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	m->stop_ev = event_new(m->base, m->stop_fd, EV_READ | EV_PERSIST, on_stop, m);
+	event_add(m->stop_ev, NULL);
 	m->pump_ev = event_new(m->base, -1, 0, on_pump, m);
 	event_priority_set(m->pump_ev, 1); /* below faults and completions */
 	m->probe_ev = event_new(m->base, -1, EV_PERSIST, on_probe, m);
@@ -328,15 +334,33 @@ int fl_monitor_run(struct fl_monitor *m)
 	return event_base_dispatch(m->base) < 0 ? -EIO : 0;
 }
 
+/* May be called from any thread: the loop hears it on an eventfd. */
 void fl_monitor_stop(struct fl_monitor *m)
 {
+	uint64_t one = 1;
+
 	m->stopping = true;
+	(void)!write(m->stop_fd, &one, sizeof(one));
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct fl_monitor *m = arg;
+	uint64_t v;
+
+	(void)what;
+	(void)!read((int)fd, &v, sizeof(v));
 	event_base_loopbreak(m->base);
 }
 
 void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json)
 {
 	stats_print(&m->stats, out, json, mon_now_ns());
+}
+
+uint64_t fl_monitor_owed_pages(const struct fl_monitor *m)
+{
+	return atomic_load(&m->owed);
 }
 
 void fl_monitor_destroy(struct fl_monitor *m)
@@ -355,11 +379,13 @@ void fl_monitor_destroy(struct fl_monitor *m)
 		fclose(m->record);
 	free(m->replay);
 	struct event *evs[] = { m->src_ev, m->pump_ev, m->sig_ev, m->int_ev, m->usr1_ev,
-				m->probe_ev };
+				m->probe_ev, m->stop_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
 	fetch_pool_free(m);
+	if (m->stop_fd > 0)
+		close(m->stop_fd);
 	if (m->base)
 		event_base_free(m->base);
 	free(m);

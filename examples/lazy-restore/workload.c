@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lazy-workload: a program whose memory is snapshotted and restored lazily.
+ *
+ *   lazy-workload run --mib N --state FILE
+ *       fills N MiB with known data, records its address and SHA-256 in
+ *       FILE, then waits to be snapshotted (faultline snapshot --pid).
+ *   lazy-workload restore --state FILE --snapshot DIR --socket PATH
+ *       maps the region again at the same address, EMPTY, hands it to a
+ *       running `faultline monitor` and goes on at once: three children
+ *       fork off and mremap, MADV_DONTNEED and munmap parts of their copy
+ *       and exit at different times, each checking what it reads; the
+ *       parent then hashes all of its memory and compares.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline/handoff.h>
+#include <faultline/snapshot.h>
+
+#define PG 4096UL
+#define RUN (2UL << 20)
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Page i's contents: every 5th 2 MiB run is zeros (a hole in the snapshot). */
+static void page_data(size_t i, uint64_t *w)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ULL * (i + 1);
+
+	if ((i * PG / RUN) % 5 == 2) {
+		memset(w, 0, PG);
+		return;
+	}
+	for (size_t k = 0; k < PG / 8; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		w[k] = x;
+	}
+}
+
+static void hex(const unsigned char *d, char *out)
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void digest(const void *p, size_t len, char out[65])
+{
+	unsigned char d[32];
+	unsigned int n = 32;
+
+	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
+	hex(d, out);
+}
+
+static int do_run(size_t mib, const char *state)
+{
+	size_t len = mib << 20;
+	char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char sha[65], tmp[4096];
+	FILE *f;
+
+	if (mem == MAP_FAILED) {
+		perror("lazy-workload: mmap");
+		return 1;
+	}
+	for (size_t i = 0; i < len / PG; i++)
+		page_data(i, (uint64_t *)(mem + i * PG));
+	digest(mem, len, sha);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", state);
+	f = fopen(tmp, "we");
+	if (!f || fprintf(f, "%p %zu %s %d\n", (void *)mem, len, sha, getpid()) < 0 ||
+	    fclose(f) || rename(tmp, state)) {
+		perror("lazy-workload: writing the state file");
+		return 1;
+	}
+	printf("workload: pid %d, %zu MiB at %p, sha256 %.16s...; waiting to be snapshotted\n",
+	       getpid(), mib, (void *)mem, sha);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int check(const char *who, const char *p, size_t first, size_t n)
+{
+	uint64_t want[PG / 8];
+
+	for (size_t i = first; i < first + n; i++) {
+		page_data(i, want);
+		if (memcmp(p + (i - first) * PG, want, PG)) {
+			fprintf(stderr, "%s: page %zu differs from the snapshot\n", who, i);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int is_zero(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* The children: each changes its own copy of the memory, checks, exits. */
+static int child(int which, char *mem, size_t pages)
+{
+	size_t q = pages / 4;
+	char *dst;
+
+	switch (which) {
+	case 0: /* mremap the second quarter elsewhere, check it there */
+		dst = mmap(NULL, q * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mremap(mem + q * PG, q * PG, q * PG, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != dst)
+			return 10;
+		usleep(100 * 1000);
+		return check("child mremap", dst, q, q) || check("child mremap", mem, 0, q);
+	case 1: /* drop the third quarter: zeros now, never snapshot data */
+		if (madvise(mem + 2 * q * PG, q * PG, MADV_DONTNEED))
+			return 11;
+		if (!is_zero(mem + 2 * q * PG, q * PG)) {
+			fprintf(stderr, "child madvise: dropped pages are not zero\n");
+			return 12;
+		}
+		usleep(300 * 1000);
+		return check("child madvise", mem + 3 * q * PG, 3 * q, pages - 3 * q);
+	default: /* unmap the first quarter, check the rest at once */
+		if (munmap(mem, q * PG))
+			return 13;
+		return check("child munmap", mem + q * PG, q, pages - q);
+	}
+}
+
+static int do_restore(const char *state, const char *dir, const char *sock)
+{
+	struct fl_handoff_region hr = { .page_size = PG };
+	const struct fl_region *regions;
+	struct fl_snapshot *snap;
+	struct fl_uffd u;
+	char err[512], sha[65], got[65];
+	void *addr;
+	size_t len, n, pages;
+	int pid0, bad = 0;
+	double t0 = now();
+	char *mem;
+	FILE *f = fopen(state, "re");
+
+	if (!f || fscanf(f, "%p %zu %64s %d", &addr, &len, sha, &pid0) != 4) {
+		fprintf(stderr, "lazy-workload: cannot read the state file %s\n", state);
+		return 1;
+	}
+	fclose(f);
+	if (fl_snapshot_open(dir, &snap, err, sizeof(err))) {
+		fprintf(stderr, "lazy-workload: %s\n", err);
+		return 1;
+	}
+	regions = fl_snapshot_regions(snap, &n);
+	for (size_t i = 0; i < n; i++)
+		if (regions[i].start <= (uint64_t)(uintptr_t)addr &&
+		    (uint64_t)(uintptr_t)addr + len <= regions[i].start + regions[i].len) {
+			hr.source_region = (uint32_t)i;
+			hr.source_offset = (uint64_t)(uintptr_t)addr - regions[i].start;
+			hr.len = len;
+		}
+	fl_snapshot_close(snap);
+	if (!hr.len) {
+		fprintf(stderr, "lazy-workload: the snapshot has no region at %p\n", addr);
+		return 1;
+	}
+	mem = mmap(addr, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (mem != addr) {
+		fprintf(stderr, "lazy-workload: cannot map %p again: %s\n", addr, strerror(errno));
+		return 1;
+	}
+	madvise(mem, len, MADV_NOHUGEPAGE);
+	hr.addr = (uint64_t)(uintptr_t)mem;
+	if (fl_restore_handoff(sock, &hr, 1, &u, err, sizeof(err))) {
+		fprintf(stderr, "lazy-workload: %s\n", err);
+		return 1;
+	}
+	/* u.fd stays open: if the monitor died we would wait, not read zeros. */
+	printf("restore: running %.1f ms after start, memory still empty\n", (now() - t0) * 1e3);
+	fflush(stdout);
+	pages = len / PG;
+	pid_t kids[3];
+
+	for (int i = 0; i < 3; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0)
+			_exit(child(i, mem, pages));
+	}
+	digest(mem, len, got);
+	printf("restore: parent hashed %zu MiB in %.2f s\n", len >> 20, now() - t0);
+	for (int i = 0; i < 3; i++) {
+		int st;
+
+		waitpid(kids[i], &st, 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			fprintf(stderr, "restore: child %d failed (status %d)\n", i,
+				WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+			bad = 1;
+		}
+	}
+	printf("restore: children that mremapped, madvised and munmapped their copies: %s\n",
+	       bad ? "FAILED" : "all verified");
+	if (strcmp(got, sha)) {
+		fprintf(stderr, "restore: MEMORY DIFFERS: sha256 %s, snapshot time %s\n", got, sha);
+		return 1;
+	}
+	printf("restore: memory equals the snapshot (sha256 %.16s...)\n", got);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mib", required_argument, NULL, 'm' }, { "state", required_argument, NULL, 't' },
+		{ "snapshot", required_argument, NULL, 's' }, { "socket", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *state = NULL, *dir = NULL, *sock = NULL;
+	size_t mib = 256;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "m:t:s:S:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mib = strtoul(optarg, NULL, 0); break;
+		case 't': state = optarg; break;
+		case 's': dir = optarg; break;
+		case 'S': sock = optarg; break;
+		default: return 2;
+		}
+	}
+	if (optind < argc && !strcmp(argv[optind], "run") && state && mib >= 8)
+		return do_run(mib, state);
+	if (optind < argc && !strcmp(argv[optind], "restore") && state && dir && sock)
+		return do_restore(state, dir, sock);
+	fprintf(stderr, "usage: lazy-workload run --mib N --state FILE\n"
+			"       lazy-workload restore --state FILE --snapshot DIR --socket PATH\n");
+	return 2;
+}
