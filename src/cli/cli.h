@@ -11,5 +11,6 @@ enum {
 };
 
 int cmd_probe(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 #endif

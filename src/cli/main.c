@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "probe", cmd_probe, "what this kernel and process can do (--json)" },
+	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
 };
 
 static void usage(FILE *out)

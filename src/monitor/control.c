@@ -99,7 +99,7 @@ static void finish(struct control_conn *c)
 	m->stats.handoffs++;
 	answer(c, 0, "ok");
 	conn_close(c);
-	fetch_pump(m);
+	fetch_kick(m);
 }
 
 static void on_conn(evutil_socket_t fd, short what, void *arg)

@@ -399,7 +399,16 @@ void fetch_source_ready(struct fl_monitor *m)
 			fetch_retry_deferred(p);
 }
 
-/* Top up background reads; schedule another round if work remains. */
+/* Ask for a pump after whatever is pending at higher priority (faults,
+ * completions) has run. */
+void fetch_kick(struct fl_monitor *m)
+{
+	if (m->pump_ev)
+		event_active(m->pump_ev, EV_TIMEOUT, 0);
+}
+
+/* Top up background reads; schedule another round if work remains. Runs
+ * only from the low-priority pump event. */
 void fetch_pump(struct fl_monitor *m)
 {
 	bool more = false, submitted = false;
@@ -462,6 +471,6 @@ void fetch_pump(struct fl_monitor *m)
 				owed += p->regions[i].ps.owed;
 		atomic_store(&m->owed, owed);
 	}
-	if (more && m->pump_ev)
-		event_active(m->pump_ev, EV_TIMEOUT, 0);
+	if (more)
+		fetch_kick(m);
 }

@@ -98,6 +98,7 @@ void fetch_source_ready(struct fl_monitor *m);
 void fetch_completed(struct fl_source_req *req, void *arg);
 void fetch_retry_deferred(struct mproc *p);
 void fetch_pump(struct fl_monitor *m);
+void fetch_kick(struct fl_monitor *m);
 int fetch_pool_init(struct fl_monitor *m);
 void fetch_pool_free(struct fl_monitor *m);
 int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);

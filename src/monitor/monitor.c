@@ -46,7 +46,7 @@ static void on_source(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)!read((int)fd, &count, sizeof(count));
 	fetch_source_ready(m);
-	fetch_pump(m);
+	fetch_kick(m);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
@@ -63,7 +63,7 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	proc_kill(p, "pidfd");
-	fetch_pump(p->mon);
+	fetch_kick(p->mon);
 }
 
 /*
@@ -84,7 +84,7 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 		    fl_uffd_writeprotect(p->uffd, 1ULL << 30, 4096, false,
 					 FL_RESOLVE_DONTWAKE) == -ESRCH)
 			proc_kill(p, "ESRCH from the liveness probe");
-	fetch_pump(m);
+	fetch_kick(m);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg);
@@ -328,7 +328,7 @@ int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 
 int fl_monitor_run(struct fl_monitor *m)
 {
-	fetch_pump(m);
+	fetch_kick(m);
 	if (m->ever && !m->nprocs && m->opts.exit_when_idle)
 		return 0;
 	return event_base_dispatch(m->base) < 0 ? -EIO : 0;

@@ -333,5 +333,5 @@ static void on_uffd(evutil_socket_t fd, short what, void *arg)
 		mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
 	if (!p->dead && p->deferred)
 		fetch_retry_deferred(p);
-	fetch_pump(p->mon);
+	fetch_kick(p->mon);
 }
