@@ -102,4 +102,16 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
+/* ---- added by faultline's kernel patch series (src/kernel-patches/) ----
+ * Not upstream: detected at run time, with a fallback where absent. */
+#ifndef UFFD_FEATURE_EVENT_EXIT /* a non-blocking exit event with the pid */
+#define UFFD_FEATURE_EVENT_EXIT (1 << 17)
+#endif
+#ifndef UFFD_EVENT_EXIT
+#define UFFD_EVENT_EXIT 0x17
+#endif
+#ifndef PAGE_IS_PINNED /* PAGEMAP_SCAN: the page may be DMA-pinned */
+#define PAGE_IS_PINNED (1 << 9)
+#endif
+
 #endif /* FAULTLINE_LINUX_COMPAT_H */

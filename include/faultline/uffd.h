@@ -181,6 +181,7 @@ enum fl_uffd_event_kind {
 	FL_EVENT_REMAP,
 	FL_EVENT_REMOVE,
 	FL_EVENT_UNMAP,
+	FL_EVENT_EXIT,	  /* the mm's last user went away (patched kernels) */
 	FL_EVENT_UNKNOWN, /* a message type this build does not know */
 };
 
@@ -206,6 +207,9 @@ struct fl_uffd_event {
 		struct {
 			uint64_t start, end; /* REMOVE and UNMAP */
 		} range;
+		struct {
+			int32_t pid; /* in the reader's pid namespace, 0 if unknown */
+		} exit;
 		struct {
 			uint8_t type; /* the raw event number */
 		} unknown;
@@ -266,6 +270,17 @@ void fl_dirty_destroy(struct fl_dirty *d);
 
 /* True if the kernel supports PAGEMAP_SCAN with WP_ASYNC on this range type. */
 bool fl_dirty_scan_supported(void);
+
+/*
+ * Pages written through a DMA pin (O_DIRECT, io_uring fixed buffers, vhost,
+ * VFIO) never fault, so write-protection cannot see those writes. A kernel
+ * with faultline's patch 2 reports possibly-pinned pages (PAGE_IS_PINNED)
+ * and collect then always counts them dirty. Elsewhere the caller declares
+ * the ranges it pins with fl_dirty_always(), and they are reported dirty at
+ * every collect.
+ */
+bool fl_dirty_pinned_supported(void);
+int fl_dirty_always(struct fl_dirty *d, void *addr, size_t len);
 
 /* ------------------------------------------------------------ privilege */
 

@@ -39,7 +39,7 @@ struct probe {
 	struct utsname uts;
 	int uffd_err;
 	uint64_t features, ioctls;
-	bool pagemap_scan;
+	bool pagemap_scan, pinned;
 	struct range_probe ranges[3];
 	struct fl_uffd_privilege priv;
 	struct hugepages huge;
@@ -147,6 +147,7 @@ static void gather(struct probe *p)
 		p->uffd_err = fl_uffd_probe(FL_UFFD_USER_MODE_ONLY, &p->features,
 					    &p->ioctls);
 	p->pagemap_scan = fl_dirty_scan_supported();
+	p->pinned = fl_dirty_pinned_supported();
 	for (size_t i = 0; i < 3; i++) {
 		p->ranges[i] = ranges[i];
 		if (p->uffd_err == 0)
@@ -203,6 +204,13 @@ static void print_text(const struct probe *p, FILE *out)
 	fprintf(out, "PAGEMAP_SCAN dirty tracking: %s\n",
 		p->pagemap_scan ? "yes (WP_ASYNC + PAGEMAP_SCAN)" :
 				  "no (falls back to synchronous write-protect faults)");
+	fprintf(out, "kernel patches (src/kernel-patches):\n");
+	fprintf(out, "  exit event:      %s\n", (p->features & UFFD_FEATURE_EVENT_EXIT) ?
+		"yes (UFFD_FEATURE_EVENT_EXIT)" :
+		"no: exits are found with pidfds, ESRCH and a liveness probe");
+	fprintf(out, "  PAGE_IS_PINNED:  %s\n", p->pinned ?
+		"yes: DMA-pinned pages always count as dirty" :
+		"no: declare pinned ranges with fl_dirty_always() (DMA writes never fault)");
 	fprintf(out, "privileges:\n");
 	fl_uffd_privilege_explain(&p->priv, out);
 	fprintf(out, "huge pages (2 MiB): %ld reserved, %ld free%s; THP: %s\n",
@@ -257,6 +265,10 @@ static void print_json(const struct probe *p, FILE *out)
 	}
 	json_close(&j, '}');
 	json_bool(&j, "pagemap_scan", p->pagemap_scan);
+	json_close(&j, '}');
+	json_object(&j, "kernel_patches");
+	json_bool(&j, "event_exit", p->features & UFFD_FEATURE_EVENT_EXIT);
+	json_bool(&j, "page_is_pinned", p->pinned);
 	json_close(&j, '}');
 	json_object(&j, "privileges");
 	json_bool(&j, "cap_sys_ptrace", p->priv.cap_sys_ptrace);

@@ -80,7 +80,7 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	for (struct mproc *p = m->procs; p; p = p->next)
-		if (!p->dead && p->pidfd < 0 &&
+		if (!p->dead && p->pidfd < 0 && !(p->features & UFFD_FEATURE_EVENT_EXIT) &&
 		    fl_uffd_writeprotect(p->uffd, 1ULL << 30, 4096, false,
 					 FL_RESOLVE_DONTWAKE) == -ESRCH)
 			proc_kill(p, "ESRCH from the liveness probe");

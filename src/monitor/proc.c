@@ -311,6 +311,9 @@ int proc_read_events(struct mproc *p)
 				if (cut(p, ev[i].range.start, ev[i].range.end, NULL, NULL))
 					proc_kill(p, "out of memory following munmap");
 				break;
+			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
+				proc_kill(p, "exit event");
+				break;
 			default:
 				mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
 					p->label, ev[i].unknown.type);

@@ -34,6 +34,12 @@ static int scan_once(struct fl_dirty *d, uint64_t from, uint64_t *walk_end,
 		.category_mask = PAGE_IS_WRITTEN,
 		.return_mask = PAGE_IS_WRITTEN,
 	};
+
+	if (d->scan_pinned) { /* written, or possibly written through a pin */
+		arg.category_mask = 0;
+		arg.category_anyof_mask = PAGE_IS_WRITTEN | PAGE_IS_PINNED;
+		arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PINNED;
+	}
 	long n = ioctl(d->pagemap_fd, PAGEMAP_SCAN, &arg);
 
 	if (n < 0)
@@ -96,6 +102,7 @@ static int scan_start(struct fl_dirty *d)
 	d->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (d->pagemap_fd < 0)
 		return -errno;
+	d->scan_pinned = fl_dirty_pinned_supported();
 	d->vec_len = SCAN_VEC;
 	d->vec = calloc(d->vec_len, sizeof(*d->vec));
 	if (!d->vec)
@@ -130,6 +137,35 @@ bool fl_dirty_scan_supported(void)
 	ok = ioctl(fd, PAGEMAP_SCAN, &arg) >= 0;
 	close(fd);
 	return ok;
+}
+
+bool fl_dirty_pinned_supported(void)
+{
+	struct pm_scan_arg arg = { .size = sizeof(arg), .return_mask = PAGE_IS_PINNED };
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return false;
+	/* Unknown category bits are refused with EINVAL. */
+	ok = ioctl(fd, PAGEMAP_SCAN, &arg) >= 0;
+	close(fd);
+	return ok;
+}
+
+int fl_dirty_always(struct fl_dirty *d, void *addr, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+
+	if (a < d->start || len > d->len || a - d->start > d->len - len ||
+	    (a | len) & (FL_PAGE - 1))
+		return -EINVAL;
+	if (!d->always) {
+		d->always = calloc(fl_bitmap_words(d->pages), sizeof(uint64_t));
+		if (!d->always)
+			return -ENOMEM;
+	}
+	fl_bitmap_set_range(d->always, (a - d->start) / FL_PAGE, len / FL_PAGE);
+	return 0;
 }
 
 int fl_dirty_create(struct fl_dirty **out, void *addr, size_t len,
@@ -168,10 +204,22 @@ int fl_dirty_create(struct fl_dirty **out, void *addr, size_t len,
 
 int fl_dirty_collect(struct fl_dirty *d, uint64_t *bitmap, size_t *ndirty)
 {
+	size_t n = 0;
+	int ret;
+
 	memset(bitmap, 0, fl_bitmap_words(d->pages) * sizeof(uint64_t));
 	if (d->method == FL_DIRTY_PAGEMAP_SCAN)
-		return scan_range(d, bitmap, ndirty);
-	return fl_dirty_wpfault_collect(d, bitmap, ndirty);
+		ret = scan_range(d, bitmap, NULL);
+	else
+		ret = fl_dirty_wpfault_collect(d, bitmap, NULL);
+	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
+		if (d->always)
+			bitmap[w] |= d->always[w];
+		n += (size_t)__builtin_popcountll(bitmap[w]);
+	}
+	if (ndirty)
+		*ndirty = n;
+	return ret;
 }
 
 enum fl_dirty_method fl_dirty_method_used(const struct fl_dirty *d)
@@ -200,6 +248,7 @@ void fl_dirty_destroy(struct fl_dirty *d)
 	free(d->vec);
 	free((void *)d->live);
 	free(d->present);
+	free(d->always);
 	free(d->scratch);
 	pthread_mutex_destroy(&d->lock);
 	free(d);

@@ -40,6 +40,14 @@ void fl_uffd_decode(const struct uffd_msg *msg, struct fl_uffd_event *ev)
 		ev->range.start = msg->arg.remove.start;
 		ev->range.end = msg->arg.remove.end;
 		break;
+	case UFFD_EVENT_EXIT: {
+		int32_t pid; /* the first member of the argument union */
+
+		memcpy(&pid, &msg->arg, sizeof(pid));
+		ev->kind = FL_EVENT_EXIT;
+		ev->exit.pid = pid;
+		break;
+	}
 	default:
 		ev->kind = FL_EVENT_UNKNOWN;
 		ev->unknown.type = msg->event;
@@ -76,6 +84,7 @@ const char *fl_uffd_event_name(enum fl_uffd_event_kind kind)
 	case FL_EVENT_REMAP: return "remap";
 	case FL_EVENT_REMOVE: return "remove";
 	case FL_EVENT_UNMAP: return "unmap";
+	case FL_EVENT_EXIT: return "exit";
 	case FL_EVENT_UNKNOWN: return "unknown";
 	}
 	return "invalid";

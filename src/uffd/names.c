@@ -22,6 +22,7 @@ const struct fl_uffd_bit_name fl_uffd_feature_names[] = {
 	F(UFFD_FEATURE_POISON, "6.6", "UFFDIO_POISON"),
 	F(UFFD_FEATURE_WP_ASYNC, "6.7", "asynchronous write-protect (dirty tracking)"),
 	F(UFFD_FEATURE_MOVE, "6.8", "UFFDIO_MOVE"),
+	F(UFFD_FEATURE_EVENT_EXIT, "patch", "exit event with pid (faultline kernel patch 1)"),
 };
 const size_t fl_uffd_feature_count =
 	sizeof(fl_uffd_feature_names) / sizeof(fl_uffd_feature_names[0]);

@@ -29,12 +29,14 @@ def _():
     assert doc["kernel"]["release"] == os.uname().release
     u = doc["userfaultfd"]
     assert u["available"] is True
-    assert len(u["features"]) == 17, len(u["features"])
+    assert len(u["features"]) == 18, len(u["features"])
     assert all(isinstance(v, bool) for v in u["features"].values())
     assert u["ioctls"]["UFFDIO_API"] is True
     assert u["range_ioctls"]["anonymous"]["UFFDIO_COPY"] is True
     assert "UFFDIO_ZEROPAGE" in u["range_ioctls"]["anonymous"]
     assert isinstance(u["pagemap_scan"], bool)
+    assert doc["kernel_patches"]["event_exit"] == u["features"]["UFFD_FEATURE_EVENT_EXIT"]
+    assert isinstance(doc["kernel_patches"]["page_is_pinned"], bool)
     for k in ("cap_sys_ptrace", "kernel_faults", "user_faults", "event_fork"):
         assert isinstance(doc["privileges"][k], bool), k
     free = open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read()

@@ -8,6 +8,7 @@
  * every store landed in one of the sets that could have been the "next"
  * set after it. FL_DIRTY_SECONDS sets the length (default 2 s).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -274,6 +275,31 @@ static void test_collect_reports_exactly_the_written_pages(const struct fl_case 
 	munmap(mem, PAGES * PG);
 }
 
+/* Ranges declared pinned (DMA writes never fault) are dirty every time. */
+static void test_declared_pinned_ranges_are_always_dirty(const struct fl_case *c)
+{
+	const struct variant *v = c->a;
+	enum fl_dirty_method method = method_or_skip(v->method);
+	uint64_t bm[PAGES / 64];
+	struct fl_dirty *d;
+	size_t ndirty;
+	char *mem = map_memory(v->memory);
+
+	memset(mem, 1, PAGES * PG);
+	assert_int_equal(fl_dirty_create(&d, mem, PAGES * PG, method), 0);
+	assert_int_equal(fl_dirty_always(d, mem + 10 * PG, 3 * PG), 0);
+	assert_int_equal(fl_dirty_always(d, mem + PAGES * PG, PG), -EINVAL);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(fl_dirty_collect(d, bm, &ndirty), 0);
+		assert_true(bit(bm, 10) && bit(bm, 11) && bit(bm, 12));
+		assert_false(bit(bm, 13));
+		if (!fl_dirty_pinned_supported()) /* patched kernels add real pins */
+			assert_int_equal(ndirty, 3);
+	}
+	fl_dirty_destroy(d);
+	munmap(mem, PAGES * PG);
+}
+
 int main(int argc, char **argv)
 {
 	static const char *methods[] = { "pagemap_scan", "wp_faults" };
@@ -292,6 +318,10 @@ int main(int argc, char **argv)
 					    churn ? "_with_dontneed_and_fork" : "",
 					    methods[m], memories[k])->timeout = 120;
 			}
+			fl_case_add(&cases, &n, test_declared_pinned_ranges_are_always_dirty,
+				    &v[m][k][0], NULL,
+				    "test_declared_pinned_ranges_are_always_dirty/%s/%s",
+				    methods[m], memories[k]);
 			fl_case_add(&cases, &n, test_collect_reports_exactly_the_written_pages,
 				    &v[m][k][0], NULL,
 				    "test_collect_reports_exactly_the_written_pages/%s/%s",

@@ -234,6 +234,13 @@ static void test_decode_every_message_type(const struct fl_case *c)
 	}
 
 	memset(&m, 0, sizeof(m));
+	m.event = UFFD_EVENT_EXIT; /* faultline's kernel patch 1 */
+	m.arg.reserved.reserved1 = 4321; /* the pid: first 32 bits of arg */
+	fl_uffd_decode(&m, &ev);
+	assert_int_equal(ev.kind, FL_EVENT_EXIT);
+	assert_int_equal(ev.exit.pid, 4321);
+
+	memset(&m, 0, sizeof(m));
 	m.event = 0x7f;
 	fl_uffd_decode(&m, &ev);
 	assert_int_equal(ev.kind, FL_EVENT_UNKNOWN);
