@@ -236,7 +236,7 @@ boot_kernel() {
 	# falling back to TCG.
 	if [ "$TRY_KVM" = 1 ] && [ -w /dev/kvm ]; then
 		local save=$BOOT_TIMEOUT
-		BOOT_TIMEOUT=30
+		BOOT_TIMEOUT=15
 		if boot "$kind" kvm; then
 			BOOT_TIMEOUT=$save
 			BOOT_ACCEL[$kind]=kvm
