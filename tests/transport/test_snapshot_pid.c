@@ -69,8 +69,8 @@ static void test_pages_file_holds_what_the_child_had(const struct fl_case *c)
 	pid_t pid;
 
 	(void)c;
-	snaptest_dir(dir, sizeof(dir), snap, sizeof(snap));
 	pid = spawn_child(&addr);
+	snaptest_dir(dir, sizeof(dir), snap, sizeof(snap));
 	kill(pid, SIGSTOP);
 	if (fl_snapshot_write_pid(snap, pid, &opts, &st, err, sizeof(err))) {
 		reap(pid);
@@ -137,9 +137,9 @@ static void test_without_ptrace_access_the_error_says_what_is_needed(const struc
 	(void)c;
 	if (geteuid() != 0)
 		fl_skip("needs root to run a prober as another user");
+	target = spawn_child(&addr); /* root's */
 	snaptest_dir(dir, sizeof(dir), snap, sizeof(snap));
 	assert_int_equal(chmod(dir, 0777), 0);
-	target = spawn_child(&addr); /* root's */
 	prober = fork();
 	if (prober == 0) {
 		char err[512] = "";
