@@ -115,7 +115,7 @@ static int take(pid_t pid, const char *dir, enum stop_end end, unsigned flags)
 	struct fl_snapshot_pid_stats st;
 	struct stopped stopped;
 	char err[1024] = "";
-	double t0 = now_s(), t_stop;
+	double t_stop;
 	int ret, rel;
 
 	ret = process_stop(pid, &stopped, err, sizeof(err));
@@ -142,7 +142,6 @@ static int take(pid_t pid, const char *dir, enum stop_end end, unsigned flags)
 	       "%.1f MiB zero pages as holes, %zu mappings not captured; stopped %.3f s; %s\n",
 	       (int)pid, dir, st.regions, st.bytes / MiB, st.data_bytes / MiB,
 	       (st.bytes - st.data_bytes) / MiB, st.skipped, now_s() - t_stop, ended[end]);
-	(void)t0;
 	return rel ? CLI_FAILED : CLI_OK;
 }
 
