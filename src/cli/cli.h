@@ -12,5 +12,6 @@ enum {
 
 int cmd_probe(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "probe", cmd_probe, "what this kernel and process can do (--json)" },
+	{ "snapshot", cmd_snapshot, "snapshot a process's memory (--pid PID -o DIR), or --verify DIR" },
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
 };
 

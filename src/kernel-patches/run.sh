@@ -22,7 +22,7 @@ FRAGMENT=$HERE/faultline.config
 DEBUG_FRAGMENT=$HERE/faultline-debug.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
 BOOT_TIMEOUT=240
-ALL_TESTS=exit_event,uffd_selftest,pinned_scan,racewrite,wp_racewrite
+ALL_TESTS=exit_event,uffd_selftest,pinned_scan,pagemap_selftest,racewrite,wp_racewrite
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
 RUN_HOST=0
@@ -173,21 +173,26 @@ build_tests() {
 	done
 }
 
-# the kernel's own selftest (with the events-exit case of patch 1), static,
-# from the patched tree against its own uapi headers
+# the kernel's own selftests, static, from the patched tree against its own
+# uapi headers: uffd-unit-tests (with the events-exit case of patch 1) and
+# pagemap_ioctl (PAGEMAP_SCAN regression check for patch 2)
 build_selftest() {
-	local dir mm out=$CACHE/tests-bin/uffd-unit-tests
+	local dir mm out=$CACHE/tests-bin
 	dir=$(tree_dir patched)
 	mm=$dir/tools/testing/selftests/mm
-	if [ -x "$out" ] && [ "$out" -nt "$mm/uffd-unit-tests.c" ] &&
-	   [ "$out" -nt "$dir/include/uapi/linux/userfaultfd.h" ]; then
+	if [ -x "$out/uffd-unit-tests" ] && [ "$out/uffd-unit-tests" -nt "$mm/uffd-unit-tests.c" ] &&
+	   [ "$out/uffd-unit-tests" -nt "$dir/include/uapi/linux/userfaultfd.h" ] &&
+	   [ -x "$out/pagemap_ioctl" ] && [ "$out/pagemap_ioctl" -nt "$dir/include/uapi/linux/fs.h" ]; then
 		return 0
 	fi
-	log "building tools/testing/selftests/mm/uffd-unit-tests (static)"
+	log "building selftests/mm uffd-unit-tests and pagemap_ioctl (static)"
 	make -s -C "$dir" headers >/dev/null 2>&1 || die "make headers failed in $dir"
 	gcc -static -O2 -pthread -w -isystem "$dir/usr/include" -I "$dir/tools/include" \
-		-o "$out" "$mm/uffd-unit-tests.c" "$mm/uffd-common.c" "$mm/vm_util.c" ||
+		-o "$out/uffd-unit-tests" "$mm/uffd-unit-tests.c" "$mm/uffd-common.c" "$mm/vm_util.c" ||
 		die "cannot build uffd-unit-tests"
+	gcc -static -O2 -pthread -w -isystem "$dir/usr/include" -I "$dir/tools/include" \
+		-o "$out/pagemap_ioctl" "$mm/pagemap_ioctl.c" "$mm/vm_util.c" ||
+		die "cannot build pagemap_ioctl"
 }
 
 make_initramfs() {
@@ -211,6 +216,10 @@ make_initramfs() {
 		case ",$TESTS," in
 		*,uffd_selftest,*)
 			echo "file /bin/uffd-unit-tests $out/uffd-unit-tests 0755 0 0" ;;
+		esac
+		case ",$TESTS," in
+		*,pagemap_selftest,*)
+			echo "file /bin/pagemap_ioctl $out/pagemap_ioctl 0755 0 0" ;;
 		esac
 	} > "$list"
 	"$gen" "$list" > "$CACHE/initramfs.cpio"

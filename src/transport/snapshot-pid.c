@@ -18,13 +18,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+
+#include <faultline/linux-compat.h>
 #include <unistd.h>
 
 #include "snapshot-internal.h"
 
 #define CHUNK (4u << 20)
+/* Checksums cost 4 bytes per 4 KiB of address space captured: refuse
+ * address spaces that would need more than 1 GiB of them. */
+#define CAPTURE_MAX (1ull << 40)
 #define PROGRESS_EVERY (16ull << 20)
 
 #define ERR(...) snap_err(err, errlen, __VA_ARGS__)
@@ -123,6 +130,64 @@ static int read_maps(pid_t pid, struct maps *mp, char *err, size_t errlen)
 	return ret;
 }
 
+/* Anonymous memory: a page neither present nor swapped out reads as
+ * zeros, so it need not be read at all (the file gets a hole). Not true of
+ * file mappings: their absent pages are the file's. */
+static bool anonymous(const char *name)
+{
+	return !name[0] || !strcmp(name, "[heap]") || !strncmp(name, "[stack", 6) ||
+	       !strncmp(name, "[anon:", 6);
+}
+
+struct ranges {
+	struct page_region *r;
+	size_t n, cap;
+};
+
+/* The populated (present or swapped) parts of [start, end), with
+ * PAGEMAP_SCAN on /proc/PID/pagemap: it skips empty page tables, so a huge
+ * mostly untouched mapping costs little. -EOPNOTSUPP before Linux 6.7. */
+static int populated(int pmfd, uint64_t start, uint64_t end, struct ranges *out)
+{
+	struct page_region vec[256];
+
+	out->n = 0;
+	while (start < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a), .start = start, .end = end,
+			.vec = (uintptr_t)vec, .vec_len = 256,
+			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+		};
+		int n = ioctl(pmfd, PAGEMAP_SCAN, &a);
+
+		if (n < 0)
+			return errno == EINVAL || errno == ENOTTY ? -EOPNOTSUPP : -errno;
+		for (int i = 0; i < n; i++) {
+			if (out->n && out->r[out->n - 1].end == vec[i].start) {
+				out->r[out->n - 1].end = vec[i].end;
+				continue;
+			}
+			if (out->n == out->cap) {
+				size_t cap = out->cap ? 2 * out->cap : 64;
+				void *p = realloc(out->r, cap * sizeof(*out->r));
+
+				if (!p)
+					return -ENOMEM;
+				out->r = p;
+				out->cap = cap;
+			}
+			out->r[out->n++] = vec[i];
+		}
+		/* walk_end can be stale when the vector is not full (DESIGN.md):
+		 * only a full vector means there is more. */
+		if (n < 256)
+			break;
+		start = vec[n - 1].end > a.walk_end ? vec[n - 1].end : a.walk_end;
+	}
+	return 0;
+}
+
 /* Read len bytes at addr of pid into buf. */
 static int read_remote(pid_t pid, int *memfd, uint64_t addr, void *buf,
 		       size_t len, char *err, size_t errlen, const char *name)
@@ -181,7 +246,9 @@ int fl_snapshot_write_pid(const char *dir, pid_t pid,
 	struct fl_snapshot_writer *w = NULL;
 	char origin[128], comm[32] = "?", path[64];
 	uint64_t total = 0, done = 0, next_report = PROGRESS_EVERY;
-	int memfd = -1, ret;
+	int memfd = -1, pmfd = -1, ret;
+	struct ranges pop = { 0 };
+	bool sparse;
 	void *buf = NULL;
 	FILE *f;
 
@@ -204,6 +271,22 @@ int fl_snapshot_write_pid(const char *dir, pid_t pid,
 	snprintf(origin, sizeof(origin), "pid %d (%s)", (int)pid, comm);
 	for (size_t i = 0; i < mp.n; i++)
 		total += mp.r[i].len;
+	if (total > CAPTURE_MAX) {
+		size_t big = 0;
+
+		for (size_t i = 1; i < mp.n; i++)
+			if (mp.r[i].len > mp.r[big].len)
+				big = i;
+		ret = -E2BIG;
+		ERR("pid %d has %.1f TiB of private writable mappings (the largest, \"%s\" at 0x%llx, %.1f TiB; an AddressSanitizer shadow?): "
+		    "snapshots keep 4 bytes of checksum per 4 KiB of address space and take at most %llu TiB",
+		    (int)pid, total / 1099511627776.0, mp.r[big].name,
+		    (unsigned long long)mp.r[big].start, mp.r[big].len / 1099511627776.0,
+		    CAPTURE_MAX >> 40);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	pmfd = open(path, O_RDONLY | O_CLOEXEC); /* if it fails, everything is read */
 
 	buf = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED) {
@@ -223,13 +306,39 @@ int fl_snapshot_write_pid(const char *dir, pid_t pid,
 			ERR("%s", fl_snapshot_writer_error(w));
 			goto out;
 		}
-		for (uint64_t off = 0; off < r->len;) {
+		/* Which parts to read: all of it, or only what is populated. */
+		pop.n = 0;
+		if (pmfd >= 0 && anonymous(r->name) &&
+		    populated(pmfd, r->start, r->start + r->len, &pop) == 0) {
+			sparse = true;
+		} else {
+			sparse = false;
+		}
+		for (uint64_t off = 0, k = 0; off < r->len;) {
 			size_t n = r->len - off < CHUNK ? r->len - off : CHUNK;
+			const void *src = buf;
 
-			ret = read_remote(pid, &memfd, r->start + off, buf, n, err, errlen, r->name);
-			if (ret)
-				goto out;
-			ret = fl_snapshot_writer_append(w, buf, n);
+			if (sparse) {
+				uint64_t a = r->start + off;
+
+				while (k < pop.n && pop.r[k].end <= a)
+					k++;
+				if (k == pop.n || pop.r[k].start > a) {
+					/* Unpopulated up to the next range: zeros. */
+					uint64_t stop = k < pop.n ? pop.r[k].start : r->start + r->len;
+
+					src = NULL;
+					n = stop - a;
+				} else if (pop.r[k].end - a < n) {
+					n = pop.r[k].end - a;
+				}
+			}
+			if (src) {
+				ret = read_remote(pid, &memfd, r->start + off, buf, n, err, errlen, r->name);
+				if (ret)
+					goto out;
+			}
+			ret = fl_snapshot_writer_append(w, src, n);
 			if (ret) {
 				ERR("%s", fl_snapshot_writer_error(w));
 				goto out;
@@ -258,6 +367,9 @@ out:
 	fl_snapshot_writer_destroy(w);
 	if (memfd >= 0)
 		close(memfd);
+	if (pmfd >= 0)
+		close(pmfd);
+	free(pop.r);
 	if (buf)
 		munmap(buf, CHUNK);
 	free(mp.r);

@@ -11,6 +11,7 @@
 
 #include <faultline/snapshot.h>
 
+#include "pattern.h"
 #include "runner.h"
 
 /* A fresh directory under $TMPDIR (or /tmp); `dir` gets its path. The
@@ -45,20 +46,6 @@ static inline void snaptest_rm(const char *dir)
 	}
 	closedir(d);
 	rmdir(dir);
-}
-
-/* Page p of a pattern: zero when zero(p), else bytes that differ per page
- * and per seed. */
-static inline void snaptest_fill(unsigned char *page, size_t len, uint64_t p,
-				 unsigned seed, int zero)
-{
-	if (zero) {
-		memset(page, 0, len);
-		return;
-	}
-	for (size_t i = 0; i < len; i++)
-		page[i] = (unsigned char)(p * 131 + i * 7 + seed * 29 + (i >> 9));
-	page[0] = 1; /* never an all-zero page by accident */
 }
 
 /* The standard snapshot of the tests: three regions with data, single zero

@@ -20,8 +20,8 @@
 #define TEST_TIMEOUT 30
 
 static const char *const default_tests[] = {
-	"exit_event", "uffd_selftest", "pinned_scan", "racewrite",
-	"wp_racewrite", NULL,
+	"exit_event", "uffd_selftest", "pinned_scan", "pagemap_selftest",
+	"racewrite", "wp_racewrite", NULL,
 };
 
 static double now(void)
