@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Build faultline and run the main demo (installs what it needs).
 #
-# Today the demo is a local lazy restore: a program's memory is saved to a
-# sparse snapshot, then a new process runs on empty memory while faultline
-# serves each missing page from the snapshot through userfaultfd and streams
-# the rest; the process verifies its memory (SHA-256) at the end.
-#   scripts/demo.sh [--mib N]      (default 1024)
+# A lazy restore of a real multi-process workload: a program fills memory
+# and is snapshotted (faultline snapshot --pid ... --kill); a monitor
+# serves the snapshot (faultline monitor); the program is restored on empty
+# memory and runs at once while its pages arrive; three children fork off
+# and mremap, MADV_DONTNEED and munmap their copies; every process checks
+# what it reads and the parent compares the SHA-256 of all its memory with
+# the snapshot's. The monitor prints its statistics at the end.
+#   scripts/demo.sh [MiB]          (default 1024)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build examples/local-restore src/cli/faultline >/dev/null
+ninja -C build src/cli/faultline examples/lazy-workload examples/lazy-workload-source >/dev/null
 echo "== faultline probe (what this machine offers)"
 build/src/cli/faultline probe | sed -n '1p;/PAGEMAP_SCAN/,$p'
 echo
-echo "== lazy restore"
-exec build/examples/local-restore "$@"
+exec examples/lazy-restore/demo.sh build "${1:-1024}"

@@ -8,18 +8,19 @@ build=${1:-build}
 mib=${2:-1024}
 fl=$build/src/cli/faultline
 wl=$build/examples/lazy-workload
+src=$build/examples/lazy-workload-source
 tmp=$(mktemp -d /var/tmp/faultline-demo.XXXXXX)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 echo "== 1. a workload fills $mib MiB"
-$wl run --mib "$mib" --state "$tmp/state" &
+$src --mib "$mib" --state "$tmp/state" &
 pids+=($!)
 for _ in $(seq 600); do [ -s "$tmp/state" ] && break; sleep 0.1; done
 [ -s "$tmp/state" ] || { echo "the workload did not start" >&2; exit 1; }
 
-echo "== 2. faultline snapshot --pid $! --kill"
+echo "== 2. faultline snapshot --pid ${pids[0]} --kill"
 $fl snapshot --pid "${pids[0]}" -o "$tmp/snap" --kill
 
 echo "== 3. faultline monitor (in the background)"

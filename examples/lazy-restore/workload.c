@@ -2,7 +2,7 @@
 /*
  * lazy-workload: a program whose memory is snapshotted and restored lazily.
  *
- *   lazy-workload run --mib N --state FILE
+ *   lazy-workload-source --mib N --state FILE   (source.c)
  *       fills N MiB with known data, records its address and SHA-256 in
  *       FILE, then waits to be snapshotted (faultline snapshot --pid).
  *   lazy-workload restore --state FILE --snapshot DIR --socket PATH
@@ -26,76 +26,7 @@
 #include <faultline/handoff.h>
 #include <faultline/snapshot.h>
 
-#define PG 4096UL
-#define RUN (2UL << 20)
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* Page i's contents: every 5th 2 MiB run is zeros (a hole in the snapshot). */
-static void page_data(size_t i, uint64_t *w)
-{
-	uint64_t x = 0x9E3779B97F4A7C15ULL * (i + 1);
-
-	if ((i * PG / RUN) % 5 == 2) {
-		memset(w, 0, PG);
-		return;
-	}
-	for (size_t k = 0; k < PG / 8; k++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		w[k] = x;
-	}
-}
-
-static void hex(const unsigned char *d, char *out)
-{
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
-static void digest(const void *p, size_t len, char out[65])
-{
-	unsigned char d[32];
-	unsigned int n = 32;
-
-	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
-	hex(d, out);
-}
-
-static int do_run(size_t mib, const char *state)
-{
-	size_t len = mib << 20;
-	char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char sha[65], tmp[4096];
-	FILE *f;
-
-	if (mem == MAP_FAILED) {
-		perror("lazy-workload: mmap");
-		return 1;
-	}
-	for (size_t i = 0; i < len / PG; i++)
-		page_data(i, (uint64_t *)(mem + i * PG));
-	digest(mem, len, sha);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", state);
-	f = fopen(tmp, "we");
-	if (!f || fprintf(f, "%p %zu %s %d\n", (void *)mem, len, sha, getpid()) < 0 ||
-	    fclose(f) || rename(tmp, state)) {
-		perror("lazy-workload: writing the state file");
-		return 1;
-	}
-	printf("workload: pid %d, %zu MiB at %p, sha256 %.16s...; waiting to be snapshotted\n",
-	       getpid(), mib, (void *)mem, sha);
-	fflush(stdout);
-	for (;;)
-		pause();
-}
+#include "workload-data.h"
 
 static int check(const char *who, const char *p, size_t first, size_t n)
 {
@@ -249,11 +180,10 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (optind < argc && !strcmp(argv[optind], "run") && state && mib >= 8)
-		return do_run(mib, state);
 	if (optind < argc && !strcmp(argv[optind], "restore") && state && dir && sock)
 		return do_restore(state, dir, sock);
-	fprintf(stderr, "usage: lazy-workload run --mib N --state FILE\n"
-			"       lazy-workload restore --state FILE --snapshot DIR --socket PATH\n");
+	(void)mib;
+	fprintf(stderr, "usage: lazy-workload restore --state FILE --snapshot DIR --socket PATH\n"
+			"(the program to snapshot is lazy-workload-source)\n");
 	return 2;
 }

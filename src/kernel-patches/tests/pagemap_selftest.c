@@ -15,6 +15,7 @@
 int main(void)
 {
 	char exe[PATH_MAX], bin[PATH_MAX + 32], line[512], summary[512] = "";
+	char bail[512] = "";
 	unsigned int pass = 0, fail = 0;
 	int status = 0, pfd[2];
 	ssize_t n;
@@ -46,8 +47,13 @@ int main(void)
 		FL_SKIP("cannot run %s: %s", bin, strerror(errno));
 	while (fgets(line, sizeof(line), p)) {
 		/* only failures and the summary: the full TAP output is long */
-		if (!strncmp(line, "not ok", 6) || !strncmp(line, "# Totals", 8))
+		if (!strncmp(line, "not ok", 6) || !strncmp(line, "# Totals", 8) ||
+		    strstr(line, "Bail out"))
 			fputs(line, stdout);
+		if (strstr(line, "Bail out")) {
+			snprintf(bail, sizeof(bail), "%s", line);
+			bail[strcspn(bail, "\n")] = 0;
+		}
 		if (sscanf(line, "# Totals: pass:%u fail:%u", &pass, &fail) == 2) {
 			snprintf(summary, sizeof(summary), "%s", line + 2);
 			summary[strcspn(summary, "\n")] = 0;
@@ -57,7 +63,9 @@ int main(void)
 	waitpid(pid, &status, 0);
 	if (!summary[0])
 		FL_FAIL("no summary from pagemap_ioctl (status 0x%x)", status);
-	if (fail || !pass)
-		FL_FAIL("pagemap_ioctl: %s", summary);
+	if (bail[0])
+		FL_FAIL("pagemap_ioctl stopped early: %s (%s)", bail, summary);
+	if (fail || !pass || !WIFEXITED(status) || WEXITSTATUS(status))
+		FL_FAIL("pagemap_ioctl: %s (exit status 0x%x)", summary, status);
 	FL_PASS("pagemap_ioctl: %s", summary);
 }
