@@ -190,8 +190,9 @@ build_selftest() {
 	gcc -static -O2 -pthread -w -isystem "$dir/usr/include" -I "$dir/tools/include" \
 		-o "$out/uffd-unit-tests" "$mm/uffd-unit-tests.c" "$mm/uffd-common.c" "$mm/vm_util.c" ||
 		die "cannot build uffd-unit-tests"
-	gcc -static -O2 -pthread -w -isystem "$dir/usr/include" -I "$dir/tools/include" \
-		-o "$out/pagemap_ioctl" "$mm/pagemap_ioctl.c" "$mm/vm_util.c" ||
+	# relative source path: the test creates files named after __FILE__
+	(cd "$mm" && gcc -static -O2 -pthread -w -isystem "$dir/usr/include" \
+		-I "$dir/tools/include" -o "$out/pagemap_ioctl" pagemap_ioctl.c vm_util.c) ||
 		die "cannot build pagemap_ioctl"
 }
 

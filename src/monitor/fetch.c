@@ -305,7 +305,6 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	case PS_MISSING:
 		break;
 	}
-	record(m, r->src_region, src_off);
 	policy_on_fault(m, p, r, page);
 	z = fl_source_zero_run(m->src, r->src_region, src_off, r->page);
 	if (z > 0) {
@@ -319,6 +318,7 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	q = m->free_urgent;
 	if (!q)
 		return -EBUSY;
+	record(m, r->src_region, src_off); /* pages read on a fault, in order */
 	m->free_urgent = q->next;
 	m->urgent_inflight++;
 	memset(&q->req, 0, sizeof(q->req));

@@ -297,6 +297,59 @@ static void test_faults_race_background_copies(const struct fl_case *c)
 	harness_free(&h);
 }
 
+/* A recorded fault order is written, and replaying it restores correctly;
+ * a malformed record is refused with the line that is wrong. */
+static void test_record_and_replay_fault_order(const struct fl_case *c)
+{
+	char rec[64], err[256] = "";
+	struct fl_monitor_opts o = faults_only;
+	struct harness h;
+	struct fl_monitor *m;
+	unsigned region;
+	unsigned long long off;
+	size_t lines = 0;
+	FILE *f;
+
+	(void)c;
+	snprintf(rec, sizeof(rec), "/tmp/fl-test-faults-%d", getpid());
+	o.record_faults = rec;
+	run_one(&o, wl_read_all, &h);
+	/* One line per page read from the source on a fault. */
+	assert_int_equal(harness_stat(&h, "pages_copied_on_fault"), DATA_PAGES);
+	harness_free(&h);
+	f = fopen(rec, "re");
+	assert_non_null(f);
+	while (fscanf(f, "%u %llu", &region, &off) == 2) {
+		assert_int_equal(region, 0);
+		assert_true(off < DATA_PAGES * PG);
+		lines++;
+	}
+	fclose(f);
+	assert_int_equal(lines, DATA_PAGES);
+
+	o = prefetch;
+	o.replay_faults = rec;
+	run_one(&o, wl_read_all, &h);
+	assert_int_equal(harness_stat(&h, "bytes_read"), DATA_PAGES * PG);
+	harness_free(&h);
+
+	f = fopen(rec, "we");
+	fprintf(f, "0 4096\n0 banana\n");
+	fclose(f);
+	{
+		struct fl_region g = { .len = DATA_PAGES * PG, .page_size = PG, .name = "x" };
+		const void *d[1] = { NULL };
+		struct fl_source *src;
+
+		assert_int_equal(fl_source_memory_create(&src, &g, 1, d), 0);
+		o.keep_caps = true;
+		assert_int_equal(fl_monitor_create(&m, src, &o, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "line 2"));
+		fl_source_destroy(src);
+	}
+	unlink(rec);
+}
+
 /* ---- killing the monitor ---- */
 
 static int to_wl[2], from_wl[2];
@@ -432,5 +485,7 @@ int main(int argc, char **argv)
 		    "test_bad_restorers_do_not_disturb_the_others");
 	fl_case_add(&cases, &n, test_killed_monitor_never_exposes_zeros, NULL, NULL,
 		    "test_killed_monitor_never_exposes_zeros");
+	fl_case_add(&cases, &n, test_record_and_replay_fault_order, NULL, NULL,
+		    "test_record_and_replay_fault_order");
 	return fl_run_cases(cases, n, argc, argv);
 }

@@ -84,6 +84,13 @@ int main(void)
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
 
+	/* a few 2 MiB hugetlb pages, so hugetlb cases of the selftests run */
+	f = fopen("/proc/sys/vm/nr_hugepages", "w");
+	if (f) {
+		fputs("8\n", f);
+		fclose(f);
+	}
+
 	f = fopen("/proc/sys/kernel/osrelease", "r");
 	if (f && fgets(buf, sizeof(buf), f))
 		dprintf(1, "FAULTLINE-KERNEL %s", buf);
