@@ -21,7 +21,7 @@ TARBALL=/usr/src/linux-source-6.12.tar.xz
 FRAGMENT=$HERE/faultline.config
 DEBUG_FRAGMENT=$HERE/faultline-debug.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
-BOOT_TIMEOUT=240
+BOOT_TIMEOUT=400
 ALL_TESTS=exit_event,uffd_selftest,pinned_scan,pagemap_selftest,racewrite,wp_racewrite
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
@@ -227,12 +227,14 @@ make_initramfs() {
 }
 
 boot() {
-	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log
+	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log limit=30
+	# KASAN + lockdep under TCG is several times slower
+	[ "$kind" = debug ] && limit=150
 	timeout --foreground -k 5 "$BOOT_TIMEOUT" \
 		qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
 		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
 		-initrd "$CACHE/initramfs.cpio" \
-		-append "console=ttyS0 panic=-1 fltests=$TESTS" \
+		-append "console=ttyS0 panic=-1 fltests=$TESTS fltimeout=$limit" \
 		-smp 2 -m 512M < /dev/null > "$logf" 2>&1 || true
 	tr -d '\r' < "$logf" > "$logf.txt"
 	grep -q '^FAULTLINE-DONE' "$logf.txt"

@@ -17,7 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#define TEST_TIMEOUT 30
+/* per-test limit in seconds; fltimeout= on the command line overrides */
+static int test_timeout = 30;
 
 static const char *const default_tests[] = {
 	"exit_event", "uffd_selftest", "pinned_scan", "pagemap_selftest",
@@ -54,11 +55,11 @@ static void run_test(const char *name)
 		w = waitpid(pid, &status, WNOHANG);
 		if (w == pid)
 			break;
-		if (now() - t0 > TEST_TIMEOUT) {
+		if (now() - t0 > test_timeout) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			dprintf(1, "FAULTLINE-RESULT %s FAIL timed out after %d s\n", name,
-				TEST_TIMEOUT);
+				test_timeout);
 			return;
 		}
 		usleep(2000);
@@ -72,9 +73,12 @@ static void run_test(const char *name)
 int main(void)
 {
 	char *list = getenv("fltests"), *tok, *save = NULL;
+	char *limit = getenv("fltimeout");
 	char buf[64];
 	FILE *f;
 
+	if (limit && atoi(limit) > 0)
+		test_timeout = atoi(limit);
 	mkdir("/proc", 0755);
 	mkdir("/sys", 0755);
 	mkdir("/dev", 0755);
