@@ -8,18 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import case  # noqa: E402
+import tap  # noqa: E402
 import tempfile
 import time
 
 faultline, source, workload = sys.argv[1:4]
-results = []
-
-
-def case(name):
-    def wrap(fn):
-        results.append((name, fn))
-        return fn
-    return wrap
 
 
 def make_snapshot(tmp, mib=16):
@@ -88,14 +84,4 @@ def _():
         assert doc["events"]["exit"] == 4, doc
 
 
-print(f"1..{len(results)}")
-failed = 0
-for i, (name, fn) in enumerate(results, 1):
-    try:
-        fn()
-        print(f"ok {i} - {name}")
-    except Exception as e:
-        failed += 1
-        print(f"not ok {i} - {name}")
-        print(f"# {type(e).__name__}: {e}")
-sys.exit(1 if failed else 0)
+tap.run()

@@ -6,15 +6,11 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import case  # noqa: E402
+import tap  # noqa: E402
+
 faultline = sys.argv[1]
-results = []
-
-
-def case(name):
-    def wrap(fn):
-        results.append((name, fn))
-        return fn
-    return wrap
 
 
 def run(*args):
@@ -63,14 +59,4 @@ def _():
     assert p.returncode == 0 and "probe" in p.stdout
 
 
-print(f"1..{len(results)}")
-failed = 0
-for i, (name, fn) in enumerate(results, 1):
-    try:
-        fn()
-        print(f"ok {i} - {name}")
-    except Exception as e:  # report, keep going
-        failed += 1
-        print(f"not ok {i} - {name}")
-        print(f"# {type(e).__name__}: {e}")
-sys.exit(1 if failed else 0)
+tap.run()

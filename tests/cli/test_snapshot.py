@@ -6,24 +6,20 @@ import os
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import case  # noqa: E402
+import tap  # noqa: E402
 import tempfile
 import time
 
 faultline = sys.argv[1]
-results = []
 MARK = b"FAULTLINE-CLI-PATTERN-"
 # The child fills ~2 MiB with a pattern nobody else has, says ready, waits.
 CHILD = ("import sys, time\n"
          "b = bytearray(%r * 100000)\n"
          "print('ready', flush=True)\n"
          "time.sleep(120)\n" % MARK)
-
-
-def case(name):
-    def wrap(fn):
-        results.append((name, fn))
-        return fn
-    return wrap
 
 
 def run(*args):
@@ -178,7 +174,7 @@ def _():
 @case("test_without_ptrace_access_says_what_privilege_is_needed")
 def _():
     if os.geteuid() != 0:
-        raise SkipCase()
+        raise tap.Skip("needs root (to run the probe as another user)")
     c = child()
     try:
         with Tmp() as snap:
@@ -194,20 +190,4 @@ def _():
         c.wait()
 
 
-class SkipCase(Exception):
-    pass
-
-
-print(f"1..{len(results)}")
-failed = 0
-for i, (name, fn) in enumerate(results, 1):
-    try:
-        fn()
-        print(f"ok {i} - {name}")
-    except SkipCase:
-        print(f"ok {i} - {name} # SKIP needs root")
-    except Exception as e:  # report, keep going
-        failed += 1
-        print(f"not ok {i} - {name}")
-        print(f"# {type(e).__name__}: {e}")
-sys.exit(1 if failed else 0)
+tap.run()
