@@ -275,7 +275,8 @@ bool fl_dirty_scan_supported(void);
  * Pages written through a DMA pin (O_DIRECT, io_uring fixed buffers, vhost,
  * VFIO) never fault, so write-protection cannot see those writes. A kernel
  * with faultline's patch 2 reports possibly-pinned pages (PAGE_IS_PINNED)
- * and collect then always counts them dirty. Elsewhere the caller declares
+ * and the PAGEMAP_SCAN method then always counts them dirty. Elsewhere
+ * (and with the fault-based fallback) the caller declares
  * the ranges it pins with fl_dirty_always(), and they are reported dirty at
  * every collect.
  */

@@ -295,6 +295,49 @@ static void test_one_read_returns_many_faults(const struct fl_case *c)
 	region_unmap(&r);
 }
 
+/* On kernels with faultline's patch 1, a process's exit arrives as an
+ * event carrying its pid, and the exit is never held up by the monitor. */
+static void test_exit_event_reports_the_pid(const struct fl_case *c)
+{
+	uint64_t offered = 0;
+	struct fl_uffd_event ev;
+	int sv[2], fd, status;
+	uint64_t addr;
+	pid_t pid;
+
+	(void)c;
+	assert_int_equal(fl_uffd_probe(0, &offered, NULL), 0);
+	if (!(offered & UFFD_FEATURE_EVENT_EXIT))
+		fl_skip("kernel lacks UFFD_FEATURE_EVENT_EXIT (faultline kernel patch 1); "
+			"exits are found with pidfds and ESRCH instead");
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct fl_uffd u;
+		char *p = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		close(sv[0]);
+		if (fl_uffd_create(&u, 0, UFFD_FEATURE_EVENT_EXIT, 0, NULL) ||
+		    fl_uffd_register(u.fd, (uint64_t)(uintptr_t)p, 4 * PG,
+				     UFFDIO_REGISTER_MODE_MISSING, NULL))
+			_exit(1);
+		addr = (uint64_t)(uintptr_t)p;
+		_exit(send_fd(sv[1], u.fd, &addr, sizeof(addr)) ? 2 : 0);
+	}
+	close(sv[1]);
+	assert_int_equal(recv_fd(sv[0], &fd, &addr, sizeof(addr)), 0);
+	/* The child exits without waiting for us to read anything. */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	wait_event(fd, &ev, 10000);
+	assert_int_equal(ev.kind, FL_EVENT_EXIT);
+	assert_int_equal(ev.exit.pid, pid);
+	close(fd);
+	close(sv[0]);
+}
+
 int main(int argc, char **argv)
 {
 	struct fl_case *cases = NULL;
@@ -310,5 +353,7 @@ int main(int argc, char **argv)
 		    "test_decode_every_message_type");
 	fl_case_add(&cases, &n, test_one_read_returns_many_faults, NULL, NULL,
 		    "test_one_read_returns_many_faults");
+	fl_case_add(&cases, &n, test_exit_event_reports_the_pid, NULL, NULL,
+		    "test_exit_event_reports_the_pid");
 	return fl_run_cases(cases, n, argc, argv);
 }
