@@ -33,6 +33,10 @@ struct fl_case *fl_case_add(struct fl_case **cases, size_t *n,
 			    const void *b, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
+/* In main(), with `struct fl_case *cases` and `size_t n`: add a case
+ * named after its function. */
+#define FL_ADD(fn) fl_case_add(&cases, &n, fn, NULL, NULL, #fn)
+
 /* Read an integer knob from the environment, with a default. */
 long fl_env_long(const char *name, long def);
 

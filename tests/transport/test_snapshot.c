@@ -218,13 +218,12 @@ int main(int argc, char **argv)
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
-#define ADD(fn) fl_case_add(&cases, &n, fn, NULL, NULL, #fn)
-	ADD(test_crc32c_matches_the_castagnoli_check_value);
-	ADD(test_round_trip_reads_back_every_page);
-	ADD(test_zero_pages_are_holes_and_zero_run_finds_them);
-	ADD(test_regions_are_written_in_address_order_at_aligned_offsets);
-	ADD(test_writer_refuses_overlap_misalignment_and_short_regions);
-	ADD(test_existing_snapshot_is_kept_unless_replace);
-	ADD(test_verify_passes_on_a_good_snapshot);
+	FL_ADD(test_crc32c_matches_the_castagnoli_check_value);
+	FL_ADD(test_round_trip_reads_back_every_page);
+	FL_ADD(test_zero_pages_are_holes_and_zero_run_finds_them);
+	FL_ADD(test_regions_are_written_in_address_order_at_aligned_offsets);
+	FL_ADD(test_writer_refuses_overlap_misalignment_and_short_regions);
+	FL_ADD(test_existing_snapshot_is_kept_unless_replace);
+	FL_ADD(test_verify_passes_on_a_good_snapshot);
 	return fl_run_cases(cases, n, argc, argv);
 }

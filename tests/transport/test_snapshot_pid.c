@@ -162,9 +162,8 @@ int main(int argc, char **argv)
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
-#define ADD(fn) fl_case_add(&cases, &n, fn, NULL, NULL, #fn)
-	ADD(test_pages_file_holds_what_the_child_had);
-	ADD(test_missing_pid_is_esrch_and_says_so);
-	ADD(test_without_ptrace_access_the_error_says_what_is_needed);
+	FL_ADD(test_pages_file_holds_what_the_child_had);
+	FL_ADD(test_missing_pid_is_esrch_and_says_so);
+	FL_ADD(test_without_ptrace_access_the_error_says_what_is_needed);
 	return fl_run_cases(cases, n, argc, argv);
 }

@@ -308,12 +308,11 @@ int main(int argc, char **argv)
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
-#define ADD(fn) fl_case_add(&cases, &n, fn, NULL, NULL, #fn)
-	ADD(test_every_page_read_through_io_uring_equals_the_original);
-	ADD(test_whole_region_reads_larger_than_a_page);
-	ADD(test_urgent_request_completes_before_queued_background_ones);
-	ADD(test_full_queue_is_ebusy_and_out_of_bounds_is_erange);
-	ADD(test_event_fd_is_readable_only_with_completions);
-	ADD(test_corrupt_page_completes_with_ebadmsg_naming_region_and_page);
+	FL_ADD(test_every_page_read_through_io_uring_equals_the_original);
+	FL_ADD(test_whole_region_reads_larger_than_a_page);
+	FL_ADD(test_urgent_request_completes_before_queued_background_ones);
+	FL_ADD(test_full_queue_is_ebusy_and_out_of_bounds_is_erange);
+	FL_ADD(test_event_fd_is_readable_only_with_completions);
+	FL_ADD(test_corrupt_page_completes_with_ebadmsg_naming_region_and_page);
 	return fl_run_cases(cases, n, argc, argv);
 }

@@ -204,11 +204,10 @@ int main(int argc, char **argv)
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
-#define ADD(fn) fl_case_add(&cases, &n, fn, NULL, NULL, #fn)
-	ADD(test_open_by_syscall_and_device_is_nonblocking_cloexec);
-	ADD(test_handshake_enables_what_was_asked);
-	ADD(test_every_offered_feature_has_a_name);
-	ADD(test_user_mode_only_fd_refuses_kernel_faults);
-	ADD(test_privilege_check_without_cap_sys_ptrace);
+	FL_ADD(test_open_by_syscall_and_device_is_nonblocking_cloexec);
+	FL_ADD(test_handshake_enables_what_was_asked);
+	FL_ADD(test_every_offered_feature_has_a_name);
+	FL_ADD(test_user_mode_only_fd_refuses_kernel_faults);
+	FL_ADD(test_privilege_check_without_cap_sys_ptrace);
 	return fl_run_cases(cases, n, argc, argv);
 }
