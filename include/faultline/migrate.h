@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * faultline/migrate.h - post-copy live migration between two hosts.
+ *
+ * Source: a page server serves the memory of a running program (regions
+ * of this process, the VMM case, or another process by pid) over the two
+ * connections of faultline/wire.h: pre-copy rounds while the program runs
+ * (with write-protect dirty tracking where the memory is ours), then the
+ * switch-over (pause the program, send the list of pages still owed and an
+ * opaque device-state blob), then post-copy: urgent page requests served
+ * on their own connection while the rest is pushed in the background,
+ * until the destination says it has every page.
+ *
+ * Destination: a receiver accepts the two connections, keeps pre-copied
+ * pages in a staging area, and is the page source (faultline/source.h) of
+ * a monitor that serves the restored program's faults.
+ */
+#ifndef FAULTLINE_MIGRATE_H
+#define FAULTLINE_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <faultline/source.h>
+#include <faultline/wire.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --------------------------------------------------------------- source */
+
+/* How the page server reaches the program's memory. */
+struct fl_migrate_memory {
+	/* Read len bytes of a region into buf (the program may be running). */
+	int (*read)(void *ctx, uint32_t region, uint64_t offset, void *buf, size_t len);
+	/* Start dirty tracking; NULL when it is impossible: then there is no
+	 * pre-copy, every page is owed at switch-over (post-copy only). */
+	int (*dirty_start)(void *ctx);
+	/* Pages of a region written since the last call (or since start):
+	 * one bit per page, cleared first by the caller. */
+	int (*dirty_collect)(void *ctx, uint32_t region, uint64_t *bitmap);
+	/* Pause the program for the switch-over (SIGSTOP, the cgroup freezer,
+	 * or a VMM stopping its vCPUs); may hand back an opaque device-state
+	 * blob (malloc'd, freed by the server) to resume with. */
+	int (*pause)(void *ctx, void **blob, size_t *blob_len);
+	void *ctx;
+};
+
+struct fl_migrate_source_opts {
+	const char *to;		  /* "host:port" of the destination */
+	struct fl_tls_config tls;
+	unsigned max_rounds;	  /* pre-copy rounds at most (default 8) */
+	double target_downtime_s; /* stop pre-copy when the dirty set would
+				     cross the wire in this long (default 0.05) */
+	bool postcopy_only;	  /* skip pre-copy even if tracking works */
+	int verbose;		  /* 0 quiet, 1 progress lines */
+	FILE *progress;		  /* where progress goes (default stderr) */
+};
+
+/* What a migration cost, for the final report. */
+struct fl_migrate_report {
+	double total_s, precopy_s, downtime_s, postcopy_s;
+	unsigned rounds;
+	uint64_t bytes_precopy, bytes_postcopy, zero_bytes;
+	uint64_t pages_owed, requests_served, pages_pushed;
+	uint64_t dest_faults;	       /* from the destination's statistics */
+	double dest_p50_us, dest_p99_us; /* fault latency there */
+};
+
+/* Run a whole migration of `regions` (blocking). */
+int fl_migrate_source(const struct fl_region *regions, size_t n,
+		      const struct fl_migrate_memory *mem,
+		      const struct fl_migrate_source_opts *opts,
+		      struct fl_migrate_report *report, char *err, size_t errlen);
+
+void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out);
+
+/* ---------------------------------------------------------- destination */
+
+struct fl_receiver;
+
+/* Accept the source's two connections on listen_fd and read its hello and
+ * region table (blocking). */
+int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
+		       const struct fl_tls_config *tls, int verbose, char *err,
+		       size_t errlen);
+
+const struct fl_region *fl_receiver_regions(const struct fl_receiver *r, size_t *n);
+
+/* Receive pre-copy rounds until the source resumes us (blocking). The
+ * device-state blob, if any, is handed back (owned by the receiver). */
+int fl_receiver_wait_resume(struct fl_receiver *r, const void **blob,
+			    size_t *blob_len, char *err, size_t errlen);
+
+/* The page source over what was received and what is still owed: pages
+ * present locally complete at once; owed ones are requested on the urgent
+ * connection (faults) or awaited from the background push. Valid until
+ * fl_receiver_destroy(). */
+struct fl_source *fl_receiver_source(struct fl_receiver *r);
+
+/* Pages still owed by the source (0 when every page has arrived). */
+uint64_t fl_receiver_owed(const struct fl_receiver *r);
+
+/* Tell the source we have everything (sends DONE with our statistics:
+ * values[0] = faults, [1] = fault p50 ns, [2] = fault p99 ns). */
+int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n);
+
+void fl_receiver_destroy(struct fl_receiver *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAULTLINE_MIGRATE_H */

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `faultline receive`: the destination of a migration. Accepts the source,
+ * keeps pre-copied pages, and at the switch-over starts the program's
+ * restorer (--exec), which maps its regions and hands its userfaultfd to
+ * the monitor running here; faults are served from what arrived or
+ * fetched urgently from the source, the rest streams in.
+ *
+ * The restorer gets, in its environment:
+ *   FAULTLINE_SOCKET   where to hand over (fl_restore_handoff)
+ *   FAULTLINE_REGIONS  "INDEX:START:LEN:PAGESIZE:NAME;..." (hex numbers)
+ *   FAULTLINE_DEVICE_STATE  a file with the source's device-state blob
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline/migrate.h>
+#include <faultline/monitor.h>
+
+#include "cli.h"
+#include "tls-opts.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: faultline receive --listen ADDR:PORT --exec COMMAND [options]\n"
+		"Receive a migrating program: pre-copied pages are kept, then at the\n"
+		"switch-over COMMAND (the restorer, run with /bin/sh -c) is started; it maps\n"
+		"the regions listed in $FAULTLINE_REGIONS and hands its userfaultfd to\n"
+		"$FAULTLINE_SOCKET. Exits with the restorer's status.\n\n"
+		"  --listen ADDR:PORT   where the source connects (e.g. 0.0.0.0:7700)\n"
+		"  --exec COMMAND       the restorer\n"
+		"  --stats-json FILE    the monitor's statistics as JSON\n"
+		TLS_USAGE
+		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
+}
+
+struct mon_thread {
+	struct fl_monitor *m;
+	int ret;
+};
+
+static void *run_monitor(void *arg)
+{
+	struct mon_thread *t = arg;
+
+	t->ret = fl_monitor_run(t->m);
+	return NULL;
+}
+
+static char *regions_env(const struct fl_region *g, size_t n)
+{
+	size_t cap = 64 + n * (3 * 20 + FL_REGION_NAME_MAX + 8), len = 0;
+	char *s = malloc(cap);
+
+	if (!s)
+		return NULL;
+	s[0] = 0;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%zu:%llx:%llx:%x:%s;", i,
+					(unsigned long long)g[i].start,
+					(unsigned long long)g[i].len, g[i].page_size, g[i].name);
+	return s;
+}
+
+static pid_t spawn(const char *cmd, const char *sock, const char *regions,
+		   const char *state)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		setenv("FAULTLINE_SOCKET", sock, 1);
+		setenv("FAULTLINE_REGIONS", regions, 1);
+		if (state)
+			setenv("FAULTLINE_DEVICE_STATE", state, 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+int cmd_receive(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "exec", required_argument, NULL, 'e' },
+		{ "stats-json", required_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		TLS_LONG_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fl_tls_config tls = { 0 };
+	struct fl_monitor_opts mo = { .exit_when_idle = true };
+	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
+	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
+	struct fl_receiver *r = NULL;
+	struct mon_thread mt = { 0 };
+	pthread_t th;
+	const void *blob = NULL;
+	size_t blob_len = 0, n;
+	int c, lfd, port = 0, status = 0, verbose = 1, ret = CLI_FAILED;
+	uint64_t st[3];
+	pid_t child;
+
+	while ((c = getopt_long(argc, argv, "l:e:j:vqh", opts, NULL)) != -1) {
+		if (tls_option(c, optarg, &tls, "dest"))
+			continue;
+		switch (c) {
+		case 'l': listen_at = optarg; break;
+		case 'e': cmd = optarg; break;
+		case 'j': json = optarg; break;
+		case 'v': verbose++; break;
+		case 'q': verbose = 0; break;
+		case 'h': usage(stdout); return CLI_OK;
+		default: usage(stderr); return CLI_USAGE;
+		}
+	}
+	if (!listen_at || !cmd || optind < argc) {
+		fprintf(stderr, "faultline receive: --listen and --exec are required\n");
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	if (!tls_finish(&tls, "receive"))
+		return CLI_USAGE;
+	lfd = fl_conn_listen(listen_at, &port, err, sizeof(err));
+	if (lfd < 0) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		return CLI_FAILED;
+	}
+	if (verbose)
+		fprintf(stderr, "receive: listening on %s (port %d), %s\n", listen_at, port,
+			tls.plain ? "plain TCP" : "TLS 1.3 with client certificates");
+	if (fl_receiver_accept(&r, lfd, &tls, verbose, err, sizeof(err)) ||
+	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		goto out;
+	}
+	close(lfd);
+	lfd = -1;
+	{
+		const struct fl_region *g = fl_receiver_regions(r, &n);
+
+		regions = regions_env(g, n);
+	}
+	snprintf(sock, sizeof(sock), "/tmp/faultline-receive-%d.sock", getpid());
+	if (blob_len) {
+		FILE *f;
+
+		snprintf(state, sizeof(state), "/tmp/faultline-device-state-%d", getpid());
+		f = fopen(state, "we");
+		if (!f || fwrite(blob, 1, blob_len, f) != blob_len) {
+			fprintf(stderr, "faultline receive: cannot write %s\n", state);
+			if (f)
+				fclose(f);
+			goto out;
+		}
+		fclose(f);
+	}
+	mo.socket_path = sock;
+	mo.verbose = verbose;
+	if (fl_monitor_create(&mt.m, fl_receiver_source(r), &mo, err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		goto out;
+	}
+	if (verbose)
+		fprintf(stderr, "receive: switch-over: starting the restorer: %s\n", cmd);
+	child = spawn(cmd, sock, regions, state[0] ? state : NULL);
+	pthread_create(&th, NULL, run_monitor, &mt);
+	waitpid(child, &status, 0);
+	/* Its processes may outlive it (forks): the monitor ends by itself
+	 * when they are gone. If nothing was ever handed over, stop it. */
+	while (pthread_tryjoin_np(th, NULL) == EBUSY) {
+		if (!fl_monitor_ever_served(mt.m)) {
+			fl_monitor_stop(mt.m);
+			pthread_join(th, NULL);
+			break;
+		}
+		usleep(10000);
+	}
+	fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
+	fl_receiver_finish(r, st, 3);
+	if (verbose)
+		fl_monitor_print_stats(mt.m, stderr, false);
+	if (json) {
+		FILE *f = fopen(json, "we");
+
+		if (f) {
+			fl_monitor_print_stats(mt.m, f, true);
+			fclose(f);
+		}
+	}
+	ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (verbose)
+		fprintf(stderr, "receive: the restorer %s %d\n",
+			WIFEXITED(status) ? "exited with" : "died of signal",
+			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+out:
+	if (lfd >= 0)
+		close(lfd);
+	fl_monitor_destroy(mt.m);
+	fl_receiver_destroy(r);
+	if (state[0])
+		unlink(state);
+	free(regions);
+	return ret;
+}

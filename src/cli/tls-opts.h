@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* The TLS options shared by migrate and receive. */
+#ifndef FL_CLI_TLS_OPTS_H
+#define FL_CLI_TLS_OPTS_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include <faultline/wire.h>
+
+#define TLS_LONG_OPTIONS                                        \
+	{ "cert", required_argument, NULL, 0x100 },             \
+	{ "key", required_argument, NULL, 0x101 },              \
+	{ "ca", required_argument, NULL, 0x102 },               \
+	{ "certs", required_argument, NULL, 0x103 },            \
+	{ "plain", no_argument, NULL, 0x104 },                  \
+	{ "force-plain", no_argument, NULL, 0x105 }
+
+#define TLS_USAGE                                                                   \
+	"  --certs DIR          CA and certificates made by `faultline certs` (uses\n"  \
+	"                       DIR/ca.pem and DIR/HOST.pem + DIR/HOST.key)\n"          \
+	"  --cert F --key F --ca F   or each file given alone\n"                        \
+	"  --plain              plain TCP instead of TLS (loopback only)\n"             \
+	"  --force-plain        plain TCP to another host (unauthenticated!)\n"
+
+/* Handle one TLS option; returns true if c was one. `role` names the
+ * default certificate in --certs DIR ("source" or "dest"). */
+bool tls_option(int c, const char *arg, struct fl_tls_config *t, const char *role);
+/* After parsing: complete and check; prints the reason and returns false. */
+bool tls_finish(struct fl_tls_config *t, const char *cmd);
+
+#endif

@@ -1,0 +1,639 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The source of a migration: pre-copy rounds, the switch-over, then
+ * post-copy service until the destination has every page.
+ *
+ * Threads after the switch-over: the main thread pushes owed pages in the
+ * background on the control connection, answering the destination's
+ * background requests first; a second thread answers urgent requests
+ * (faults) on the urgent connection, so a fault's page never queues behind
+ * a background frame; a third reads the control connection (background
+ * requests, statistics, done). A page is sent once after the switch-over:
+ * `pushed` is claimed under a lock by whichever thread sends it first.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline/migrate.h>
+
+#define CHUNK (1u << 20) /* bytes read and sent at a time */
+
+struct srv_region {
+	const struct fl_region *g;
+	size_t pages;
+	uint64_t *owed;	  /* owed at switch-over */
+	uint64_t *pushed; /* sent since the switch-over */
+};
+
+struct bg_req {
+	uint32_t region;
+	uint64_t offset, len;
+};
+
+struct server {
+	const struct fl_migrate_source_opts *o;
+	const struct fl_migrate_memory *mem;
+	struct fl_conn *ctl, *urg;
+	struct srv_region *rg;
+	size_t n;
+	char *buf, *ubuf; /* main thread's and urgent thread's read buffers */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct bg_req *bg;
+	size_t nbg, cap_bg;
+	bool done, failed;
+	char errmsg[256];
+	struct fl_migrate_report *rep;
+	FILE *out;
+};
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static bool bit(const uint64_t *bm, size_t i)
+{
+	return bm[i / 64] & (1ULL << (i % 64));
+}
+
+static bool is_zero(const char *p, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/*
+ * Read pages [first, first+n) of a region and send them: runs of zero
+ * pages as ZERO ranges, the rest as PAGES frames. Returns bytes of data
+ * sent, or -errno.
+ */
+static int64_t send_run(struct server *s, struct fl_conn *c, char *buf, uint32_t region,
+			size_t first, size_t n, unsigned flags, uint64_t *zero_bytes)
+{
+	struct srv_region *g = &s->rg[region];
+	size_t psz = g->g->page_size;
+	int64_t data = 0;
+
+	while (n) {
+		size_t k = n * psz > CHUNK ? CHUNK / psz : n, i = 0;
+		uint64_t off = first * psz;
+		int ret = s->mem->read(s->mem->ctx, region, off, buf, k * psz);
+
+		if (ret)
+			return ret;
+		while (i < k) {
+			size_t j = i;
+			bool zero = is_zero(buf + i * psz, psz);
+
+			while (j < k && is_zero(buf + j * psz, psz) == zero)
+				j++;
+			if (zero) {
+				ret = fl_conn_send_zero(c, region, off + i * psz, (j - i) * psz, flags);
+				*zero_bytes += (j - i) * psz;
+			} else {
+				ret = fl_conn_send_pages(c, region, off + i * psz, buf + i * psz,
+							 (uint32_t)((j - i) * psz), flags);
+				data += (int64_t)((j - i) * psz);
+			}
+			if (ret)
+				return ret;
+			i = j;
+		}
+		first += k;
+		n -= k;
+	}
+	return data;
+}
+
+/* Send every page whose bit is set (bitmap NULL: all pages). */
+static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm,
+			   uint64_t *zero_bytes)
+{
+	struct srv_region *g = &s->rg[region];
+	int64_t total = 0;
+
+	for (size_t p = 0; p < g->pages;) {
+		size_t q = p;
+		int64_t ret;
+
+		if (bm && !bit(bm, p)) {
+			p++;
+			continue;
+		}
+		while (q < g->pages && (!bm || bit(bm, q)) && q - p < CHUNK / g->g->page_size)
+			q++;
+		ret = send_run(s, s->ctl, s->buf, region, p, q - p, 0, zero_bytes);
+		if (ret < 0)
+			return ret;
+		total += ret;
+		p = q;
+	}
+	return total;
+}
+
+static size_t popcount(const uint64_t *bm, size_t pages)
+{
+	size_t n = 0;
+
+	for (size_t w = 0; w < (pages + 63) / 64; w++)
+		n += (size_t)__builtin_popcountll(bm[w]);
+	return n;
+}
+
+static int precopy(struct server *s, uint64_t **dirty, double t0)
+{
+	struct fl_migrate_report *rep = s->rep;
+	size_t prev = SIZE_MAX;
+	unsigned max = s->o->max_rounds ? s->o->max_rounds : 8;
+	double target = s->o->target_downtime_s > 0 ? s->o->target_downtime_s : 0.05;
+	int ret = s->mem->dirty_start(s->mem->ctx);
+
+	if (ret)
+		return ret;
+	for (unsigned round = 1;; round++) {
+		struct fl_ctl m = { .type = FL_CTL_ROUND };
+		size_t pages = 0;
+		double rt = now_s(), bw;
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < s->n; i++)
+			pages += round == 1 ? s->rg[i].pages : popcount(dirty[i], s->rg[i].pages);
+		m.round.round = round;
+		m.round.dirty_pages = pages;
+		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
+			return ret;
+		for (size_t i = 0; i < s->n; i++) {
+			int64_t sent = send_bitmap(s, (uint32_t)i, round == 1 ? NULL : dirty[i],
+						   &rep->zero_bytes);
+
+			if (sent < 0)
+				return (int)sent;
+			bytes += (uint64_t)sent;
+		}
+		m.round.end = true;
+		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
+			return ret;
+		rep->rounds = round;
+		rep->bytes_precopy += bytes;
+		bw = (double)bytes / (now_s() - rt + 1e-9);
+		/* What was written meanwhile is the next round. */
+		pages = 0;
+		for (size_t i = 0; i < s->n; i++) {
+			memset(dirty[i], 0, (s->rg[i].pages + 63) / 64 * 8);
+			if ((ret = s->mem->dirty_collect(s->mem->ctx, (uint32_t)i, dirty[i])))
+				return ret;
+			pages += popcount(dirty[i], s->rg[i].pages);
+		}
+		if (s->o->verbose)
+			fprintf(s->out, "migrate: round %u sent %.1f MiB at %.0f MB/s; %zu pages "
+				"dirtied meanwhile (%.1f s elapsed)\n", round,
+				(double)bytes / (1 << 20), bw / 1e6, pages, now_s() - t0);
+		/* Stop when the rest would cross in the target downtime, when
+		 * the dirty set stops shrinking, or at the round limit. */
+		if ((double)pages * 4096.0 / (bw + 1.0) <= target || pages >= prev ||
+		    round >= max)
+			break;
+		prev = pages;
+	}
+	return 0;
+}
+
+static int send_owed(struct server *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct srv_region *g = &s->rg[i];
+		struct fl_ctl m = { .type = FL_CTL_OWED };
+		int ret;
+
+		m.owed.region = (uint32_t)i;
+		m.owed.first_page = 0;
+		m.owed.npages = g->pages;
+		/* On little-endian hosts the words are the wire's bytes: bit i of
+		 * byte i/8 is page i. */
+		m.owed.bitmap = (uint8_t *)g->owed;
+		ret = fl_conn_send_ctl(s->ctl, &m);
+		if (ret)
+			return ret;
+		s->rep->pages_owed += popcount(g->owed, g->pages);
+	}
+	return 0;
+}
+
+/* Claim the owed, not yet pushed pages of [first, first+n) under the lock;
+ * returns the first claimable run inside it. */
+static bool claim(struct server *s, uint32_t region, size_t *first, size_t *n)
+{
+	struct srv_region *g = &s->rg[region];
+	size_t p = *first, end = *first + *n, q;
+
+	pthread_mutex_lock(&s->lock);
+	while (p < end && (!bit(g->owed, p) || bit(g->pushed, p)))
+		p++;
+	q = p;
+	while (q < end && bit(g->owed, q) && !bit(g->pushed, q)) {
+		g->pushed[q / 64] |= 1ULL << (q % 64);
+		q++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	*first = p;
+	*n = q - p;
+	return q > p;
+}
+
+static void set_failed(struct server *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->failed && !s->done) {
+		s->failed = true;
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Answer a request: send its owed pages not sent yet, on connection c. */
+static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl_ctl *m,
+		 unsigned flags, uint64_t *bytes)
+{
+	struct srv_region *g;
+	size_t first, end;
+
+	if (m->request.region >= s->n)
+		return -EPROTO;
+	g = &s->rg[m->request.region];
+	first = m->request.offset / g->g->page_size;
+	end = (m->request.offset + m->request.len) / g->g->page_size;
+	while (first < end) {
+		size_t p = first, n = end - first;
+		int64_t sent;
+
+		if (!claim(s, m->request.region, &p, &n))
+			break;
+		sent = send_run(s, c, buf, m->request.region, p, n, flags, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		*bytes += (uint64_t)sent;
+		first = p + n;
+	}
+	return 0;
+}
+
+static void *urgent_thread(void *arg)
+{
+	struct server *s = arg;
+	char err[256];
+
+	for (;;) {
+		struct fl_wire_hdr h;
+		struct fl_ctl m;
+		uint64_t bytes = 0;
+		int ret = fl_conn_recv(s->urg, &h, &m, NULL, NULL, err, sizeof(err));
+
+		if (ret) {
+			if (ret != -ECONNRESET)
+				set_failed(s, err);
+			return NULL;
+		}
+		if (h.kind != FL_WIRE_CONTROL)
+			continue;
+		if (m.type == FL_CTL_REQUEST) {
+			ret = serve(s, s->urg, s->ubuf, &m, FL_WIRE_URGENT, &bytes);
+			pthread_mutex_lock(&s->lock);
+			s->rep->requests_served++;
+			s->rep->bytes_postcopy += bytes;
+			pthread_mutex_unlock(&s->lock);
+			if (ret)
+				set_failed(s, "serving an urgent request failed");
+		}
+		fl_ctl_free(&m);
+	}
+}
+
+static void *control_thread(void *arg)
+{
+	struct server *s = arg;
+	char err[256];
+
+	for (;;) {
+		struct fl_wire_hdr h;
+		struct fl_ctl m;
+		int ret = fl_conn_recv(s->ctl, &h, &m, NULL, NULL, err, sizeof(err));
+
+		if (ret) {
+			set_failed(s, ret == -ECONNRESET ? "the destination closed the connection" : err);
+			return NULL;
+		}
+		if (h.kind != FL_WIRE_CONTROL)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		if (m.type == FL_CTL_REQUEST) {
+			if (s->nbg == s->cap_bg) {
+				size_t c = s->cap_bg ? 2 * s->cap_bg : 64;
+				struct bg_req *b = realloc(s->bg, c * sizeof(*b));
+
+				if (b) {
+					s->bg = b;
+					s->cap_bg = c;
+				}
+			}
+			if (s->nbg < s->cap_bg)
+				s->bg[s->nbg++] = (struct bg_req){ m.request.region, m.request.offset,
+								   m.request.len };
+		} else if (m.type == FL_CTL_STATS && m.stats.n >= 3) {
+			s->rep->dest_faults = m.stats.values[0];
+			s->rep->dest_p50_us = (double)m.stats.values[1] / 1000.0;
+			s->rep->dest_p99_us = (double)m.stats.values[2] / 1000.0;
+		} else if (m.type == FL_CTL_DONE) {
+			s->done = true;
+		} else if (m.type == FL_CTL_ERROR) {
+			snprintf(s->errmsg, sizeof(s->errmsg), "destination: %s", m.error.message);
+			s->failed = true;
+		}
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		fl_ctl_free(&m);
+		if (s->done)
+			return NULL;
+	}
+}
+
+/* Post-copy: push what is owed, background requests first. */
+static int push_owed(struct server *s)
+{
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct srv_region *g = &s->rg[i];
+
+		for (size_t p = 0; p < g->pages;) {
+			struct fl_ctl m = { .type = FL_CTL_REQUEST };
+			size_t first = p, n = g->pages - p, window;
+			bool have_bg;
+			int64_t sent;
+
+			pthread_mutex_lock(&s->lock);
+			have_bg = s->nbg > 0;
+			if (have_bg) {
+				m.request.region = s->bg[s->nbg - 1].region;
+				m.request.offset = s->bg[s->nbg - 1].offset;
+				m.request.len = s->bg[s->nbg - 1].len;
+				s->nbg--;
+			}
+			if (s->failed) {
+				pthread_mutex_unlock(&s->lock);
+				return -ECONNRESET;
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (have_bg) {
+				if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
+					return -EIO;
+				continue;
+			}
+			if (n > CHUNK / g->g->page_size)
+				n = CHUNK / g->g->page_size;
+			window = n;
+			if (!claim(s, (uint32_t)i, &first, &n)) {
+				p += window; /* nothing owed here, or already sent */
+				continue;
+			}
+			sent = send_run(s, s->ctl, s->buf, (uint32_t)i, first, n, 0,
+					&s->rep->zero_bytes);
+			if (sent < 0)
+				return (int)sent;
+			bytes += (uint64_t)sent;
+			s->rep->pages_pushed += n;
+			p = first + n;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	s->rep->bytes_postcopy += bytes;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int say_hello(struct fl_conn *c, uint32_t kind, const uint8_t session[16],
+		     char *err, size_t errlen)
+{
+	struct fl_ctl m = { .type = FL_CTL_HELLO };
+	struct fl_wire_hdr h;
+	int ret;
+
+	m.hello.version = FL_WIRE_VERSION;
+	m.hello.role = FL_ROLE_SOURCE;
+	m.hello.conn = kind;
+	memcpy(m.hello.session, session, 16);
+	if ((ret = fl_conn_send_ctl(c, &m)))
+		return ret;
+	ret = fl_conn_recv(c, &h, &m, NULL, NULL, err, errlen);
+	if (ret)
+		return ret;
+	if (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_HELLO || m.hello.role != FL_ROLE_DEST ||
+	    memcmp(m.hello.session, session, 16)) {
+		if (h.kind == FL_WIRE_CONTROL)
+			fl_ctl_free(&m);
+		snprintf(err, errlen, "the destination did not answer our hello");
+		return -EPROTO;
+	}
+	fl_ctl_free(&m);
+	return 0;
+}
+
+int fl_migrate_source(const struct fl_region *regions, size_t n,
+		      const struct fl_migrate_memory *mem,
+		      const struct fl_migrate_source_opts *opts,
+		      struct fl_migrate_report *report, char *err, size_t errlen)
+{
+	struct server s = { .o = opts, .mem = mem, .n = n, .rep = report };
+	uint64_t **dirty = NULL;
+	uint8_t session[16];
+	struct fl_ctl m = { .type = FL_CTL_REGIONS };
+	pthread_t ut, ct;
+	bool ut_started = false, ct_started = false;
+	double t0 = now_s(), t_pause, t_resume;
+	void *blob = NULL;
+	size_t blob_len = 0;
+	int ret;
+
+	memset(report, 0, sizeof(*report));
+	s.out = opts->progress ? opts->progress : stderr;
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.cond, NULL);
+	s.rg = calloc(n, sizeof(*s.rg));
+	dirty = calloc(n, sizeof(*dirty));
+	s.buf = aligned_alloc(4096, CHUNK);
+	s.ubuf = aligned_alloc(4096, CHUNK);
+	ret = (!s.rg || !dirty || !s.buf || !s.ubuf) ? -ENOMEM : 0;
+	for (size_t i = 0; !ret && i < n; i++) {
+		size_t words = (regions[i].len / regions[i].page_size + 63) / 64;
+
+		s.rg[i].g = &regions[i];
+		s.rg[i].pages = regions[i].len / regions[i].page_size;
+		s.rg[i].owed = calloc(words, 8);
+		s.rg[i].pushed = calloc(words, 8);
+		dirty[i] = calloc(words, 8);
+		if (!s.rg[i].owed || !s.rg[i].pushed || !dirty[i])
+			ret = -ENOMEM;
+	}
+	if (ret) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (getrandom(session, sizeof(session), 0) != sizeof(session))
+		memset(session, 0x5a, sizeof(session));
+	ret = fl_conn_connect(&s.ctl, opts->to, &opts->tls, err, errlen);
+	if (!ret)
+		ret = say_hello(s.ctl, FL_CONN_CONTROL, session, err, errlen);
+	if (!ret)
+		ret = fl_conn_connect(&s.urg, opts->to, &opts->tls, err, errlen);
+	if (!ret)
+		ret = say_hello(s.urg, FL_CONN_URGENT, session, err, errlen);
+	if (ret)
+		goto out;
+	fl_conn_set_regions(s.ctl, regions, n);
+	fl_conn_set_regions(s.urg, regions, n);
+	m.regions.regions = (struct fl_region *)regions;
+	m.regions.n = n;
+	if ((ret = fl_conn_send_ctl(s.ctl, &m))) {
+		snprintf(err, errlen, "sending the region table: %s", strerror(-ret));
+		goto out;
+	}
+	if (opts->verbose)
+		fprintf(s.out, "migrate: connected to %s (%s), %zu regions\n", fl_conn_peer(s.ctl),
+			fl_conn_is_tls(s.ctl) ? "TLS 1.3" : "plain TCP", n);
+
+	/* Pre-copy, where the memory can be tracked. */
+	if (mem->dirty_start && !opts->postcopy_only) {
+		ret = precopy(&s, dirty, t0);
+		if (ret) {
+			snprintf(err, errlen, "pre-copy failed: %s", strerror(-ret));
+			goto out;
+		}
+	}
+	report->precopy_s = now_s() - t0;
+
+	/* Switch-over: pause, the last dirty set is what is owed. */
+	t_pause = now_s();
+	ret = mem->pause ? mem->pause(mem->ctx, &blob, &blob_len) : 0;
+	if (ret) {
+		snprintf(err, errlen, "pausing the program failed: %s", strerror(-ret));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (report->rounds) {
+			memset(dirty[i], 0, (s.rg[i].pages + 63) / 64 * 8);
+			if ((ret = mem->dirty_collect(mem->ctx, (uint32_t)i, dirty[i])))
+				goto out;
+			memcpy(s.rg[i].owed, dirty[i], (s.rg[i].pages + 63) / 64 * 8);
+		} else {
+			for (size_t p = 0; p < s.rg[i].pages; p++)
+				s.rg[i].owed[p / 64] |= 1ULL << (p % 64);
+		}
+	}
+	ret = send_owed(&s);
+	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
+	m.resume.blob = blob;
+	m.resume.len = blob_len;
+	if (!ret)
+		ret = fl_conn_send_ctl(s.ctl, &m);
+	free(blob);
+	if (ret) {
+		snprintf(err, errlen, "switch-over failed: %s", strerror(-ret));
+		goto out;
+	}
+	t_resume = now_s();
+	report->downtime_s = t_resume - t_pause;
+	if (opts->verbose)
+		fprintf(s.out, "migrate: switch-over: paused, %llu pages owed, destination resumed "
+			"(%.1f ms)\n", (unsigned long long)report->pages_owed,
+			report->downtime_s * 1e3);
+
+	/* Post-copy. */
+	ut_started = pthread_create(&ut, NULL, urgent_thread, &s) == 0;
+	ct_started = pthread_create(&ct, NULL, control_thread, &s) == 0;
+	ret = push_owed(&s);
+	pthread_mutex_lock(&s.lock);
+	while (!s.done && !s.failed) {
+		/* Background requests can still come for pages an urgent
+		 * reply is carrying; answer what arrives until done. */
+		while (s.nbg && !s.failed) {
+			struct fl_ctl q = { .type = FL_CTL_REQUEST };
+			uint64_t bytes = 0;
+
+			q.request.region = s.bg[s.nbg - 1].region;
+			q.request.offset = s.bg[s.nbg - 1].offset;
+			q.request.len = s.bg[s.nbg - 1].len;
+			s.nbg--;
+			pthread_mutex_unlock(&s.lock);
+			serve(&s, s.ctl, s.buf, &q, 0, &bytes);
+			pthread_mutex_lock(&s.lock);
+		}
+		if (!s.done && !s.failed)
+			pthread_cond_wait(&s.cond, &s.lock);
+	}
+	if (s.failed && !s.done) {
+		snprintf(err, errlen, "post-copy: %s", s.errmsg);
+		ret = -ECONNRESET;
+	} else {
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s.lock);
+	report->postcopy_s = now_s() - t_resume;
+out:
+	report->total_s = now_s() - t0;
+	if (s.ctl)
+		fl_conn_shutdown(s.ctl);
+	if (s.urg)
+		fl_conn_shutdown(s.urg);
+	if (ut_started)
+		pthread_join(ut, NULL);
+	if (ct_started)
+		pthread_join(ct, NULL);
+	if (s.ctl)
+		fl_conn_close(s.ctl);
+	if (s.urg)
+		fl_conn_close(s.urg);
+	for (size_t i = 0; s.rg && i < n; i++) {
+		free(s.rg[i].owed);
+		free(s.rg[i].pushed);
+		if (dirty)
+			free(dirty[i]);
+	}
+	free(s.rg);
+	free(dirty);
+	free(s.buf);
+	free(s.ubuf);
+	free(s.bg);
+	pthread_mutex_destroy(&s.lock);
+	pthread_cond_destroy(&s.cond);
+	return ret;
+}
+
+void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
+{
+	fprintf(out, "migration report\n");
+	fprintf(out, "  total %.2f s: pre-copy %.2f s (%u rounds), downtime %.1f ms, "
+		"post-copy %.2f s\n", r->total_s, r->precopy_s, r->rounds, r->downtime_s * 1e3,
+		r->postcopy_s);
+	fprintf(out, "  bytes: %.1f MiB pre-copy, %.1f MiB post-copy, %.1f MiB of zero pages "
+		"sent as ranges\n", (double)r->bytes_precopy / (1 << 20),
+		(double)r->bytes_postcopy / (1 << 20), (double)r->zero_bytes / (1 << 20));
+	fprintf(out, "  post-copy: %llu pages owed, %llu urgent requests, %llu pages pushed\n",
+		(unsigned long long)r->pages_owed, (unsigned long long)r->requests_served,
+		(unsigned long long)r->pages_pushed);
+	fprintf(out, "  destination: %llu faults, fault latency p50 %.1f us, p99 %.1f us\n",
+		(unsigned long long)r->dest_faults, r->dest_p50_us, r->dest_p99_us);
+}

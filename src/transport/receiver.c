@@ -1,0 +1,595 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination of a migration: the two connections from the source, a
+ * staging area holding what has arrived, and the page source a monitor
+ * serves the restored program from.
+ *
+ * Threads: one per connection receives frames into the staging area and
+ * marks pages present; the monitor's thread calls the source functions.
+ * A request whose pages are all here completes at once (copied out of
+ * staging); otherwise it waits, and asks the source for the missing pages:
+ * on the urgent connection for a fault, on the control connection for the
+ * background stream. Completions are handed over under a lock and
+ * announced on an eventfd.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <faultline/migrate.h>
+
+struct rx_region {
+	char *staging;
+	size_t pages, page;
+	_Atomic uint64_t *have;	 /* arrived (and still current) */
+	_Atomic uint64_t *zero;	 /* arrived as a zero range */
+	_Atomic uint64_t *asked; /* requested by us, reply pending */
+};
+
+struct fl_receiver {
+	struct fl_source base; /* first: the monitor's view */
+	struct fl_conn *ctl, *urg;
+	struct fl_region *regions;
+	struct rx_region *rg;
+	size_t n;
+	pthread_t ctl_thread, urg_thread;
+	bool ctl_started, urg_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool resumed, failed, finished;
+	char errmsg[256];
+	void *blob;
+	size_t blob_len;
+	struct fl_source_req **pending, **done;
+	size_t npending, ndone, cap_pending, cap_done;
+	_Atomic uint64_t owed;
+	int verbose;
+	uint64_t bytes, rounds;
+};
+
+static bool test_bit(_Atomic uint64_t *bm, size_t i)
+{
+	return atomic_load(&bm[i / 64]) & (1ULL << (i % 64));
+}
+
+static bool set_bit(_Atomic uint64_t *bm, size_t i)
+{
+	uint64_t m = 1ULL << (i % 64);
+
+	return !(atomic_fetch_or(&bm[i / 64], m) & m);
+}
+
+static void clear_bit(_Atomic uint64_t *bm, size_t i)
+{
+	atomic_fetch_and(&bm[i / 64], ~(1ULL << (i % 64)));
+}
+
+static bool all_here(struct fl_receiver *r, const struct fl_source_req *q)
+{
+	struct rx_region *g = &r->rg[q->region];
+
+	for (uint64_t p = q->offset / g->page; p < (q->offset + q->len) / g->page; p++)
+		if (!test_bit(g->have, p))
+			return false;
+	return true;
+}
+
+static void announce(struct fl_receiver *r)
+{
+	uint64_t one = 1;
+
+	(void)!write(r->base.event_fd, &one, sizeof(one));
+}
+
+static int push(struct fl_source_req ***list, size_t *n, size_t *cap,
+		struct fl_source_req *q)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		struct fl_source_req **l = realloc(*list, c * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		*list = l;
+		*cap = c;
+	}
+	(*list)[(*n)++] = q;
+	return 0;
+}
+
+/* Under the lock: move requests whose pages are all here to done. */
+static void complete_ready(struct fl_receiver *r)
+{
+	size_t keep = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < r->npending; i++) {
+		struct fl_source_req *q = r->pending[i];
+
+		if (r->failed || all_here(r, q)) {
+			if (r->failed) {
+				q->result = -ECONNRESET;
+			} else {
+				memcpy(q->buf, r->rg[q->region].staging + q->offset, q->len);
+				q->result = 0;
+			}
+			push(&r->done, &r->ndone, &r->cap_done, q);
+			any = true;
+		} else {
+			r->pending[keep++] = q;
+		}
+	}
+	r->npending = keep;
+	if (any)
+		announce(r);
+}
+
+static void fail(struct fl_receiver *r, const char *fmt, const char *detail)
+{
+	pthread_mutex_lock(&r->lock);
+	if (!r->failed && !r->finished) {
+		r->failed = true;
+		snprintf(r->errmsg, sizeof(r->errmsg), fmt, detail);
+		if (r->verbose)
+			fprintf(stderr, "receive: %s\n", r->errmsg);
+	}
+	complete_ready(r);
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void *page_buf(void *arg, uint32_t region, uint64_t offset, uint32_t len)
+{
+	struct fl_receiver *r = arg;
+
+	(void)len; /* the connection checked it against the region table */
+	return r->rg[region].staging + offset;
+}
+
+/* Pages [offset, offset+len) of a region arrived (data or zeros). */
+static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
+{
+	struct rx_region *g = &r->rg[h->region];
+	uint64_t len = h->kind == FL_WIRE_ZERO ? h->count : h->length;
+	size_t first = h->offset / g->page, n = len / g->page;
+
+	if (h->kind == FL_WIRE_ZERO) /* staging may hold an older copy */
+		madvise(g->staging + h->offset, len, MADV_DONTNEED);
+	pthread_mutex_lock(&r->lock);
+	for (size_t p = first; p < first + n; p++) {
+		if (h->kind == FL_WIRE_ZERO)
+			set_bit(g->zero, p);
+		else
+			clear_bit(g->zero, p);
+		clear_bit(g->asked, p);
+		if (set_bit(g->have, p) && r->resumed)
+			atomic_fetch_sub(&r->owed, 1);
+	}
+	r->bytes += h->kind == FL_WIRE_PAGES ? h->length : 0;
+	complete_ready(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* At switch-over: pages dirtied since they were sent are owed again. */
+static void apply_owed(struct fl_receiver *r, const struct fl_ctl *m)
+{
+	struct rx_region *g = &r->rg[m->owed.region];
+
+	pthread_mutex_lock(&r->lock);
+	for (uint64_t i = 0; i < m->owed.npages; i++)
+		if (m->owed.bitmap[i / 8] & (1u << (i % 8))) {
+			clear_bit(g->have, m->owed.first_page + i);
+			clear_bit(g->zero, m->owed.first_page + i);
+		}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void control(struct fl_receiver *r, struct fl_ctl *m)
+{
+	switch (m->type) {
+	case FL_CTL_ROUND:
+		if (m->round.end)
+			r->rounds = m->round.round;
+		if (r->verbose && !m->round.end)
+			fprintf(stderr, "receive: pre-copy round %u: %llu pages\n", m->round.round,
+				(unsigned long long)m->round.dirty_pages);
+		break;
+	case FL_CTL_OWED:
+		apply_owed(r, m);
+		break;
+	case FL_CTL_RESUME: {
+		uint64_t owed = 0;
+
+		pthread_mutex_lock(&r->lock);
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t p = 0; p < r->rg[i].pages; p++)
+				owed += !test_bit(r->rg[i].have, p);
+		atomic_store(&r->owed, owed);
+		r->blob = m->resume.blob;
+		r->blob_len = m->resume.len;
+		m->resume.blob = NULL;
+		r->resumed = true;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		break;
+	}
+	case FL_CTL_ERROR:
+		fail(r, "the source gave up: %s", m->error.message);
+		break;
+	default:
+		break;
+	}
+}
+
+static void *rx_loop(struct fl_receiver *r, struct fl_conn *c)
+{
+	char err[256];
+
+	for (;;) {
+		struct fl_wire_hdr h;
+		struct fl_ctl m;
+		int ret = fl_conn_recv(c, &h, &m, page_buf, r, err, sizeof(err));
+
+		if (ret) {
+			if (ret == -ECONNRESET)
+				snprintf(err, sizeof(err), "the source closed the connection");
+			fail(r, "%s", err);
+			return NULL;
+		}
+		if (h.kind == FL_WIRE_CONTROL) {
+			control(r, &m);
+			fl_ctl_free(&m);
+		} else {
+			arrived(r, &h);
+		}
+	}
+}
+
+static void *rx_control(void *arg)
+{
+	struct fl_receiver *r = arg;
+
+	return rx_loop(r, r->ctl);
+}
+
+static void *rx_urgent(void *arg)
+{
+	struct fl_receiver *r = arg;
+
+	return rx_loop(r, r->urg);
+}
+
+/* ------------------------------------------------ the page source side */
+
+static struct fl_receiver *rx(struct fl_source *s)
+{
+	return (struct fl_receiver *)s;
+}
+
+static int ask(struct fl_receiver *r, const struct fl_source_req *q)
+{
+	struct rx_region *g = &r->rg[q->region];
+	uint64_t first = q->offset / g->page, end = (q->offset + q->len) / g->page;
+
+	for (uint64_t p = first; p < end;) {
+		uint64_t run = 0;
+		struct fl_ctl m = { .type = FL_CTL_REQUEST };
+		int ret;
+
+		if (test_bit(g->have, p) || !set_bit(g->asked, p)) {
+			p++;
+			continue;
+		}
+		while (p + run + 1 < end && !test_bit(g->have, p + run + 1) &&
+		       set_bit(g->asked, p + run + 1))
+			run++;
+		run++;
+		m.request.region = q->region;
+		m.request.offset = p * g->page;
+		m.request.len = run * g->page;
+		ret = fl_conn_send_ctl(q->urgent ? r->urg : r->ctl, &m);
+		if (ret)
+			return ret;
+		p += run;
+	}
+	return 0;
+}
+
+static int rx_submit(struct fl_source *s, struct fl_source_req *q)
+{
+	struct fl_receiver *r = rx(s);
+	const struct fl_region *g;
+	int ret = 0;
+
+	if (q->region >= r->n)
+		return -ERANGE;
+	g = &r->regions[q->region];
+	if (!q->len || (q->offset | q->len) % g->page_size || q->offset > g->len ||
+	    q->len > g->len - q->offset)
+		return -ERANGE;
+	pthread_mutex_lock(&r->lock);
+	ret = push(&r->pending, &r->npending, &r->cap_pending, q);
+	pthread_mutex_unlock(&r->lock);
+	if (ret)
+		return ret;
+	if (!all_here(r, q))
+		ret = ask(r, q);
+	pthread_mutex_lock(&r->lock);
+	complete_ready(r);
+	pthread_mutex_unlock(&r->lock);
+	return ret < 0 ? 0 : 0; /* a failed ask shows as the connection failing */
+}
+
+static int rx_flush(struct fl_source *s)
+{
+	(void)s;
+	return 0; /* requests go out as they are submitted */
+}
+
+static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
+{
+	struct fl_receiver *r = rx(s);
+	struct fl_source_req **list;
+	size_t n;
+	uint64_t v;
+
+	(void)!read(s->event_fd, &v, sizeof(v));
+	pthread_mutex_lock(&r->lock);
+	list = r->done;
+	n = r->ndone;
+	r->done = NULL;
+	r->ndone = r->cap_done = 0;
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++)
+		done(list[i], arg);
+	free(list);
+	return (int)n;
+}
+
+static int64_t rx_zero_run(struct fl_source *s, uint32_t region, uint64_t offset,
+			   uint64_t max)
+{
+	struct fl_receiver *r = rx(s);
+	struct rx_region *g;
+	uint64_t n = 0;
+
+	if (region >= r->n)
+		return -ERANGE;
+	g = &r->rg[region];
+	for (size_t p = offset / g->page; p < g->pages && n < max; p++, n += g->page)
+		if (!test_bit(g->have, p) || !test_bit(g->zero, p))
+			break;
+	return (int64_t)(n < max ? n : max);
+}
+
+static void rx_destroy(struct fl_source *s)
+{
+	(void)s; /* the receiver owns everything */
+}
+
+static const struct fl_source_ops receiver_ops = {
+	.submit = rx_submit,
+	.flush = rx_flush,
+	.reap = rx_reap,
+	.zero_run = rx_zero_run,
+	.destroy = rx_destroy,
+};
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], bool check,
+		 char *err, size_t errlen)
+{
+	struct fl_wire_hdr h;
+	struct fl_ctl m;
+	int ret = fl_conn_recv(c, &h, &m, NULL, NULL, err, errlen);
+
+	if (ret)
+		return ret;
+	if (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_HELLO ||
+	    m.hello.role != FL_ROLE_SOURCE || m.hello.conn != conn_kind ||
+	    m.hello.version != FL_WIRE_VERSION ||
+	    (check && memcmp(m.hello.session, session, 16))) {
+		if (h.kind == FL_WIRE_CONTROL)
+			fl_ctl_free(&m);
+		snprintf(err, errlen, "%s connection: expected the source's hello (version %d)",
+			 conn_kind == FL_CONN_URGENT ? "urgent" : "control", FL_WIRE_VERSION);
+		return -EPROTO;
+	}
+	if (!check)
+		memcpy(session, m.hello.session, 16);
+	fl_ctl_free(&m);
+	m = (struct fl_ctl){ .type = FL_CTL_HELLO };
+	m.hello.version = FL_WIRE_VERSION;
+	m.hello.role = FL_ROLE_DEST;
+	m.hello.conn = conn_kind;
+	memcpy(m.hello.session, session, 16);
+	return fl_conn_send_ctl(c, &m);
+}
+
+static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, size_t errlen)
+{
+	r->n = m->regions.n;
+	r->regions = m->regions.regions;
+	m->regions.regions = NULL;
+	r->rg = calloc(r->n, sizeof(*r->rg));
+	if (!r->rg)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n; i++) {
+		struct rx_region *g = &r->rg[i];
+		size_t words;
+
+		g->page = r->regions[i].page_size;
+		g->pages = r->regions[i].len / g->page;
+		words = (g->pages + 63) / 64;
+		g->staging = mmap(NULL, r->regions[i].len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		g->have = calloc(words, sizeof(uint64_t));
+		g->zero = calloc(words, sizeof(uint64_t));
+		g->asked = calloc(words, sizeof(uint64_t));
+		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->asked) {
+			if (g->staging == MAP_FAILED)
+				g->staging = NULL;
+			snprintf(err, errlen, "cannot stage region %zu (%s, %llu bytes)", i,
+				 r->regions[i].name, (unsigned long long)r->regions[i].len);
+			return -ENOMEM;
+		}
+	}
+	fl_conn_set_regions(r->ctl, r->regions, r->n);
+	fl_conn_set_regions(r->urg, r->regions, r->n);
+	return 0;
+}
+
+int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
+		       const struct fl_tls_config *tls, int verbose, char *err,
+		       size_t errlen)
+{
+	struct fl_receiver *r = calloc(1, sizeof(*r));
+	uint8_t session[16];
+	struct fl_wire_hdr h;
+	struct fl_ctl m;
+	int ret;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->verbose = verbose;
+	r->base.ops = &receiver_ops;
+	r->base.kind = "remote";
+	r->base.event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = r->base.event_fd < 0 ? -errno : 0;
+	if (!ret)
+		ret = fl_conn_accept(&r->ctl, listen_fd, tls, err, errlen);
+	if (!ret)
+		ret = hello(r->ctl, FL_CONN_CONTROL, session, false, err, errlen);
+	if (!ret)
+		ret = fl_conn_accept(&r->urg, listen_fd, tls, err, errlen);
+	if (!ret)
+		ret = hello(r->urg, FL_CONN_URGENT, session, true, err, errlen);
+	if (!ret) {
+		ret = fl_conn_recv(r->ctl, &h, &m, NULL, NULL, err, errlen);
+		if (!ret && (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_REGIONS)) {
+			if (h.kind == FL_WIRE_CONTROL)
+				fl_ctl_free(&m);
+			snprintf(err, errlen, "expected the region table from the source");
+			ret = -EPROTO;
+		} else if (!ret) {
+			ret = setup_regions(r, &m, err, errlen);
+			fl_ctl_free(&m);
+		}
+	}
+	if (ret) {
+		fl_receiver_destroy(r);
+		return ret;
+	}
+	r->base.regions = r->regions;
+	r->base.nregions = r->n;
+	if (pthread_create(&r->ctl_thread, NULL, rx_control, r) == 0)
+		r->ctl_started = true;
+	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
+		r->urg_started = true;
+	if (verbose)
+		fprintf(stderr, "receive: source %s connected (%s), %zu regions\n",
+			fl_conn_peer(r->ctl), fl_conn_is_tls(r->ctl) ? "TLS" : "plain TCP", r->n);
+	*out = r;
+	return 0;
+}
+
+const struct fl_region *fl_receiver_regions(const struct fl_receiver *r, size_t *n)
+{
+	*n = r->n;
+	return r->regions;
+}
+
+int fl_receiver_wait_resume(struct fl_receiver *r, const void **blob,
+			    size_t *blob_len, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->resumed && !r->failed)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (!r->resumed) {
+		snprintf(err, errlen, "%s", r->errmsg);
+		ret = -ECONNRESET;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (blob)
+		*blob = r->blob;
+	if (blob_len)
+		*blob_len = r->blob_len;
+	return ret;
+}
+
+struct fl_source *fl_receiver_source(struct fl_receiver *r)
+{
+	return &r->base;
+}
+
+uint64_t fl_receiver_owed(const struct fl_receiver *r)
+{
+	return atomic_load(&r->owed);
+}
+
+int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
+{
+	struct fl_ctl m = { .type = FL_CTL_STATS };
+	int ret;
+
+	m.stats.n = n < 16 ? n : 16;
+	memcpy(m.stats.values, stats, m.stats.n * sizeof(uint64_t));
+	ret = fl_conn_send_ctl(r->ctl, &m);
+	m = (struct fl_ctl){ .type = FL_CTL_DONE };
+	if (!ret)
+		ret = fl_conn_send_ctl(r->ctl, &m);
+	pthread_mutex_lock(&r->lock);
+	r->finished = true;
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void fl_receiver_destroy(struct fl_receiver *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->finished = true;
+	pthread_mutex_unlock(&r->lock);
+	if (r->ctl)
+		fl_conn_shutdown(r->ctl);
+	if (r->urg)
+		fl_conn_shutdown(r->urg);
+	if (r->ctl_started)
+		pthread_join(r->ctl_thread, NULL);
+	if (r->urg_started)
+		pthread_join(r->urg_thread, NULL);
+	if (r->ctl)
+		fl_conn_close(r->ctl);
+	if (r->urg)
+		fl_conn_close(r->urg);
+	for (size_t i = 0; r->rg && i < r->n; i++) {
+		if (r->rg[i].staging)
+			munmap(r->rg[i].staging, r->regions[i].len);
+		free(r->rg[i].have);
+		free(r->rg[i].zero);
+		free(r->rg[i].asked);
+	}
+	free(r->rg);
+	free(r->regions);
+	free(r->blob);
+	free(r->pending);
+	free(r->done);
+	if (r->base.event_fd >= 0)
+		close(r->base.event_fd);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	free(r);
+}
