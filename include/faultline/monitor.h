@@ -55,6 +55,13 @@ void fl_monitor_stop(struct fl_monitor *m);
  * latency (p50/p90/p99/max), per-thread blocked time, duration. */
 void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json);
 
+/* Faults served and their service latency percentiles (ns). */
+void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,
+			    uint64_t *p99_ns);
+
+/* How many processes were ever adopted (safe from another thread). */
+size_t fl_monitor_ever_served(const struct fl_monitor *m);
+
 /* Pages still owed to the processes served (updated as the loop runs;
  * safe to read from another thread). */
 uint64_t fl_monitor_owed_pages(const struct fl_monitor *m);

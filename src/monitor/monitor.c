@@ -358,6 +358,19 @@ void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json)
 	stats_print(&m->stats, out, json, mon_now_ns());
 }
 
+void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,
+			    uint64_t *p99_ns)
+{
+	*faults = m->stats.faults;
+	*p50_ns = hist_percentile(&m->stats.latency, 50);
+	*p99_ns = hist_percentile(&m->stats.latency, 99);
+}
+
+size_t fl_monitor_ever_served(const struct fl_monitor *m)
+{
+	return __atomic_load_n(&m->ever, __ATOMIC_ACQUIRE);
+}
+
 uint64_t fl_monitor_owed_pages(const struct fl_monitor *m)
 {
 	return atomic_load(&m->owed);

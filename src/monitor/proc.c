@@ -37,7 +37,7 @@ struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t featu
 	p->next = m->procs;
 	m->procs = p;
 	m->nprocs++;
-	m->ever++;
+	__atomic_add_fetch(&m->ever, 1, __ATOMIC_RELEASE);
 	return p;
 }
 
