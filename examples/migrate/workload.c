@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/*
+ * migrate-workload: a program that keeps writing to its memory while it is
+ * migrated post-copy to another host, and checks that memory afterwards.
+ * It uses the library the way a VMM does: its guest-RAM-like region is
+ * handed to fl_migrate_source(), which tracks dirty pages (WP_ASYNC +
+ * PAGEMAP_SCAN) for the pre-copy rounds and calls back to pause the
+ * writers at the switch-over.
+ *
+ *   migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)
+ *   faultline receive --listen ADDR --exec "migrate-workload dest" ...
+ *
+ * Memory: page 0 holds a header with the count of page writes; every other
+ * page holds its version in its first word and a pattern derived from
+ * (page, version) in the rest. The destination checks every page against
+ * its version and that the versions add up to the count: a lost, stale,
+ * torn or zeroed page cannot pass. With --sha FILE the source records the
+ * SHA-256 of its memory at the switch-over and the destination compares.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline/handoff.h>
+#include <faultline/migrate.h>
+#include <faultline/uffd.h>
+
+#define PG 4096UL
+#define BASE 0x600000000000ULL
+#define MAGIC 0x57524b4c4f4144ULL
+
+struct header {
+	uint64_t magic, pages;
+	_Atomic uint64_t writes;
+};
+
+struct work {
+	char *mem;
+	size_t len, pages;
+	int writers;
+	atomic_bool stop;
+	atomic_int parked;
+	pthread_t *threads;
+	struct fl_dirty *dirty;
+	const char *sha_file;
+};
+
+static void fill(char *page, size_t p, uint64_t version)
+{
+	uint64_t *w = (uint64_t *)page, x = (p + 1) * 0x9E3779B97F4A7C15ULL ^ version;
+
+	for (size_t k = 1; k < PG / 8; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		w[k] = x;
+	}
+	w[0] = version;
+}
+
+static bool page_ok(const char *page, size_t p)
+{
+	static __thread char want[PG];
+
+	fill(want, p, *(const uint64_t *)page);
+	return !memcmp(want, page, PG);
+}
+
+static void *writer(void *arg)
+{
+	struct work *w = arg;
+	static atomic_int next_id;
+	int id = atomic_fetch_add(&next_id, 1);
+	unsigned seed = (unsigned)id + 1;
+	struct header *h = (struct header *)w->mem;
+
+	for (;;) {
+		size_t p;
+
+		if (atomic_load(&w->stop)) {
+			atomic_fetch_add(&w->parked, 1);
+			while (atomic_load(&w->stop))
+				usleep(1000);
+			atomic_fetch_sub(&w->parked, 1);
+		}
+		/* Each writer owns the pages p with p % writers == id. */
+		p = 1 + (size_t)id + (size_t)w->writers *
+			((size_t)rand_r(&seed) % ((w->pages - 1) / (size_t)w->writers));
+		if (p >= w->pages)
+			continue;
+		fill(w->mem + p * PG, p, *(uint64_t *)(w->mem + p * PG) + 1);
+		atomic_fetch_add(&h->writes, 1);
+	}
+	return NULL;
+}
+
+static void sha256(const void *p, size_t len, char out[65])
+{
+	unsigned char d[32];
+	unsigned int n = 32;
+
+	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void start_writers(struct work *w)
+{
+	w->threads = calloc((size_t)w->writers, sizeof(pthread_t));
+	for (int i = 0; i < w->writers; i++)
+		pthread_create(&w->threads[i], NULL, writer, w);
+}
+
+static void pause_writers(struct work *w)
+{
+	atomic_store(&w->stop, true);
+	while (atomic_load(&w->parked) < w->writers)
+		usleep(100);
+}
+
+/* ---- the library's view of our memory (the VMM-side callbacks) ---- */
+
+static int mem_read(void *ctx, uint32_t region, uint64_t off, void *buf, size_t len)
+{
+	struct work *w = ctx;
+
+	(void)region;
+	memcpy(buf, w->mem + off, len);
+	return 0;
+}
+
+static int mem_dirty_start(void *ctx)
+{
+	struct work *w = ctx;
+
+	return fl_dirty_create(&w->dirty, w->mem, w->len, FL_DIRTY_AUTO);
+}
+
+static int mem_dirty_collect(void *ctx, uint32_t region, uint64_t *bitmap)
+{
+	struct work *w = ctx;
+
+	(void)region;
+	return fl_dirty_collect(w->dirty, bitmap, NULL);
+}
+
+static int mem_pause(void *ctx, void **blob, size_t *len)
+{
+	struct work *w = ctx;
+	struct header *h = (struct header *)w->mem;
+	char sha[65], *state = malloc(64);
+
+	pause_writers(w);
+	sha256(w->mem, w->len, sha);
+	printf("source: paused after %llu page writes; memory sha256 %.16s...\n",
+	       (unsigned long long)atomic_load(&h->writes), sha);
+	fflush(stdout);
+	if (w->sha_file) {
+		FILE *f = fopen(w->sha_file, "we");
+
+		if (f) {
+			fprintf(f, "%s\n", sha);
+			fclose(f);
+		}
+	}
+	/* The "device state" a VMM would send: here, the write count. */
+	*len = (size_t)snprintf(state, 64, "writes=%llu",
+				(unsigned long long)atomic_load(&h->writes));
+	*blob = state;
+	return 0;
+}
+
+static int run_source(struct work *w, struct fl_migrate_source_opts *o, double seconds)
+{
+	struct fl_region r = { .start = BASE, .len = w->len, .page_size = PG, .prot = 3,
+			       .name = "workload" };
+	struct fl_migrate_memory mem = {
+		.read = mem_read, .dirty_start = mem_dirty_start,
+		.dirty_collect = mem_dirty_collect, .pause = mem_pause, .ctx = w,
+	};
+	struct fl_migrate_report rep;
+	struct header *h;
+	char err[512];
+
+	w->mem = mmap((void *)BASE, w->len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (w->mem != (void *)BASE) {
+		perror("migrate-workload: mmap");
+		return 1;
+	}
+	madvise(w->mem, w->len, MADV_NOHUGEPAGE);
+	for (size_t p = 1; p < w->pages; p++)
+		fill(w->mem + p * PG, p, 1);
+	h = (struct header *)w->mem;
+	h->magic = MAGIC;
+	h->pages = w->pages;
+	start_writers(w);
+	printf("source: %zu MiB, %d writer threads running\n", w->len >> 20, w->writers);
+	fflush(stdout);
+	usleep((useconds_t)(seconds * 1e6)); /* it works for a while first */
+	if (fl_migrate_source(&r, 1, &mem, o, &rep, err, sizeof(err))) {
+		fprintf(stderr, "migrate-workload: %s\n", err);
+		return 1;
+	}
+	fl_migrate_report_print(&rep, stdout);
+	return 0;
+}
+
+/* ---- the destination: the restorer ---- */
+
+static int find_region(uint32_t *idx)
+{
+	const char *env = getenv("FAULTLINE_REGIONS");
+
+	while (env && *env) {
+		unsigned i;
+		unsigned long long start;
+
+		if (sscanf(env, "%u:%llx:", &i, &start) == 2 && start == BASE) {
+			*idx = i;
+			return 0;
+		}
+		env = strchr(env, ';');
+		if (env)
+			env++;
+	}
+	return -ENOENT;
+}
+
+static int verify(struct work *w, const char *when)
+{
+	struct header *h = (struct header *)w->mem;
+	uint64_t sum = 0;
+
+	if (h->magic != MAGIC || h->pages != w->pages) {
+		fprintf(stderr, "dest: header wrong %s\n", when);
+		return 1;
+	}
+	for (size_t p = 1; p < w->pages; p++) {
+		if (!page_ok(w->mem + p * PG, p)) {
+			fprintf(stderr, "dest: page %zu is not what its version says %s\n", p, when);
+			return 1;
+		}
+		sum += *(uint64_t *)(w->mem + p * PG) - 1;
+	}
+	if (sum != atomic_load(&h->writes)) {
+		fprintf(stderr, "dest: %llu page writes counted, pages hold %llu %s\n",
+			(unsigned long long)atomic_load(&h->writes), (unsigned long long)sum, when);
+		return 1;
+	}
+	printf("dest: memory consistent %s: %llu page writes, every page matches\n", when,
+	       (unsigned long long)sum);
+	return 0;
+}
+
+static int run_dest(struct work *w, double seconds)
+{
+	struct fl_handoff_region hr = { .addr = BASE, .len = w->len, .page_size = PG };
+	struct fl_uffd u;
+	char err[512], sha[65], want[80] = "";
+	struct timespec t0, t1;
+	const char *state = getenv("FAULTLINE_DEVICE_STATE");
+
+	if (find_region(&hr.source_region)) {
+		fprintf(stderr, "dest: no region at %#llx in $FAULTLINE_REGIONS\n", BASE);
+		return 1;
+	}
+	w->mem = mmap((void *)BASE, w->len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (w->mem != (void *)BASE) {
+		perror("dest: mmap");
+		return 1;
+	}
+	madvise(w->mem, w->len, MADV_NOHUGEPAGE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (fl_restore_handoff(getenv("FAULTLINE_SOCKET"), &hr, 1, &u, err, sizeof(err))) {
+		fprintf(stderr, "dest: %s\n", err);
+		return 1;
+	}
+	/* Running from here on, memory arriving as it is touched. */
+	if (state) {
+		FILE *f = fopen(state, "re");
+		char line[64] = "";
+
+		if (f && fgets(line, sizeof(line), f))
+			printf("dest: device state from the source: %s\n", line);
+		if (f)
+			fclose(f);
+	}
+	sha256(w->mem, w->len, sha);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("dest: resumed; all %zu MiB read back in %.2f s\n", w->len >> 20,
+	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (w->sha_file) {
+		FILE *f = fopen(w->sha_file, "re");
+
+		if (!f || !fgets(want, sizeof(want), f)) {
+			fprintf(stderr, "dest: cannot read %s\n", w->sha_file);
+			return 1;
+		}
+		fclose(f);
+		want[strcspn(want, "\n")] = 0;
+		if (strcmp(want, sha)) {
+			fprintf(stderr, "dest: MEMORY DIFFERS from the source at the switch-over:\n"
+					"  here   %s\n  source %s\n", sha, want);
+			return 1;
+		}
+		printf("dest: memory equals the source's at the switch-over (sha256 %.16s...)\n", sha);
+	}
+	if (verify(w, "after the migration"))
+		return 1;
+	start_writers(w); /* and it keeps working */
+	usleep((useconds_t)(seconds * 1e6));
+	pause_writers(w);
+	return verify(w, "after running on here");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mib", required_argument, NULL, 'm' }, { "to", required_argument, NULL, 't' },
+		{ "writers", required_argument, NULL, 'w' }, { "sha", required_argument, NULL, 's' },
+		{ "seconds", required_argument, NULL, 'S' }, { "certs", required_argument, NULL, 'c' },
+		{ "plain", no_argument, NULL, 'p' }, { "postcopy-only", no_argument, NULL, 'P' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct work w = { .writers = 2 };
+	struct fl_migrate_source_opts o = { .verbose = 1 };
+	char cert[4096], key[4096], ca[4096];
+	size_t mib = 256;
+	double seconds = 1.0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pP", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mib = strtoul(optarg, NULL, 0); break;
+		case 't': o.to = optarg; break;
+		case 'w': w.writers = atoi(optarg); break;
+		case 's': w.sha_file = optarg; break;
+		case 'S': seconds = atof(optarg); break;
+		case 'c':
+			snprintf(cert, sizeof(cert), "%s/source.pem", optarg);
+			snprintf(key, sizeof(key), "%s/source.key", optarg);
+			snprintf(ca, sizeof(ca), "%s/ca.pem", optarg);
+			o.tls.cert = cert;
+			o.tls.key = key;
+			o.tls.ca = ca;
+			break;
+		case 'p': o.tls.plain = true; break;
+		case 'P': o.postcopy_only = true; break;
+		default: return 2;
+		}
+	}
+	w.len = mib << 20;
+	w.pages = w.len / PG;
+	if (w.writers < 1 || mib < 1 || optind >= argc) {
+		fprintf(stderr, "usage: migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)\n"
+				"       migrate-workload dest --mib N   (started by faultline receive --exec)\n");
+		return 2;
+	}
+	if (!strcmp(argv[optind], "source") && o.to)
+		return run_source(&w, &o, seconds);
+	if (!strcmp(argv[optind], "dest"))
+		return run_dest(&w, seconds);
+	fprintf(stderr, "migrate-workload: say source or dest\n");
+	return 2;
+}
