@@ -212,6 +212,15 @@ bool fl_conn_is_tls(const struct fl_conn *c);
 void fl_conn_shutdown(struct fl_conn *c);
 void fl_conn_close(struct fl_conn *c);
 
+/*
+ * Make a test CA and one certificate and key per host in directory dir
+ * (created if missing): ca.crt, ca.key, HOST.crt, HOST.key (keys 0600),
+ * valid for `days` days, usable for both TLS client and server auth.
+ * What `faultline certs` runs.
+ */
+int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
+		  char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

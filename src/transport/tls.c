@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+/*
+ * TLS for the wire: TLS 1.3 only, and mutual authentication. Both ends
+ * present a certificate and require the other's to chain to the one CA
+ * the deployment trusts (cfg->ca). Host names are not checked: that CA is
+ * private to the deployment (`faultline certs` makes one) and signs only
+ * faultline's own hosts, so "signed by our CA" is the identity that
+ * matters, and migrations often address a peer by an IP that no
+ * certificate names.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "wire-internal.h"
+
+/* ------------------------------------------------ a socket BIO, no SIGPIPE */
+
+/* OpenSSL's own socket BIO writes with write(2): a peer that went away
+ * would kill the process with SIGPIPE. This one uses send(MSG_NOSIGNAL). */
+static int bio_write(BIO *b, const char *data, size_t len, size_t *done)
+{
+	int fd = (int)(intptr_t)BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	n = send(fd, data, len, MSG_NOSIGNAL);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			BIO_set_retry_write(b);
+		return 0;
+	}
+	*done = (size_t)n;
+	return 1;
+}
+
+static int bio_read(BIO *b, char *data, size_t len, size_t *done)
+{
+	int fd = (int)(intptr_t)BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	n = recv(fd, data, len, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			BIO_set_retry_read(b);
+		return 0;
+	}
+	if (n == 0)
+		return 0; /* end of stream */
+	*done = (size_t)n;
+	return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_C_GET_FD:
+		if (ptr)
+			*(int *)ptr = (int)(intptr_t)BIO_get_data(b);
+		return (int)(intptr_t)BIO_get_data(b);
+	default:
+		return 0;
+	}
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *bio_meth;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "faultline socket");
+
+	if (!m)
+		return;
+	BIO_meth_set_write_ex(m, bio_write);
+	BIO_meth_set_read_ex(m, bio_read);
+	BIO_meth_set_ctrl(m, bio_ctrl);
+	BIO_meth_set_create(m, bio_create);
+	bio_meth = m;
+}
+
+static BIO_METHOD *bio_method(void)
+{
+	pthread_once(&bio_once, bio_init);
+	return bio_meth;
+}
+
+/* ------------------------------------------------------------- errors */
+
+void wire_tls_reason(SSL *ssl, char *buf, size_t len)
+{
+	unsigned long e;
+	size_t at = 0;
+	long v;
+
+	if (!len)
+		return;
+	buf[0] = '\0';
+	while ((e = ERR_get_error()) && at + 1 < len) {
+		const char *r = ERR_reason_error_string(e);
+
+		at += snprintf(buf + at, len - at, "%s%s", at ? "; " : "", r ? r : "unknown OpenSSL error");
+	}
+	if (ssl && at + 1 < len && (v = SSL_get_verify_result(ssl)) != X509_V_OK)
+		at += snprintf(buf + at, len - at, "%scertificate verification: %s",
+			       at ? "; " : "", X509_verify_cert_error_string(v));
+	if (!at)
+		snprintf(buf, len, "%s", errno ? strerror(errno) : "the connection was closed");
+}
+
+/* ------------------------------------------------------------ sessions */
+
+SSL *wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
+		  const char *peer, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	SSL *ssl = NULL;
+	BIO *bio;
+	char why[512];
+	const char *what = "";
+
+	if (!cfg->cert || !cfg->key || !cfg->ca) {
+		wire_err(err, errlen, "%s: TLS needs a certificate, its key and the CA (make them with `faultline certs`), or plain TCP asked for explicitly",
+			 peer);
+		return NULL;
+	}
+	ERR_clear_error();
+	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!ctx) {
+		what = "creating the TLS context";
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	/* An end of stream without close_notify is reported as an end of
+	 * stream; the frame layer knows whether it cut a frame short. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (server)
+		SSL_CTX_set_num_tickets(ctx, 0); /* no resumption: one session per connection */
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
+		what = "certificate ";
+		goto fail_file;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
+		what = "private key ";
+		goto fail_file;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		wire_tls_reason(NULL, why, sizeof(why));
+		wire_err(err, errlen, "%s: the private key %s does not belong to the certificate %s (%s)",
+			 peer, cfg->key, cfg->cert, why);
+		goto out;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, cfg->ca, NULL) != 1) {
+		what = "CA certificate ";
+		goto fail_file;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+	ssl = SSL_new(ctx);
+	bio = bio_method() ? BIO_new(bio_method()) : NULL;
+	if (!ssl || !bio) {
+		BIO_free(bio);
+		what = "creating the TLS session";
+		goto fail;
+	}
+	BIO_set_data(bio, (void *)(intptr_t)fd);
+	SSL_set_bio(ssl, bio, bio);
+	goto out;
+
+fail_file:
+	wire_tls_reason(NULL, why, sizeof(why));
+	wire_err(err, errlen, "%s: cannot use the %s%s: %s", peer, what,
+		 !strcmp(what, "certificate ") ? cfg->cert :
+		 !strcmp(what, "private key ") ? cfg->key : cfg->ca, why);
+	goto out;
+fail:
+	wire_tls_reason(NULL, why, sizeof(why));
+	wire_err(err, errlen, "%s: %s: %s", peer, what, why);
+out:
+	SSL_CTX_free(ctx); /* the session holds its own reference */
+	return ssl;
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+int wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
+		       int timeout_ms, char *err, size_t errlen)
+{
+	struct timespec t0;
+	char why[512];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { .fd = fd };
+		int r, e;
+		long left;
+
+		ERR_clear_error();
+		errno = 0;
+		r = server ? SSL_accept(ssl) : SSL_connect(ssl);
+		if (r == 1)
+			return 0;
+		e = SSL_get_error(ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			p.events = POLLIN;
+		else if (e == SSL_ERROR_WANT_WRITE)
+			p.events = POLLOUT;
+		else {
+			wire_tls_reason(ssl, why, sizeof(why));
+			wire_err(err, errlen, "%s: TLS handshake failed: %s", peer, why);
+			return -ECONNREFUSED;
+		}
+		left = timeout_ms - ms_since(&t0);
+		if (left <= 0) {
+			wire_err(err, errlen, "%s: TLS handshake timed out after %d ms", peer, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
+			wire_err(err, errlen, "%s: poll: %s", peer, strerror(errno));
+			return -errno;
+		}
+	}
+}
