@@ -12,6 +12,8 @@ enum {
 
 int cmd_probe(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 
 #endif

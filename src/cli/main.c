@@ -15,6 +15,8 @@ static const struct command commands[] = {
 	{ "probe", cmd_probe, "what this kernel and process can do (--json)" },
 	{ "snapshot", cmd_snapshot, "snapshot a process's memory (--pid PID -o DIR), or --verify DIR" },
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
+	{ "migrate", cmd_migrate, "migrate a process post-copy to a `faultline receive`" },
+	{ "receive", cmd_receive, "receive a migration and run the program's restorer" },
 };
 
 static void usage(FILE *out)

@@ -109,6 +109,7 @@ int cmd_receive(int argc, char **argv)
 	const void *blob = NULL;
 	size_t blob_len = 0, n;
 	int c, lfd, port = 0, status = 0, verbose = 1, ret = CLI_FAILED;
+	bool done = false;
 	uint64_t st[3];
 	pid_t child;
 
@@ -176,7 +177,22 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "receive: switch-over: starting the restorer: %s\n", cmd);
 	child = spawn(cmd, sock, regions, state[0] ? state : NULL);
 	pthread_create(&th, NULL, run_monitor, &mt);
-	waitpid(child, &status, 0);
+	/* The source keeps the memory until we have every page; a program
+	 * may run on for ever, so say so as soon as it is true. */
+	for (;;) {
+		pid_t w = waitpid(child, &status, WNOHANG);
+
+		if (!done && fl_receiver_owed(r) == 0) {
+			fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
+			fl_receiver_finish(r, st, 3);
+			done = true;
+			if (verbose)
+				fprintf(stderr, "receive: every page has arrived; the source may let go\n");
+		}
+		if (w == child)
+			break;
+		usleep(10000);
+	}
 	/* Its processes may outlive it (forks): the monitor ends by itself
 	 * when they are gone. If nothing was ever handed over, stop it. */
 	while (pthread_tryjoin_np(th, NULL) == EBUSY) {
@@ -187,8 +203,10 @@ int cmd_receive(int argc, char **argv)
 		}
 		usleep(10000);
 	}
-	fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
-	fl_receiver_finish(r, st, 3);
+	if (!done) {
+		fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
+		fl_receiver_finish(r, st, 3);
+	}
 	if (verbose)
 		fl_monitor_print_stats(mt.m, stderr, false);
 	if (json) {

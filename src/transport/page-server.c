@@ -48,7 +48,7 @@ struct server {
 	struct bg_req *bg;
 	size_t nbg, cap_bg;
 	bool done, failed;
-	char errmsg[256];
+	char errmsg[320];
 	struct fl_migrate_report *rep;
 	FILE *out;
 };
@@ -533,11 +533,17 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		size_t words = (s.rg[i].pages + 63) / 64;
+
 		if (report->rounds) {
-			memset(dirty[i], 0, (s.rg[i].pages + 63) / 64 * 8);
+			/* Owed: what the last round left dirty (not sent), and
+			 * what was written between that and the pause. */
+			memcpy(s.rg[i].owed, dirty[i], words * 8);
+			memset(dirty[i], 0, words * 8);
 			if ((ret = mem->dirty_collect(mem->ctx, (uint32_t)i, dirty[i])))
 				goto out;
-			memcpy(s.rg[i].owed, dirty[i], (s.rg[i].pages + 63) / 64 * 8);
+			for (size_t w = 0; w < words; w++)
+				s.rg[i].owed[w] |= dirty[i][w];
 		} else {
 			for (size_t p = 0; p < s.rg[i].pages; p++)
 				s.rg[i].owed[p / 64] |= 1ULL << (p % 64);

@@ -29,7 +29,9 @@ struct rx_region {
 	size_t pages, page;
 	_Atomic uint64_t *have;	 /* arrived (and still current) */
 	_Atomic uint64_t *zero;	 /* arrived as a zero range */
-	_Atomic uint64_t *asked; /* requested by us, reply pending */
+	_Atomic uint64_t *asked;  /* requested for the background stream */
+	_Atomic uint64_t *urgent; /* requested for a fault: asked again even
+				     if a background request is on its way */
 };
 
 struct fl_receiver {
@@ -43,7 +45,7 @@ struct fl_receiver {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool resumed, failed, finished;
-	char errmsg[256];
+	char errmsg[320];
 	void *blob;
 	size_t blob_len;
 	struct fl_source_req **pending, **done;
@@ -168,6 +170,7 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 		else
 			clear_bit(g->zero, p);
 		clear_bit(g->asked, p);
+		clear_bit(g->urgent, p);
 		if (set_bit(g->have, p) && r->resumed)
 			atomic_fetch_sub(&r->owed, 1);
 	}
@@ -275,6 +278,7 @@ static struct fl_receiver *rx(struct fl_source *s)
 static int ask(struct fl_receiver *r, const struct fl_source_req *q)
 {
 	struct rx_region *g = &r->rg[q->region];
+	_Atomic uint64_t *asked = q->urgent ? g->urgent : g->asked;
 	uint64_t first = q->offset / g->page, end = (q->offset + q->len) / g->page;
 
 	for (uint64_t p = first; p < end;) {
@@ -282,12 +286,12 @@ static int ask(struct fl_receiver *r, const struct fl_source_req *q)
 		struct fl_ctl m = { .type = FL_CTL_REQUEST };
 		int ret;
 
-		if (test_bit(g->have, p) || !set_bit(g->asked, p)) {
+		if (test_bit(g->have, p) || !set_bit(asked, p)) {
 			p++;
 			continue;
 		}
 		while (p + run + 1 < end && !test_bit(g->have, p + run + 1) &&
-		       set_bit(g->asked, p + run + 1))
+		       set_bit(asked, p + run + 1))
 			run++;
 		run++;
 		m.request.region = q->region;
@@ -433,7 +437,8 @@ static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, siz
 		g->have = calloc(words, sizeof(uint64_t));
 		g->zero = calloc(words, sizeof(uint64_t));
 		g->asked = calloc(words, sizeof(uint64_t));
-		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->asked) {
+		g->urgent = calloc(words, sizeof(uint64_t));
+		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->asked || !g->urgent) {
 			if (g->staging == MAP_FAILED)
 				g->staging = NULL;
 			snprintf(err, errlen, "cannot stage region %zu (%s, %llu bytes)", i,
@@ -581,6 +586,7 @@ void fl_receiver_destroy(struct fl_receiver *r)
 		free(r->rg[i].have);
 		free(r->rg[i].zero);
 		free(r->rg[i].asked);
+		free(r->rg[i].urgent);
 	}
 	free(r->rg);
 	free(r->regions);
