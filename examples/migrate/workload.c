@@ -261,6 +261,62 @@ static int verify(struct work *w, const char *when)
 	return 0;
 }
 
+/* A plain process migrated by pid (faultline migrate --pid): the state
+ * file it wrote says where its data was and what it hashed to. */
+static int run_dest_state(const char *path)
+{
+	const char *env = getenv("FAULTLINE_REGIONS");
+	struct fl_handoff_region hr = { .page_size = PG };
+	unsigned long long addr = 0;
+	size_t len = 0;
+	char sha[65], got[65], err[512], *mem;
+	struct fl_uffd u;
+	int pid;
+	FILE *f = fopen(path, "re");
+
+	if (!f || fscanf(f, "%llx %zu %64s %d", &addr, &len, sha, &pid) != 4) {
+		fprintf(stderr, "dest: cannot read the state file %s\n", path);
+		return 1;
+	}
+	fclose(f);
+	while (env && *env) {
+		unsigned i, psz;
+		unsigned long long start, rlen;
+
+		if (sscanf(env, "%u:%llx:%llx:%x:", &i, &start, &rlen, &psz) == 4 &&
+		    start <= addr && addr + len <= start + rlen) {
+			hr.source_region = i;
+			hr.source_offset = addr - start;
+			hr.len = len;
+		}
+		env = strchr(env, ';');
+		if (env)
+			env++;
+	}
+	if (!hr.len) {
+		fprintf(stderr, "dest: no region holds %#llx\n", addr);
+		return 1;
+	}
+	mem = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (mem != (void *)(uintptr_t)addr) {
+		perror("dest: mmap");
+		return 1;
+	}
+	hr.addr = addr;
+	if (fl_restore_handoff(getenv("FAULTLINE_SOCKET"), &hr, 1, &u, err, sizeof(err))) {
+		fprintf(stderr, "dest: %s\n", err);
+		return 1;
+	}
+	sha256(mem, len, got);
+	if (strcmp(got, sha)) {
+		fprintf(stderr, "dest: MEMORY DIFFERS: %s, the state file says %s\n", got, sha);
+		return 1;
+	}
+	printf("dest: memory equals the state file's (sha256 %.16s...), pid %d moved\n", got, pid);
+	return 0;
+}
+
 static int run_dest(struct work *w, double seconds)
 {
 	struct fl_handoff_region hr = { .addr = BASE, .len = w->len, .page_size = PG };
@@ -330,16 +386,18 @@ int main(int argc, char **argv)
 		{ "writers", required_argument, NULL, 'w' }, { "sha", required_argument, NULL, 's' },
 		{ "seconds", required_argument, NULL, 'S' }, { "certs", required_argument, NULL, 'c' },
 		{ "plain", no_argument, NULL, 'p' }, { "postcopy-only", no_argument, NULL, 'P' },
+		{ "state", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct work w = { .writers = 2 };
 	struct fl_migrate_source_opts o = { .verbose = 1 };
 	char cert[4096], key[4096], ca[4096];
+	const char *state = NULL;
 	size_t mib = 256;
 	double seconds = 1.0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pP", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': o.to = optarg; break;
@@ -356,6 +414,7 @@ int main(int argc, char **argv)
 			break;
 		case 'p': o.tls.plain = true; break;
 		case 'P': o.postcopy_only = true; break;
+		case 'T': state = optarg; break;
 		default: return 2;
 		}
 	}
@@ -369,7 +428,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[optind], "source") && o.to)
 		return run_source(&w, &o, seconds);
 	if (!strcmp(argv[optind], "dest"))
-		return run_dest(&w, seconds);
+		return state ? run_dest_state(state) : run_dest(&w, seconds);
 	fprintf(stderr, "migrate-workload: say source or dest\n");
 	return 2;
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Post-copy live migration between two network namespaces joined by veth,
+# created here: the workload keeps writing while it moves; the destination
+# checks its memory against the source's at the switch-over (SHA-256) and
+# against its own bookkeeping, then runs on. The link is slowed with
+# `tc netem` (1 ms each way) where the kernel has it, else with `tc tbf`
+# (rate limit), and says which.
+#   test_netns.sh BUILD_DIR
+set -uo pipefail
+build=$1
+fl=$build/src/cli/faultline
+wl=$build/examples/migrate-workload
+src_wl=$build/examples/lazy-workload-source
+tag=fl$$
+tmp=$(mktemp -d /tmp/fl-netns.XXXXXX)
+n=0
+failed=0
+
+say() { printf '%s\n' "$*"; }
+ok() { n=$((n + 1)); say "ok $n - $1${2:+ # SKIP $2}"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); say "not ok $n - $1"; sed 's/^/# /' "$2" | tail -40; }
+
+cleanup() {
+	ip netns del "$tag-src" 2>/dev/null
+	ip netns del "$tag-dst" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+say "1..6"
+if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
+	for t in precopy_postcopy_over_tls postcopy_only_over_tls pid_postcopy_over_tls \
+		wrong_ca_refused garbage_peer_disconnected plain_refused_off_loopback; do
+		ok "test_$t" "needs root and iproute2 for network namespaces"
+	done
+	exit 0
+fi
+
+ip netns add "$tag-src" && ip netns add "$tag-dst" &&
+ip link add "$tag-a" type veth peer name "$tag-b" &&
+ip link set "$tag-a" netns "$tag-src" && ip link set "$tag-b" netns "$tag-dst" &&
+ip -n "$tag-src" addr add 10.213.7.1/24 dev "$tag-a" &&
+ip -n "$tag-dst" addr add 10.213.7.2/24 dev "$tag-b" &&
+ip -n "$tag-src" link set "$tag-a" up && ip -n "$tag-dst" link set "$tag-b" up &&
+ip -n "$tag-src" link set lo up && ip -n "$tag-dst" link set lo up || {
+	say "Bail out! cannot create network namespaces"; exit 1; }
+if ip netns exec "$tag-src" tc qdisc add dev "$tag-a" root netem delay 1ms 2>/dev/null &&
+   ip netns exec "$tag-dst" tc qdisc add dev "$tag-b" root netem delay 1ms 2>/dev/null; then
+	say "# link: veth with netem, 1 ms each way"
+else
+	ip netns exec "$tag-src" tc qdisc add dev "$tag-a" root tbf rate 2gbit burst 256kb latency 5ms
+	ip netns exec "$tag-dst" tc qdisc add dev "$tag-b" root tbf rate 2gbit burst 256kb latency 5ms
+	say "# link: veth limited to 2 Gbit/s with tbf (this kernel has no sch_netem)"
+fi
+
+"$fl" certs --out "$tmp/certs" --hosts source,dest >/dev/null 2>"$tmp/certs.err" ||
+	{ say "Bail out! faultline certs failed: $(cat "$tmp/certs.err")"; exit 1; }
+"$fl" certs --out "$tmp/other" --hosts source,dest >/dev/null 2>&1
+
+port=7700
+# migrate NAME SOURCE-ARGS...: receive in dst, run the workload source in src
+migrate() {
+	local name=$1; shift
+	port=$((port + 1))
+	rm -f "$tmp/sha"
+	ip netns exec "$tag-dst" "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+		--exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/$name.dst" 2>&1 &
+	local rpid=$!
+	sleep 0.3
+	ip netns exec "$tag-src" "$wl" source --mib 64 --to "10.213.7.2:$port" \
+		--certs "$tmp/certs" --sha "$tmp/sha" "$@" >"$tmp/$name.src" 2>&1
+	local s=$?
+	wait $rpid
+	local d=$?
+	cat "$tmp/$name.src" "$tmp/$name.dst" >"$tmp/$name.log"
+	[ $s -eq 0 ] && [ $d -eq 0 ] &&
+		grep -q "memory equals the source's" "$tmp/$name.dst" &&
+		grep -q "consistent after running on here" "$tmp/$name.dst"
+}
+
+if migrate precopy; then ok test_precopy_postcopy_over_tls; else not_ok test_precopy_postcopy_over_tls "$tmp/precopy.log"; fi
+if migrate postcopy --postcopy-only; then ok test_postcopy_only_over_tls; else not_ok test_postcopy_only_over_tls "$tmp/postcopy.log"; fi
+
+# A process by pid (post-copy): its restorer maps the region it finds in
+# $FAULTLINE_REGIONS at the address the state file names.
+port=$((port + 1))
+ip netns exec "$tag-src" "$src_wl" --mib 32 --state "$tmp/state" >/dev/null &
+spid=$!
+for _ in $(seq 100); do [ -s "$tmp/state" ] && break; sleep 0.05; done
+ip netns exec "$tag-dst" "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+	--exec "$wl dest --state $tmp/state" >"$tmp/pid.dst" 2>&1 &
+rpid=$!
+sleep 0.3
+ip netns exec "$tag-src" "$fl" migrate --pid $spid --to "10.213.7.2:$port" --certs "$tmp/certs" \
+	>"$tmp/pid.src" 2>&1
+s=$?
+wait $rpid; d=$?
+wait $spid 2>/dev/null
+cat "$tmp/pid.src" "$tmp/pid.dst" >"$tmp/pid.log"
+if [ $s -eq 0 ] && [ $d -eq 0 ] && grep -q "memory equals the state file's" "$tmp/pid.dst"; then
+	ok test_pid_postcopy_over_tls
+else
+	not_ok test_pid_postcopy_over_tls "$tmp/pid.log"
+fi
+
+# A source whose certificate another CA signed is refused; nothing starts.
+port=$((port + 1))
+ip netns exec "$tag-dst" timeout 20 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+	--exec "touch $tmp/started" >"$tmp/ca.dst" 2>&1 &
+rpid=$!
+sleep 0.3
+ip netns exec "$tag-src" "$wl" source --mib 8 --to "10.213.7.2:$port" --certs "$tmp/other" \
+	--seconds 0 >"$tmp/ca.src" 2>&1
+s=$?
+wait $rpid; d=$?
+cat "$tmp/ca.src" "$tmp/ca.dst" >"$tmp/ca.log"
+if [ $s -ne 0 ] && [ $d -ne 0 ] && [ ! -e "$tmp/started" ]; then
+	ok test_wrong_ca_refused
+else
+	not_ok test_wrong_ca_refused "$tmp/ca.log"
+fi
+
+# A peer that sends garbage after a valid hello is disconnected with the
+# reason, and no restorer is started.
+port=$((port + 1))
+timeout 20 "$fl" receive --listen "127.0.0.1:$port" --plain --exec "touch $tmp/started2" \
+	>"$tmp/garbage.dst" 2>&1 &
+rpid=$!
+sleep 0.3
+python3 "$(dirname "$0")/garbage_peer.py" 127.0.0.1 $port >"$tmp/garbage.src" 2>&1
+wait $rpid; d=$?
+cat "$tmp/garbage.src" "$tmp/garbage.dst" >"$tmp/garbage.log"
+if [ $d -ne 0 ] && [ ! -e "$tmp/started2" ] && grep -qiE "hello|region|length|frame|protocol" "$tmp/garbage.dst"; then
+	ok test_garbage_peer_disconnected
+else
+	not_ok test_garbage_peer_disconnected "$tmp/garbage.log"
+fi
+
+# Plain TCP to another host is refused unless forced.
+ip netns exec "$tag-src" "$wl" source --mib 8 --to "10.213.7.2:1" --plain --seconds 0 \
+	>"$tmp/plain.log" 2>&1
+s=$?
+if [ $s -ne 0 ] && grep -qi "loopback" "$tmp/plain.log"; then
+	ok test_plain_refused_off_loopback
+else
+	not_ok test_plain_refused_off_loopback "$tmp/plain.log"
+fi
+exit $((failed > 0))
