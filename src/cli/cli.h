@@ -13,5 +13,6 @@ enum {
 int cmd_probe(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct command commands[] = {
 	{ "probe", cmd_probe, "what this kernel and process can do (--json)" },
 	{ "snapshot", cmd_snapshot, "snapshot a process's memory (--pid PID -o DIR), or --verify DIR" },
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
+	{ "certs", cmd_certs, "make a test CA and host certificates for TLS (--out DIR)" },
 };
 
 static void usage(FILE *out)
