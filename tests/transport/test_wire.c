@@ -69,6 +69,11 @@ static void test_every_control_message_round_trips(const struct fl_case *c)
 	fl_ctl_free(&d);
 	assert_null(d.regions.regions);
 
+	regions[1].name[0] = '\0'; /* a region may have no name */
+	round_trip(&m, &d);
+	assert_string_equal(d.regions.regions[1].name, "");
+	fl_ctl_free(&d);
+
 	m.regions.n = 0; /* an empty table is a table */
 	round_trip(&m, &d);
 	assert_int_equal(d.regions.n, 0);
