@@ -15,5 +15,6 @@ int cmd_monitor(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct command commands[] = {
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
 	{ "migrate", cmd_migrate, "migrate a process post-copy to a `faultline receive`" },
 	{ "receive", cmd_receive, "receive a migration and run the program's restorer" },
+	{ "certs", cmd_certs, "make a test CA and host certificates for TLS (--out DIR)" },
 };
 
 static void usage(FILE *out)

@@ -189,7 +189,7 @@ out:
 /* A byte string that must fit, with its NUL, in `size` bytes. */
 static bool fits_string(const ProtobufCBinaryData *b, size_t size)
 {
-	return b->len < size && !memchr(b->data, 0, b->len);
+	return b->len < size && (!b->len || !memchr(b->data, 0, b->len));
 }
 
 static int decode_regions(const Faultline__Wire__Regions *pb, struct fl_ctl *m,
@@ -232,7 +232,8 @@ static int decode_regions(const Faultline__Wire__Regions *pb, struct fl_ctl *m,
 		g[i].len = r->len;
 		g[i].page_size = r->page_size;
 		g[i].prot = r->prot;
-		memcpy(g[i].name, r->name.data, r->name.len);
+		if (r->name.len) /* an empty name has no data pointer */
+			memcpy(g[i].name, r->name.data, r->name.len);
 		g[i].name[r->name.len] = '\0';
 	}
 out:
