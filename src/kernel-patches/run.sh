@@ -7,7 +7,7 @@
 #
 #   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--debug]
 #                             [--host] [--tests a,b] [--kvm]
-#                             [--boot-timeout S]
+#                             [--boot-timeout S] [--suite-timeout S]
 #
 # See README.md next to this script. Build trees live outside the repository
 # in $FAULTLINE_KERNEL_CACHE (default /var/cache/faultline-kernel) and are
@@ -15,14 +15,20 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${FAULTLINE_KERNEL_CACHE:-/var/cache/faultline-kernel}
 SRC_PKG=linux-source-6.12
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 FRAGMENT=$HERE/faultline.config
 DEBUG_FRAGMENT=$HERE/faultline-debug.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
-BOOT_TIMEOUT=400
+BOOT_TIMEOUT=
+# the project's own uffd suite (tests/uffd/test_*), built with meson in
+# $PROJECT_BUILD, run in the guest by tap_runner: one result per program
+SUITE_PROGS=test_resolve,test_contract,test_events,test_dirty,test_api,test_compat
+SUITE_TIMEOUT=120
 ALL_TESTS=exit_event,uffd_selftest,pinned_scan,pagemap_selftest,racewrite,wp_racewrite
+ALL_TESTS+=,$(echo "$SUITE_PROGS" | sed 's/\([^,]*\)/uffd_suite_\1/g')
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
 RUN_HOST=0
@@ -48,6 +54,7 @@ while [ $# -gt 0 ]; do
 	--tests) TESTS=$2; shift ;;
 	--kvm) TRY_KVM=1 ;;
 	--boot-timeout) BOOT_TIMEOUT=$2; shift ;;
+	--suite-timeout) SUITE_TIMEOUT=$2; shift ;;
 	-h|--help) usage ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; usage ;;
 	esac
@@ -59,6 +66,21 @@ log() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { printf '[run.sh] error: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+PROJECT_BUILD=$CACHE/project-build
+# the suite programs among the selected tests (test_resolve ...)
+suite_progs() {
+	local t
+	for t in ${TESTS//,/ }; do
+		case $t in uffd_suite_*) echo "${t#uffd_suite_}" ;; esac
+	done
+}
+# whole-guest limit: kernel hangs only, every test has its own limit
+if [ -z "$BOOT_TIMEOUT" ]; then
+	BOOT_TIMEOUT=$((300 + 40 * $(echo "${TESTS//,/ }" | wc -w) +
+			(SUITE_TIMEOUT + 15) * $(suite_progs | wc -l)))
+	[ "$DEBUG" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT * 4))
+fi
 
 # ---------------------------------------------------------------- packages
 ensure_packages() {
@@ -173,6 +195,69 @@ build_tests() {
 	done
 }
 
+# the project's uffd suite, from this checkout, in a build directory of
+# its own (CI owns build/ and build-sanitize/); ninja rebuilds what changed
+build_suite() {
+	local progs=() p
+	mapfile -t progs < <(suite_progs)
+	[ ${#progs[@]} -gt 0 ] || return 0
+	command -v meson >/dev/null && command -v ninja >/dev/null ||
+		die "the uffd suite needs meson and ninja (and the project's build dependencies)"
+	if [ ! -f "$PROJECT_BUILD/build.ninja" ]; then
+		log "configuring the project in $PROJECT_BUILD"
+		nice -n 10 meson setup "$PROJECT_BUILD" "$REPO" > "$CACHE/logs/project-setup.log" 2>&1 || {
+			tail -20 "$CACHE/logs/project-setup.log" >&2
+			die "meson setup failed"
+		}
+	fi
+	if ! nice -n 10 ninja -C "$PROJECT_BUILD" -j"$JOBS" \
+	     $(printf 'tests/uffd/%s ' "${progs[@]}") > "$CACHE/logs/project-build.log" 2>&1; then
+		tail -30 "$CACHE/logs/project-build.log" >&2
+		die "cannot build the uffd suite (log $CACHE/logs/project-build.log)"
+	fi
+}
+
+# initramfs entries for the suite programs and every shared object ldd
+# lists for them, at the same paths, with their parent directories; the
+# library directories go to /etc/faultline-ld-library-path for /init
+suite_initramfs_entries() {
+	local progs=() p lib d libs=() dirs=() libdirs=()
+	local -A seen=()
+	mapfile -t progs < <(suite_progs)
+	[ ${#progs[@]} -gt 0 ] || return 0
+	echo "file /bin/tap_runner $CACHE/tests-bin/tap_runner 0755 0 0"
+	for p in "${progs[@]}"; do
+		[ -x "$PROJECT_BUILD/tests/uffd/$p" ] || die "no suite program '$p' in $PROJECT_BUILD/tests/uffd"
+		echo "file /bin/$p $PROJECT_BUILD/tests/uffd/$p 0755 0 0"
+		ldd "$PROJECT_BUILD/tests/uffd/$p" | grep -q 'not found' &&
+			die "ldd $p: a library is not found"
+		# "name => /path (addr)" and "/path (addr)"; the vDSO has no path
+		for lib in $(ldd "$PROJECT_BUILD/tests/uffd/$p" |
+			     awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+			[ -n "${seen[$lib]:-}" ] && continue
+			seen[$lib]=1
+			libs+=("$lib")
+		done
+	done
+	for lib in "${libs[@]}"; do
+		d=$(dirname "$lib")
+		[ -n "${seen[lib:$d]:-}" ] || { seen[lib:$d]=1; libdirs+=("$d"); }
+		while [ "$d" != / ]; do
+			dirs+=("$d")
+			d=$(dirname "$d")
+		done
+	done
+	for d in $(printf '%s\n' "${dirs[@]}" /etc | sort -u); do
+		[ "$d" = /bin ] || [ "$d" = /tmp ] || echo "dir $d 0755 0 0"
+	done
+	# gen_init_cpio reads through symlinks: each lands as a regular file
+	for lib in "${libs[@]}"; do
+		echo "file $lib $(readlink -f "$lib") 0755 0 0"
+	done
+	(IFS=:; echo "${libdirs[*]}") > "$CACHE/ld-library-path"
+	echo "file /etc/faultline-ld-library-path $CACHE/ld-library-path 0644 0 0"
+}
+
 # the kernel's own selftests, static, from the patched tree against its own
 # uapi headers: uffd-unit-tests (with the events-exit case of patch 1) and
 # pagemap_ioctl (PAGEMAP_SCAN regression check for patch 2)
@@ -211,9 +296,11 @@ make_initramfs() {
 		echo "nod /dev/console 0600 0 0 c 5 1"
 		echo "file /init $out/init 0755 0 0"
 		for t in ${TESTS//,/ }; do
+			case $t in uffd_suite_*) continue ;; esac
 			[ -x "$out/$t" ] || die "no test program '$t'"
 			echo "file /bin/$t $out/$t 0755 0 0"
 		done
+		suite_initramfs_entries
 		case ",$TESTS," in
 		*,uffd_selftest,*)
 			echo "file /bin/uffd-unit-tests $out/uffd-unit-tests 0755 0 0" ;;
@@ -222,19 +309,19 @@ make_initramfs() {
 		*,pagemap_selftest,*)
 			echo "file /bin/pagemap_ioctl $out/pagemap_ioctl 0755 0 0" ;;
 		esac
-	} > "$list"
+	} > "$list" || exit 1
 	"$gen" "$list" > "$CACHE/initramfs.cpio"
 }
 
 boot() {
-	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log limit=30
+	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log limit=30 slimit=$SUITE_TIMEOUT
 	# KASAN + lockdep under TCG is several times slower
-	[ "$kind" = debug ] && limit=150
+	[ "$kind" = debug ] && limit=150 && slimit=$((SUITE_TIMEOUT * 4))
 	timeout --foreground -k 5 "$BOOT_TIMEOUT" \
 		qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
 		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
 		-initrd "$CACHE/initramfs.cpio" \
-		-append "console=ttyS0 panic=-1 fltests=$TESTS fltimeout=$limit" \
+		-append "console=ttyS0 panic=-1 fltests=$TESTS fltimeout=$limit flsuitetimeout=$slimit" \
 		-smp 2 -m 512M < /dev/null > "$logf" 2>&1 || true
 	tr -d '\r' < "$logf" > "$logf.txt"
 	grep -q '^FAULTLINE-DONE' "$logf.txt"
@@ -284,7 +371,7 @@ check_results() {
 			STATUS=1
 		fi
 		[ "$want" = FAIL ] && [ "$got" = FAIL ] && verdict="ok (expected failure)"
-		printf '  %-10s %-13s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" \
+		printf '  %-10s %-24s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" \
 			"$(echo "$line" | cut -d' ' -f4-)"
 	done
 }
@@ -297,6 +384,7 @@ ensure_packages
 [ -f "$TARBALL" ] || die "$TARBALL missing after installing $SRC_PKG"
 SRC_VERSION=$(dpkg-query -W -f='${Version}' "$SRC_PKG")
 build_tests
+build_suite
 
 # the patched tree is needed for the selftest source even with --unpatched
 ensure_tree patched
@@ -334,7 +422,14 @@ if [ "$RUN_HOST" = 1 ]; then
 	hostlog=$CACHE/logs/host.log
 	: > "$hostlog"
 	for t in ${TESTS//,/ }; do
-		timeout 60 "$CACHE/tests-bin/$t" >> "$hostlog" 2>&1 || true
+		case $t in
+		uffd_suite_*)
+			FL_DIRTY_SECONDS=1 timeout $((SUITE_TIMEOUT + 15)) "$CACHE/tests-bin/tap_runner" \
+				"$t" "$PROJECT_BUILD/tests/uffd/${t#uffd_suite_}" "$SUITE_TIMEOUT" \
+				>> "$hostlog" 2>&1 || true ;;
+		*)
+			timeout 60 "$CACHE/tests-bin/$t" >> "$hostlog" 2>&1 || true ;;
+		esac
 	done
 	echo "host kernel $(uname -r) (no series):"
 	check_results host 0 "$hostlog"
