@@ -405,9 +405,9 @@ int main(int argc, char **argv)
 		case 's': w.sha_file = optarg; break;
 		case 'S': seconds = atof(optarg); break;
 		case 'c':
-			snprintf(cert, sizeof(cert), "%s/source.pem", optarg);
+			snprintf(cert, sizeof(cert), "%s/source.crt", optarg);
 			snprintf(key, sizeof(key), "%s/source.key", optarg);
-			snprintf(ca, sizeof(ca), "%s/ca.pem", optarg);
+			snprintf(ca, sizeof(ca), "%s/ca.crt", optarg);
 			o.tls.cert = cert;
 			o.tls.key = key;
 			o.tls.ca = ca;

@@ -14,9 +14,9 @@ bool tls_option(int c, const char *arg, struct fl_tls_config *t, const char *rol
 	case 0x101: t->key = arg; return true;
 	case 0x102: t->ca = arg; return true;
 	case 0x103:
-		snprintf(paths[0], sizeof(paths[0]), "%s/%s.pem", arg, role);
+		snprintf(paths[0], sizeof(paths[0]), "%s/%s.crt", arg, role);
 		snprintf(paths[1], sizeof(paths[1]), "%s/%s.key", arg, role);
-		snprintf(paths[2], sizeof(paths[2]), "%s/ca.pem", arg);
+		snprintf(paths[2], sizeof(paths[2]), "%s/ca.crt", arg);
 		t->cert = paths[0];
 		t->key = paths[1];
 		t->ca = paths[2];

@@ -18,7 +18,7 @@
 
 #define TLS_USAGE                                                                   \
 	"  --certs DIR          CA and certificates made by `faultline certs` (uses\n"  \
-	"                       DIR/ca.pem and DIR/HOST.pem + DIR/HOST.key)\n"          \
+	"                       DIR/ca.crt and DIR/HOST.crt + DIR/HOST.key)\n"          \
 	"  --cert F --key F --ca F   or each file given alone\n"                        \
 	"  --plain              plain TCP instead of TLS (loopback only)\n"             \
 	"  --force-plain        plain TCP to another host (unauthenticated!)\n"

@@ -22,6 +22,7 @@ ok() { n=$((n + 1)); say "ok $n - $1${2:+ # SKIP $2}"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); say "not ok $n - $1"; sed 's/^/# /' "$2" | tail -40; }
 
 cleanup() {
+	[ -s "$tmp/state" ] && kill -9 "$(awk '{print $4}' "$tmp/state")" 2>/dev/null
 	ip netns del "$tag-src" 2>/dev/null
 	ip netns del "$tag-dst" 2>/dev/null
 	rm -rf "$tmp"
@@ -64,11 +65,11 @@ migrate() {
 	local name=$1; shift
 	port=$((port + 1))
 	rm -f "$tmp/sha"
-	ip netns exec "$tag-dst" "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+	ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
 		--exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/$name.dst" 2>&1 &
 	local rpid=$!
 	sleep 0.3
-	ip netns exec "$tag-src" "$wl" source --mib 64 --to "10.213.7.2:$port" \
+	ip netns exec "$tag-src" timeout 120 "$wl" source --mib 64 --to "10.213.7.2:$port" \
 		--certs "$tmp/certs" --sha "$tmp/sha" "$@" >"$tmp/$name.src" 2>&1
 	local s=$?
 	wait $rpid
@@ -85,18 +86,19 @@ if migrate postcopy --postcopy-only; then ok test_postcopy_only_over_tls; else n
 # A process by pid (post-copy): its restorer maps the region it finds in
 # $FAULTLINE_REGIONS at the address the state file names.
 port=$((port + 1))
-ip netns exec "$tag-src" "$src_wl" --mib 32 --state "$tmp/state" >/dev/null &
-spid=$!
+ip netns exec "$tag-src" timeout 120 "$src_wl" --mib 32 --state "$tmp/state" >/dev/null 2>&1 &
 for _ in $(seq 100); do [ -s "$tmp/state" ] && break; sleep 0.05; done
-ip netns exec "$tag-dst" "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+spid=$(awk '{print $4}' "$tmp/state") # the program's own pid, not the wrapper's
+ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
 	--exec "$wl dest --state $tmp/state" >"$tmp/pid.dst" 2>&1 &
 rpid=$!
 sleep 0.3
-ip netns exec "$tag-src" "$fl" migrate --pid $spid --to "10.213.7.2:$port" --certs "$tmp/certs" \
+ip netns exec "$tag-src" timeout 120 "$fl" migrate --pid $spid --to "10.213.7.2:$port" --certs "$tmp/certs" \
 	>"$tmp/pid.src" 2>&1
 s=$?
 wait $rpid; d=$?
-wait $spid 2>/dev/null
+kill -9 "$spid" 2>/dev/null # migrate killed it when it worked
+wait
 cat "$tmp/pid.src" "$tmp/pid.dst" >"$tmp/pid.log"
 if [ $s -eq 0 ] && [ $d -eq 0 ] && grep -q "memory equals the state file's" "$tmp/pid.dst"; then
 	ok test_pid_postcopy_over_tls
@@ -110,7 +112,7 @@ ip netns exec "$tag-dst" timeout 20 "$fl" receive --listen "10.213.7.2:$port" --
 	--exec "touch $tmp/started" >"$tmp/ca.dst" 2>&1 &
 rpid=$!
 sleep 0.3
-ip netns exec "$tag-src" "$wl" source --mib 8 --to "10.213.7.2:$port" --certs "$tmp/other" \
+ip netns exec "$tag-src" timeout 120 "$wl" source --mib 8 --to "10.213.7.2:$port" --certs "$tmp/other" \
 	--seconds 0 >"$tmp/ca.src" 2>&1
 s=$?
 wait $rpid; d=$?
@@ -138,7 +140,7 @@ else
 fi
 
 # Plain TCP to another host is refused unless forced.
-ip netns exec "$tag-src" "$wl" source --mib 8 --to "10.213.7.2:1" --plain --seconds 0 \
+ip netns exec "$tag-src" timeout 120 "$wl" source --mib 8 --to "10.213.7.2:1" --plain --seconds 0 \
 	>"$tmp/plain.log" 2>&1
 s=$?
 if [ $s -ne 0 ] && grep -qi "loopback" "$tmp/plain.log"; then
