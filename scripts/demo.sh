@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Build faultline and run the main demo (installs what it needs).
 #
-# A lazy restore of a real multi-process workload: a program fills memory
-# and is snapshotted (faultline snapshot --pid ... --kill); a monitor
-# serves the snapshot (faultline monitor); the program is restored on empty
-# memory and runs at once while its pages arrive; three children fork off
-# and mremap, MADV_DONTNEED and munmap their copies; every process checks
-# what it reads and the parent compares the SHA-256 of all its memory with
-# the snapshot's. The monitor prints its statistics at the end.
-#   scripts/demo.sh [MiB]          (default 1024)
+# Post-copy live migration of a running program with a few GiB of memory
+# between two network namespaces, over TLS with client certificates: the
+# program keeps writing while it is pre-copied in rounds, is paused, resumes
+# on the destination at once, its remaining pages follow on demand and in
+# the background, and it then checks every page of its memory and compares
+# it with the source's at the switch-over (SHA-256).
+#   scripts/demo.sh [MiB]        (default 2048)
+# The lazy restore from a snapshot: examples/lazy-restore/demo.sh build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build src/cli/faultline examples/lazy-workload examples/lazy-workload-source >/dev/null
+ninja -C build src/cli/faultline examples/migrate-workload >/dev/null
 echo "== faultline probe (what this machine offers)"
 build/src/cli/faultline probe | sed -n '1p;/PAGEMAP_SCAN/,$p'
 echo
-exec examples/lazy-restore/demo.sh build "${1:-1024}"
+exec examples/migrate/demo.sh build "${1:-2048}"

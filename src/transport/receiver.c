@@ -114,12 +114,14 @@ static void complete_ready(struct fl_receiver *r)
 	for (size_t i = 0; i < r->npending; i++) {
 		struct fl_source_req *q = r->pending[i];
 
-		if (r->failed || all_here(r, q)) {
-			if (r->failed) {
-				q->result = -ECONNRESET;
-			} else {
+		/* Pages that are here are served even if the source is gone;
+		 * only what can no longer arrive fails. */
+		if (all_here(r, q) || r->failed) {
+			if (all_here(r, q)) {
 				memcpy(q->buf, r->rg[q->region].staging + q->offset, q->len);
 				q->result = 0;
+			} else {
+				q->result = -ECONNRESET;
 			}
 			push(&r->done, &r->ndone, &r->cap_done, q);
 			any = true;
@@ -549,15 +551,17 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	struct fl_ctl m = { .type = FL_CTL_STATS };
 	int ret;
 
+	/* Finished first: the source hangs up as soon as it reads DONE, and
+	 * that must not count as a failure. */
+	pthread_mutex_lock(&r->lock);
+	r->finished = true;
+	pthread_mutex_unlock(&r->lock);
 	m.stats.n = n < 16 ? n : 16;
 	memcpy(m.stats.values, stats, m.stats.n * sizeof(uint64_t));
 	ret = fl_conn_send_ctl(r->ctl, &m);
 	m = (struct fl_ctl){ .type = FL_CTL_DONE };
 	if (!ret)
 		ret = fl_conn_send_ctl(r->ctl, &m);
-	pthread_mutex_lock(&r->lock);
-	r->finished = true;
-	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
 
