@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination's receiver against a scripted source on loopback: what
+ * arrived is served (also after the source hangs up), zero ranges are
+ * known zero, owed pages that can no longer arrive fail, never as zeros.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <faultline/migrate.h>
+
+#include "memtypes.h"
+#include "runner.h"
+
+#define PG 4096u
+#define NPAGES 16
+
+static int port;
+
+static void hello(struct fl_conn *c, uint32_t kind)
+{
+	struct fl_ctl m = { .type = FL_CTL_HELLO };
+	struct fl_wire_hdr h;
+	char err[256];
+
+	m.hello.version = FL_WIRE_VERSION;
+	m.hello.role = FL_ROLE_SOURCE;
+	m.hello.conn = kind;
+	memset(m.hello.session, 7, 16);
+	assert_int_equal(fl_conn_send_ctl(c, &m), 0);
+	assert_int_equal(fl_conn_recv(c, &h, &m, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(m.type, FL_CTL_HELLO);
+	fl_ctl_free(&m);
+}
+
+/* Pages 0-7 data, 8-11 zero, 12-15 owed; resume; then hang up. */
+static void *fake_source(void *arg)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct fl_region g = { .start = 0x10000000, .len = NPAGES * PG, .page_size = PG,
+			       .prot = 3, .name = "ram" };
+	struct fl_conn *ctl, *urg;
+	struct fl_ctl m = { .type = FL_CTL_REGIONS };
+	uint8_t owed[2] = { 0, 0xf0 };
+	char addr[32], err[256], page[PG];
+
+	(void)arg;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	assert_int_equal(fl_conn_connect(&ctl, addr, &plain, err, sizeof(err)), 0);
+	hello(ctl, FL_CONN_CONTROL);
+	assert_int_equal(fl_conn_connect(&urg, addr, &plain, err, sizeof(err)), 0);
+	hello(urg, FL_CONN_URGENT);
+	m.regions.regions = &g;
+	m.regions.n = 1;
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	for (unsigned i = 0; i < 8; i++) {
+		fill_pattern(page, PG, i + 100);
+		assert_int_equal(fl_conn_send_pages(ctl, 0, i * PG, page, PG, 0), 0);
+	}
+	assert_int_equal(fl_conn_send_zero(ctl, 0, 8 * PG, 4 * PG, 0), 0);
+	m = (struct fl_ctl){ .type = FL_CTL_OWED };
+	m.owed.npages = NPAGES;
+	m.owed.bitmap = owed;
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	usleep(100 * 1000);
+	fl_conn_close(ctl); /* the source dies here */
+	fl_conn_close(urg);
+	return NULL;
+}
+
+static void done_cb(struct fl_source_req *req, void *arg)
+{
+	(void)req;
+	(*(int *)arg)++;
+}
+
+static int fetch(struct fl_source *s, uint64_t page, void *buf, bool urgent)
+{
+	struct fl_source_req q = { .region = 0, .offset = page * PG, .len = PG, .buf = buf,
+				   .urgent = urgent, .result = 1 };
+	int n = 0;
+
+	assert_int_equal(fl_source_submit(s, &q), 0);
+	fl_source_flush(s);
+	while (!n) {
+		struct pollfd p = { .fd = s->event_fd, .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+		fl_source_reap(s, done_cb, &n);
+	}
+	return q.result;
+}
+
+static void test_received_pages_served_even_after_the_source_dies(const struct fl_case *c)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct fl_receiver *r;
+	struct fl_source *s;
+	pthread_t th;
+	char err[256], buf[PG], want[PG];
+	int lfd;
+
+	(void)c;
+	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
+	assert_true(lfd >= 0);
+	assert_int_equal(pthread_create(&th, NULL, fake_source, NULL), 0);
+	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 0, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_owed(r), 4);
+	s = fl_receiver_source(r);
+	assert_int_equal(fetch(s, 3, buf, true), 0);
+	fill_pattern(want, PG, 103);
+	assert_memory_equal(buf, want, PG);
+	assert_int_equal(fl_source_zero_run(s, 0, 8 * PG, 16 * PG), 4 * PG);
+	assert_int_equal(fl_source_zero_run(s, 0, 12 * PG, PG), 0);
+	pthread_join(th, NULL);
+	usleep(100 * 1000); /* the receive threads have seen the hang-up */
+	memset(buf, 0xaa, PG);
+	assert_int_equal(fetch(s, 5, buf, false), 0); /* still served */
+	fill_pattern(want, PG, 105);
+	assert_memory_equal(buf, want, PG);
+	memset(buf, 0xaa, PG);
+	assert_int_equal(fetch(s, 13, buf, true), -ECONNRESET); /* owed, gone */
+	for (size_t i = 0; i < PG; i++) /* and the buffer is untouched */
+		assert_int_equal((unsigned char)buf[i], 0xaa);
+	fl_receiver_destroy(r);
+	close(lfd);
+}
+
+int main(int argc, char **argv)
+{
+	struct fl_case *cases = NULL;
+	size_t n = 0;
+
+	FL_ADD(test_received_pages_served_even_after_the_source_dies);
+	return fl_run_cases(cases, n, argc, argv);
+}
