@@ -34,7 +34,7 @@
 #include <faultline/uffd.h>
 
 #define PG 4096UL
-#define BASE 0x600000000000ULL
+#define BASE 0x7e0000000000ULL /* clear of ASan's shadow, too */
 #define MAGIC 0x57524b4c4f4144ULL
 
 struct header {
@@ -46,7 +46,7 @@ struct work {
 	char *mem;
 	size_t len, pages;
 	int writers;
-	atomic_bool stop;
+	atomic_bool stop, quit;
 	atomic_int parked;
 	pthread_t *threads;
 	struct fl_dirty *dirty;
@@ -87,8 +87,11 @@ static void *writer(void *arg)
 
 		if (atomic_load(&w->stop)) {
 			atomic_fetch_add(&w->parked, 1);
-			while (atomic_load(&w->stop))
+			while (atomic_load(&w->stop)) {
+				if (atomic_load(&w->quit))
+					return NULL;
 				usleep(1000);
+			}
 			atomic_fetch_sub(&w->parked, 1);
 		}
 		/* Each writer owns the pages p with p % writers == id. */
@@ -124,6 +127,16 @@ static void pause_writers(struct work *w)
 	atomic_store(&w->stop, true);
 	while (atomic_load(&w->parked) < w->writers)
 		usleep(100);
+}
+
+/* Paused writers leave for good; everything is freed. */
+static void end_writers(struct work *w)
+{
+	atomic_store(&w->quit, true);
+	for (int i = 0; i < w->writers; i++)
+		pthread_join(w->threads[i], NULL);
+	free(w->threads);
+	w->threads = NULL;
 }
 
 /* ---- the library's view of our memory (the VMM-side callbacks) ---- */
@@ -208,9 +221,14 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 	usleep((useconds_t)(seconds * 1e6)); /* it works for a while first */
 	if (fl_migrate_source(&r, 1, &mem, o, &rep, err, sizeof(err))) {
 		fprintf(stderr, "migrate-workload: %s\n", err);
+		pause_writers(w);
+		end_writers(w);
+		fl_dirty_destroy(w->dirty);
 		return 1;
 	}
 	fl_migrate_report_print(&rep, stdout);
+	end_writers(w); /* paused at the switch-over; the program lives on there */
+	fl_dirty_destroy(w->dirty);
 	return 0;
 }
 
@@ -376,6 +394,7 @@ static int run_dest(struct work *w, double seconds)
 	start_writers(w); /* and it keeps working */
 	usleep((useconds_t)(seconds * 1e6));
 	pause_writers(w);
+	end_writers(w);
 	return verify(w, "after running on here");
 }
 
