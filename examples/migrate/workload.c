@@ -172,11 +172,12 @@ static int mem_pause(void *ctx, void **blob, size_t *len)
 	char sha[65], *state = malloc(64);
 
 	pause_writers(w);
-	sha256(w->mem, w->len, sha);
-	printf("source: paused after %llu page writes; memory sha256 %.16s...\n",
-	       (unsigned long long)atomic_load(&h->writes), sha);
+	printf("source: paused after %llu page writes\n",
+	       (unsigned long long)atomic_load(&h->writes));
 	fflush(stdout);
-	if (w->sha_file) {
+	if (w->sha_file) { /* costs downtime: only when asked */
+		sha256(w->mem, w->len, sha);
+		printf("source: memory sha256 %.16s...\n", sha);
 		FILE *f = fopen(w->sha_file, "we");
 
 		if (f) {
