@@ -188,8 +188,10 @@ build_tests() {
 	for src in "$HERE"/tests/*.c; do
 		t=$(basename "$src" .c)
 		if [ ! -x "$out/$t" ] || [ "$src" -nt "$out/$t" ] ||
-		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ]; then
-			gcc -static -O2 -Wall -Wextra -Werror -pthread -o "$out/$t" "$src" ||
+		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ] ||
+		   [ "$HERE/../../include/faultline/linux-compat.h" -nt "$out/$t" ]; then
+			gcc -static -O2 -Wall -Wextra -Werror -pthread \
+				-I "$HERE/../../include" -o "$out/$t" "$src" ||
 				die "cannot build test $t"
 		fi
 	done
