@@ -371,6 +371,19 @@ static void *control_thread(void *arg)
 	}
 }
 
+/* Under the lock: take the newest background request, if any. */
+static bool pop_bg(struct server *s, struct fl_ctl *m)
+{
+	if (!s->nbg)
+		return false;
+	s->nbg--;
+	*m = (struct fl_ctl){ .type = FL_CTL_REQUEST };
+	m->request.region = s->bg[s->nbg].region;
+	m->request.offset = s->bg[s->nbg].offset;
+	m->request.len = s->bg[s->nbg].len;
+	return true;
+}
+
 /* Post-copy: push what is owed, background requests first. */
 static int push_owed(struct server *s)
 {
@@ -380,19 +393,13 @@ static int push_owed(struct server *s)
 		struct srv_region *g = &s->rg[i];
 
 		for (size_t p = 0; p < g->pages;) {
-			struct fl_ctl m = { .type = FL_CTL_REQUEST };
+			struct fl_ctl m;
 			size_t first = p, n = g->pages - p, window;
 			bool have_bg;
 			int64_t sent;
 
 			pthread_mutex_lock(&s->lock);
-			have_bg = s->nbg > 0;
-			if (have_bg) {
-				m.request.region = s->bg[s->nbg - 1].region;
-				m.request.offset = s->bg[s->nbg - 1].offset;
-				m.request.len = s->bg[s->nbg - 1].len;
-				s->nbg--;
-			}
+			have_bg = pop_bg(s, &m);
 			if (s->failed) {
 				pthread_mutex_unlock(&s->lock);
 				return -ECONNRESET;
@@ -575,17 +582,15 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	while (!s.done && !s.failed) {
 		/* Background requests can still come for pages an urgent
 		 * reply is carrying; answer what arrives until done. */
-		while (s.nbg && !s.failed) {
-			struct fl_ctl q = { .type = FL_CTL_REQUEST };
+		struct fl_ctl q;
+
+		while (!s.failed && pop_bg(&s, &q)) {
 			uint64_t bytes = 0;
 
-			q.request.region = s.bg[s.nbg - 1].region;
-			q.request.offset = s.bg[s.nbg - 1].offset;
-			q.request.len = s.bg[s.nbg - 1].len;
-			s.nbg--;
 			pthread_mutex_unlock(&s.lock);
 			serve(&s, s.ctl, s.buf, &q, 0, &bytes);
 			pthread_mutex_lock(&s.lock);
+			s.rep->bytes_postcopy += bytes;
 		}
 		if (!s.done && !s.failed)
 			pthread_cond_wait(&s.cond, &s.lock);
