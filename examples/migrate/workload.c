@@ -235,16 +235,20 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 
 /* ---- the destination: the restorer ---- */
 
-static int find_region(uint32_t *idx)
+/* The region of $FAULTLINE_REGIONS ("INDEX:START:LEN:PAGESIZE:NAME;...")
+ * holding [addr, addr+len): fills the handoff's source region and offset. */
+static int find_region(uint64_t addr, uint64_t len, struct fl_handoff_region *hr)
 {
 	const char *env = getenv("FAULTLINE_REGIONS");
 
 	while (env && *env) {
 		unsigned i;
-		unsigned long long start;
+		unsigned long long start, rlen;
 
-		if (sscanf(env, "%u:%llx:", &i, &start) == 2 && start == BASE) {
-			*idx = i;
+		if (sscanf(env, "%u:%llx:%llx:", &i, &start, &rlen) == 3 &&
+		    start <= addr && addr + len <= start + rlen) {
+			hr->source_region = i;
+			hr->source_offset = addr - start;
 			return 0;
 		}
 		env = strchr(env, ';');
@@ -284,7 +288,6 @@ static int verify(struct work *w, const char *when)
  * file it wrote says where its data was and what it hashed to. */
 static int run_dest_state(const char *path)
 {
-	const char *env = getenv("FAULTLINE_REGIONS");
 	struct fl_handoff_region hr = { .page_size = PG };
 	unsigned long long addr = 0;
 	size_t len = 0;
@@ -298,20 +301,8 @@ static int run_dest_state(const char *path)
 		return 1;
 	}
 	fclose(f);
-	while (env && *env) {
-		unsigned i, psz;
-		unsigned long long start, rlen;
-
-		if (sscanf(env, "%u:%llx:%llx:%x:", &i, &start, &rlen, &psz) == 4 &&
-		    start <= addr && addr + len <= start + rlen) {
-			hr.source_region = i;
-			hr.source_offset = addr - start;
-			hr.len = len;
-		}
-		env = strchr(env, ';');
-		if (env)
-			env++;
-	}
+	if (!find_region(addr, len, &hr))
+		hr.len = len;
 	if (!hr.len) {
 		fprintf(stderr, "dest: no region holds %#llx\n", addr);
 		return 1;
@@ -344,7 +335,7 @@ static int run_dest(struct work *w, double seconds)
 	struct timespec t0, t1;
 	const char *state = getenv("FAULTLINE_DEVICE_STATE");
 
-	if (find_region(&hr.source_region)) {
+	if (find_region(BASE, w->len, &hr)) {
 		fprintf(stderr, "dest: no region at %#llx in $FAULTLINE_REGIONS\n", BASE);
 		return 1;
 	}
