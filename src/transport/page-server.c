@@ -578,6 +578,8 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	ut_started = pthread_create(&ut, NULL, urgent_thread, &s) == 0;
 	ct_started = pthread_create(&ct, NULL, control_thread, &s) == 0;
 	ret = push_owed(&s);
+	if (ret && ret != -ECONNRESET) /* e.g. the program's memory unreadable */
+		set_failed(&s, "pushing the owed pages failed");
 	pthread_mutex_lock(&s.lock);
 	while (!s.done && !s.failed) {
 		/* Background requests can still come for pages an urgent
