@@ -26,7 +26,7 @@ static void *run(void *arg)
 	return NULL;
 }
 
-void harness_start(struct harness *h, const struct fl_monitor_opts *opts)
+void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 {
 	struct fl_region regions[2] = {
 		{ .start = 0x10000000, .len = DATA_PAGES * PG, .page_size = PG, .prot = 3,
@@ -52,7 +52,17 @@ void harness_start(struct harness *h, const struct fl_monitor_opts *opts)
 	o.exit_when_idle = true;
 	if (fl_monitor_create(&h->mon, h->src, &o, err, sizeof(err)))
 		fail_msg("monitor: %s", err);
+}
+
+void harness_run(struct harness *h)
+{
 	assert_int_equal(pthread_create(&h->thread, NULL, run, h), 0);
+}
+
+void harness_start(struct harness *h, const struct fl_monitor_opts *opts)
+{
+	harness_create(h, opts);
+	harness_run(h);
 }
 
 void harness_join(struct harness *h)
@@ -129,9 +139,30 @@ bool is_zero(const char *p, size_t len)
 	return true;
 }
 
+static int thread_count(void)
+{
+	char line[128];
+	int n = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
 pid_t spawn(void (*fn)(const char *sock), const char *sock)
 {
-	pid_t pid = fork();
+	pid_t pid;
+
+	/* A child forked from a multithreaded process inherits every lock
+	 * another thread held at that instant: ASan's allocator lock, held by
+	 * the monitor thread, once hung a workload at its first malloc. */
+	if (thread_count() != 1)
+		fail_msg("spawn: fork workloads before the monitor thread starts");
+	pid = fork();
 
 	assert_true(pid >= 0);
 	if (pid == 0) {

@@ -25,6 +25,10 @@ struct harness {
 	int run_ret;
 };
 
+/* Create the monitor (its socket listens at once), then run it on a
+ * thread. Workloads are spawned between the two: see spawn(). */
+void harness_create(struct harness *h, const struct fl_monitor_opts *opts);
+void harness_run(struct harness *h);
 void harness_start(struct harness *h, const struct fl_monitor_opts *opts);
 /* Wait for the monitor to exit by itself (all processes gone). */
 void harness_join(struct harness *h);
@@ -42,7 +46,8 @@ char *workload_handoff(const char *sock);
 bool check_pages(const char *base, size_t first, size_t n);
 bool is_zero(const char *p, size_t len);
 
-/* Fork a workload running fn(sock); returns its pid. */
+/* Fork a workload running fn(sock); returns its pid. Only from a
+ * single-threaded test process (fails the test otherwise). */
 pid_t spawn(void (*fn)(const char *sock), const char *sock);
 int wait_exit_code(pid_t pid);
 

@@ -46,8 +46,9 @@ static void run_one(const struct fl_monitor_opts *o, void (*wl)(const char *),
 {
 	pid_t pid;
 
-	harness_start(h, o);
+	harness_create(h, o);
 	pid = spawn(wl, h->sock);
+	harness_run(h);
 	assert_int_equal(wait_exit_code(pid), 0);
 	harness_join(h);
 }
@@ -241,10 +242,11 @@ static void test_bad_restorers_do_not_disturb_the_others(const struct fl_case *c
 	pid_t good, bad, gone;
 
 	(void)c;
-	harness_start(&h, &prefetch);
+	harness_create(&h, &prefetch);
 	good = spawn(wl_read_all, h.sock);
 	bad = spawn(wl_bad_regions, h.sock);
 	gone = spawn(wl_disconnect_mid_handoff, h.sock);
+	harness_run(&h);
 	assert_int_equal(wait_exit_code(bad), 0);
 	assert_int_equal(wait_exit_code(gone), 0);
 	assert_int_equal(wait_exit_code(good), 0);
