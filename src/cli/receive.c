@@ -71,19 +71,46 @@ static char *regions_env(const struct fl_region *g, size_t n)
 	return s;
 }
 
+/* The program's environment plus the three FAULTLINE_ variables, built
+ * before fork(): the receiver has threads, so the child may only exec. */
 static pid_t spawn(const char *cmd, const char *sock, const char *regions,
 		   const char *state)
 {
-	pid_t pid = fork();
+	static const char *const names[] = { "FAULTLINE_SOCKET=", "FAULTLINE_REGIONS=",
+					      "FAULTLINE_DEVICE_STATE=" };
+	const char *vals[] = { sock, regions, state };
+	char *const argv[] = { "sh", "-c", (char *)cmd, NULL };
+	size_t n = 0, k = 0;
+	char **env;
+	pid_t pid = -1;
 
+	while (environ[n])
+		n++;
+	env = calloc(n + 4, sizeof(*env));
+	if (!env)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "FAULTLINE_", 10))
+			env[k++] = environ[i];
+	for (size_t i = 0; i < 3; i++) {
+		char *v;
+
+		if (!vals[i])
+			continue;
+		if (asprintf(&v, "%s%s", names[i], vals[i]) < 0)
+			goto out;
+		env[k++] = v;
+	}
+	pid = fork();
 	if (pid == 0) {
-		setenv("FAULTLINE_SOCKET", sock, 1);
-		setenv("FAULTLINE_REGIONS", regions, 1);
-		if (state)
-			setenv("FAULTLINE_DEVICE_STATE", state, 1);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		execve("/bin/sh", argv, env);
 		_exit(127);
 	}
+out:
+	for (size_t i = 0; i < k; i++)
+		if (!strncmp(env[i], "FAULTLINE_", 10))
+			free(env[i]);
+	free(env);
 	return pid;
 }
 
@@ -176,6 +203,11 @@ int cmd_receive(int argc, char **argv)
 	if (verbose)
 		fprintf(stderr, "receive: switch-over: starting the restorer: %s\n", cmd);
 	child = spawn(cmd, sock, regions, state[0] ? state : NULL);
+	if (child < 0) {
+		fprintf(stderr, "faultline receive: cannot start the restorer: %s\n",
+			strerror(errno));
+		goto out;
+	}
 	pthread_create(&th, NULL, run_monitor, &mt);
 	/* The source keeps the memory until we have every page; a program
 	 * may run on for ever, so say so as soon as it is true. */
