@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <faultline/monitor.h>
 #include <faultline/source.h>
 #include <faultline/wire.h>
 
@@ -61,6 +62,10 @@ struct fl_migrate_source_opts {
 	FILE *progress;		  /* where progress goes (default stderr) */
 };
 
+/* Threads reported in DONE's statistics: values [0] faults, [1] fault
+ * latency p50 ns, [2] p99 ns, then (tid, blocked ns, faults) triples. */
+#define FL_MIGRATE_THREADS_MAX ((FL_WIRE_STATS_MAX - 3) / 3)
+
 /* What a migration cost, for the final report. */
 struct fl_migrate_report {
 	double total_s, precopy_s, downtime_s, postcopy_s;
@@ -69,6 +74,9 @@ struct fl_migrate_report {
 	uint64_t pages_owed, requests_served, pages_pushed;
 	uint64_t dest_faults;	       /* from the destination's statistics */
 	double dest_p50_us, dest_p99_us; /* fault latency there */
+	/* The destination's threads that waited longest on faults. */
+	struct fl_thread_stat dest_threads[FL_MIGRATE_THREADS_MAX];
+	size_t dest_nthreads;
 };
 
 /* Run a whole migration of `regions` (blocking). */
@@ -108,6 +116,10 @@ uint64_t fl_receiver_owed(const struct fl_receiver *r);
 /* Tell the source we have everything (sends DONE with our statistics:
  * values[0] = faults, [1] = fault p50 ns, [2] = fault p99 ns). */
 int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n);
+
+/* fl_receiver_finish() with the statistics of the monitor that served the
+ * program: fault count, latency and its most blocked threads. */
+int fl_receiver_finish_monitor(struct fl_receiver *r, struct fl_monitor *m);
 
 void fl_receiver_destroy(struct fl_receiver *r);
 

@@ -59,6 +59,15 @@ void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json);
 void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,
 			    uint64_t *p99_ns);
 
+/* The threads that waited longest on faults, most blocked first: fills
+ * at most max entries, returns how many. */
+struct fl_thread_stat {
+	uint32_t tid;	     /* the faulting thread (UFFD_FEATURE_THREAD_ID) */
+	uint64_t faults;     /* faults it waited on */
+	uint64_t blocked_ns; /* total time it waited */
+};
+size_t fl_monitor_thread_stats(struct fl_monitor *m, struct fl_thread_stat *out, size_t max);
+
 /* How many processes were ever adopted (safe from another thread). */
 size_t fl_monitor_ever_served(const struct fl_monitor *m);
 

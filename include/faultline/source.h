@@ -60,6 +60,11 @@ struct fl_source_ops {
 	int64_t (*zero_run)(struct fl_source *s, uint32_t region,
 			    uint64_t offset, uint64_t max);
 	void (*destroy)(struct fl_source *s);
+	/* Optional (NULL: nothing to do). A thread now waits on these pages
+	 * of a background request already submitted: fetch them as urgent.
+	 * The request still completes as before. */
+	void (*escalate)(struct fl_source *s, uint32_t region, uint64_t offset,
+			 uint64_t len);
 };
 
 struct fl_source {
@@ -92,6 +97,13 @@ static inline int64_t fl_source_zero_run(struct fl_source *s, uint32_t region,
 					 uint64_t offset, uint64_t max)
 {
 	return s->ops->zero_run(s, region, offset, max);
+}
+
+static inline void fl_source_escalate(struct fl_source *s, uint32_t region,
+				      uint64_t offset, uint64_t len)
+{
+	if (s->ops->escalate)
+		s->ops->escalate(s, region, offset, len);
 }
 
 static inline void fl_source_destroy(struct fl_source *s)

@@ -52,6 +52,7 @@ extern "C" {
 #define FL_WIRE_MAX_CONTROL (16u << 20) /* a control message, bytes */
 #define FL_WIRE_MAX_PAGES (4u << 20)	 /* page bytes in one frame */
 #define FL_WIRE_MAX_REGIONS 4096
+#define FL_WIRE_STATS_MAX 64 /* values in one STATS message */
 
 enum fl_wire_kind {
 	FL_WIRE_CONTROL = 1,
@@ -114,7 +115,7 @@ struct fl_ctl {
 			uint64_t offset, len; /* bytes, page aligned */
 		} request;
 		struct {
-			uint64_t values[16]; /* meaning agreed by the callers */
+			uint64_t values[FL_WIRE_STATS_MAX]; /* meaning agreed by the callers */
 			size_t n;
 		} stats;
 		struct {

@@ -137,7 +137,6 @@ int cmd_receive(int argc, char **argv)
 	size_t blob_len = 0, n;
 	int c, lfd, port = 0, status = 0, verbose = 1, ret = CLI_FAILED;
 	bool done = false;
-	uint64_t st[3];
 	pid_t child;
 
 	while ((c = getopt_long(argc, argv, "l:e:j:vqh", opts, NULL)) != -1) {
@@ -215,8 +214,7 @@ int cmd_receive(int argc, char **argv)
 		pid_t w = waitpid(child, &status, WNOHANG);
 
 		if (!done && fl_receiver_owed(r) == 0) {
-			fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
-			fl_receiver_finish(r, st, 3);
+			fl_receiver_finish_monitor(r, mt.m);
 			done = true;
 			if (verbose)
 				fprintf(stderr, "receive: every page has arrived; the source may let go\n");
@@ -236,8 +234,7 @@ int cmd_receive(int argc, char **argv)
 		usleep(10000);
 	}
 	if (!done) {
-		fl_monitor_fault_stats(mt.m, &st[0], &st[1], &st[2]);
-		fl_receiver_finish(r, st, 3);
+		fl_receiver_finish_monitor(r, mt.m);
 	}
 	if (verbose)
 		fl_monitor_print_stats(mt.m, stderr, false);

@@ -125,6 +125,43 @@ int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 	return ret;
 }
 
+/* Faults that joined a read are served when it installs [addr, addr+len):
+ * their latency and their threads' blocked time count from then. */
+static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
+{
+	struct fl_monitor *m = p->mon;
+	uint64_t now = 0;
+
+	for (size_t i = 0; i < p->njoined;) {
+		struct pfault *f = &p->joined[i];
+
+		if (f->addr < addr || f->addr >= addr + len) {
+			i++;
+			continue;
+		}
+		if (!now)
+			now = mon_now_ns();
+		hist_record(&m->stats.latency, now - f->t_read);
+		if (f->tid)
+			stats_thread_blocked(&m->stats, f->tid, now - f->t_read);
+		*f = p->joined[--p->njoined];
+	}
+}
+
+/* Forget joined faults whose page is no longer being read (removed,
+ * unmapped, poisoned): nothing will install it for them. */
+static void joined_prune(struct mproc *p)
+{
+	for (size_t i = 0; i < p->njoined;) {
+		struct mregion *r = proc_find(p, p->joined[i].addr);
+
+		if (r && ps_get(&r->ps, (p->joined[i].addr - r->start) / r->page) == PS_REQUESTED)
+			i++;
+		else
+			p->joined[i] = p->joined[--p->njoined];
+	}
+}
+
 /* Install what a completed read brought, where each page lives now. */
 static int install(struct mreq *q)
 {
@@ -150,6 +187,8 @@ static int install(struct mreq *q)
 			run += psz;
 		ret = fl_uffd_copy(p->uffd, addr, q->buf + off, run, psz, 0, &res);
 		ps_set_range(&r->ps, page, (res.done + res.existed) / psz, PS_PRESENT);
+		if (p->njoined)
+			joined_served(p, addr, res.done + res.existed);
 		if (q->req.urgent)
 			m->stats.pages_fault += res.done / psz;
 		else
@@ -242,20 +281,26 @@ void fetch_completed(struct fl_source_req *req, void *arg)
 	release(q);
 }
 
+static bool pfault_push(struct pfault **v, size_t *n, size_t *cap, struct pfault f)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 16;
+		struct pfault *nv = realloc(*v, c * sizeof(*nv));
+
+		if (!nv)
+			return false;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = f;
+	return true;
+}
+
 static void defer_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 {
-	if (p->npending == p->cap_pending) {
-		size_t cap = p->cap_pending ? 2 * p->cap_pending : 16;
-		struct pfault *n = realloc(p->pending, cap * sizeof(*n));
-
-		if (!n) {
-			mon_log(p->mon, 0, "%s: out of memory queueing a fault", p->label);
-			return;
-		}
-		p->pending = n;
-		p->cap_pending = cap;
-	}
-	p->pending[p->npending++] = (struct pfault){ addr, t, tid };
+	if (!pfault_push(&p->pending, &p->npending, &p->cap_pending,
+			 (struct pfault){ addr, t, tid }))
+		mon_log(p->mon, 0, "%s: out of memory queueing a fault", p->label);
 }
 
 static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
@@ -294,6 +339,13 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 		return 0;
 	case PS_REQUESTED: /* a read is in flight: its COPY wakes us too */
 		m->stats.faults_joined++;
+		/* Its latency counts when that read lands; if the read is a
+		 * background one, the source is asked to hurry this page. */
+		if (p->njoined >= 1024)
+			joined_prune(p);
+		if (pfault_push(&p->joined, &p->njoined, &p->cap_joined,
+				(struct pfault){ addr, t, tid }))
+			fl_source_escalate(m->src, r->src_region, src_off, r->page);
 		return 0;
 	case PS_ZERO:
 		ret = fetch_zero(p, r, page, 1);

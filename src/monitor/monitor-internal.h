@@ -38,6 +38,8 @@ struct mproc {
 	struct mreq *deferred; /* installs waiting for an event (EAGAIN) */
 	struct pfault *pending; /* faults waiting (EAGAIN, or no buffer free) */
 	size_t npending, cap_pending;
+	struct pfault *joined;	/* faults waiting on a read in flight */
+	size_t njoined, cap_joined;
 	struct mproc *next;
 	size_t rr_region;      /* background: region being streamed */
 };

@@ -366,6 +366,30 @@ void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p5
 	*p99_ns = hist_percentile(&m->stats.latency, 99);
 }
 
+static int by_blocked(const void *a, const void *b)
+{
+	const struct fl_thread_stat *x = a, *y = b;
+
+	return x->blocked_ns < y->blocked_ns ? 1 : x->blocked_ns > y->blocked_ns ? -1 : 0;
+}
+
+size_t fl_monitor_thread_stats(struct fl_monitor *m, struct fl_thread_stat *out, size_t max)
+{
+	size_t n = m->stats.ntids;
+	struct fl_thread_stat *all = calloc(n ? n : 1, sizeof(*all));
+
+	if (!all)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		all[i] = (struct fl_thread_stat){ m->stats.tids[i].tid, m->stats.tids[i].faults,
+						  m->stats.tids[i].blocked_ns };
+	qsort(all, n, sizeof(*all), by_blocked);
+	n = n < max ? n : max;
+	memcpy(out, all, n * sizeof(*out));
+	free(all);
+	return n;
+}
+
 size_t fl_monitor_ever_served(const struct fl_monitor *m)
 {
 	return __atomic_load_n(&m->ever, __ATOMIC_ACQUIRE);

@@ -93,6 +93,8 @@ void procs_reap(struct fl_monitor *m)
 
 		if (p->dead && !p->inflight) {
 			*pp = p->next;
+			free(p->pending);
+			free(p->joined);
 			free(p);
 		} else {
 			pp = &p->next;

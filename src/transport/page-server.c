@@ -51,6 +51,13 @@ struct server {
 	char errmsg[320];
 	struct fl_migrate_report *rep;
 	FILE *out;
+	/* Progress of the current phase, bytes (zero pages included). */
+	struct {
+		char what[32];
+		uint64_t total, done;
+		double t0, last;
+	} pg;
+	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
 };
 
 static double now_s(void)
@@ -59,6 +66,31 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void progress_start(struct server *s, const char *what, uint64_t total)
+{
+	snprintf(s->pg.what, sizeof(s->pg.what), "%s", what);
+	s->pg.total = total;
+	s->pg.done = 0;
+	s->pg.t0 = s->pg.last = now_s();
+}
+
+/* At most one line a second: how far, how fast, how long still. */
+static void progress_show(struct server *s)
+{
+	double t = now_s(), rate;
+
+	if (!s->o->verbose || t - s->pg.last < 1.0 || !s->pg.total)
+		return;
+	s->pg.last = t;
+	rate = (double)s->pg.done / (t - s->pg.t0);
+	fprintf(s->out, "migrate: %s: %.0f of %.0f MiB (%.0f%%) at %.0f MB/s, ETA %.1f s\n",
+		s->pg.what, (double)s->pg.done / (1 << 20), (double)s->pg.total / (1 << 20),
+		100.0 * (double)s->pg.done / (double)s->pg.total, rate / 1e6,
+		(double)(s->pg.total - (s->pg.done < s->pg.total ? s->pg.done : s->pg.total)) /
+			(rate + 1.0));
+	fflush(s->out);
 }
 
 static bool bit(const uint64_t *bm, size_t i)
@@ -140,6 +172,8 @@ static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm
 		if (ret < 0)
 			return ret;
 		total += ret;
+		s->pg.done += (q - p) * g->g->page_size;
+		progress_show(s);
 		p = q;
 	}
 	return total;
@@ -170,8 +204,17 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 		double rt = now_s(), bw;
 		uint64_t bytes = 0;
 
-		for (size_t i = 0; i < s->n; i++)
-			pages += round == 1 ? s->rg[i].pages : popcount(dirty[i], s->rg[i].pages);
+		uint64_t total = 0;
+		char what[32];
+
+		for (size_t i = 0; i < s->n; i++) {
+			size_t k = round == 1 ? s->rg[i].pages : popcount(dirty[i], s->rg[i].pages);
+
+			pages += k;
+			total += (uint64_t)k * s->rg[i].g->page_size;
+		}
+		snprintf(what, sizeof(what), "round %u", round);
+		progress_start(s, what, total);
 		m.round.round = round;
 		m.round.dirty_pages = pages;
 		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
@@ -248,6 +291,7 @@ static bool claim(struct server *s, uint32_t region, size_t *first, size_t *n)
 		g->pushed[q / 64] |= 1ULL << (q % 64);
 		q++;
 	}
+	s->claimed += (q - p) * g->g->page_size;
 	pthread_mutex_unlock(&s->lock);
 	*first = p;
 	*n = q - p;
@@ -357,6 +401,13 @@ static void *control_thread(void *arg)
 			s->rep->dest_faults = m.stats.values[0];
 			s->rep->dest_p50_us = (double)m.stats.values[1] / 1000.0;
 			s->rep->dest_p99_us = (double)m.stats.values[2] / 1000.0;
+			s->rep->dest_nthreads = 0;
+			for (size_t i = 3; i + 3 <= m.stats.n &&
+			     s->rep->dest_nthreads < FL_MIGRATE_THREADS_MAX; i += 3)
+				s->rep->dest_threads[s->rep->dest_nthreads++] =
+					(struct fl_thread_stat){ (uint32_t)m.stats.values[i],
+								 m.stats.values[i + 2],
+								 m.stats.values[i + 1] };
 		} else if (m.type == FL_CTL_DONE) {
 			s->done = true;
 		} else if (m.type == FL_CTL_ERROR) {
@@ -404,7 +455,9 @@ static int push_owed(struct server *s)
 				pthread_mutex_unlock(&s->lock);
 				return -ECONNRESET;
 			}
+			s->pg.done = s->claimed; /* pushed, requested or faulted */
 			pthread_mutex_unlock(&s->lock);
+			progress_show(s);
 			if (have_bg) {
 				if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
 					return -EIO;
@@ -575,6 +628,13 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 			report->downtime_s * 1e3);
 
 	/* Post-copy. */
+	{
+		uint64_t owed = 0;
+
+		for (size_t i = 0; i < n; i++)
+			owed += popcount(s.rg[i].owed, s.rg[i].pages) * (uint64_t)regions[i].page_size;
+		progress_start(&s, "post-copy", owed);
+	}
 	ut_started = pthread_create(&ut, NULL, urgent_thread, &s) == 0;
 	ct_started = pthread_create(&ct, NULL, control_thread, &s) == 0;
 	ret = push_owed(&s);
@@ -649,4 +709,10 @@ void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
 		(unsigned long long)r->pages_pushed);
 	fprintf(out, "  destination: %llu faults, fault latency p50 %.1f us, p99 %.1f us\n",
 		(unsigned long long)r->dest_faults, r->dest_p50_us, r->dest_p99_us);
+	if (r->dest_nthreads)
+		fprintf(out, "  blocked on faults, per destination thread (most first):\n");
+	for (size_t i = 0; i < r->dest_nthreads; i++)
+		fprintf(out, "    thread %u: %.1f ms over %llu faults\n", r->dest_threads[i].tid,
+			(double)r->dest_threads[i].blocked_ns / 1e6,
+			(unsigned long long)r->dest_threads[i].faults);
 }

@@ -51,6 +51,7 @@ struct fl_receiver {
 	struct fl_source_req **pending, **done;
 	size_t npending, ndone, cap_pending, cap_done;
 	_Atomic uint64_t owed;
+	_Atomic uint64_t escalated; /* faults that joined a background request */
 	int verbose;
 	uint64_t bytes, rounds;
 };
@@ -379,7 +380,23 @@ static void rx_destroy(struct fl_source *s)
 	(void)s; /* the receiver owns everything */
 }
 
+/* A fault joined a background read: ask again on the urgent connection
+ * (the urgent bit keeps it to once per page), so the page does not wait
+ * behind the background stream. */
+static void rx_escalate(struct fl_source *s, uint32_t region, uint64_t offset, uint64_t len)
+{
+	struct fl_receiver *r = rx(s);
+	struct fl_source_req q = { .region = region, .offset = offset, .len = len,
+				   .urgent = true };
+
+	if (region < r->n && (offset | len) % r->regions[region].page_size == 0 &&
+	    offset < r->regions[region].len && len <= r->regions[region].len - offset &&
+	    ask(r, &q) == 0)
+		atomic_fetch_add(&r->escalated, 1);
+}
+
 static const struct fl_source_ops receiver_ops = {
+	.escalate = rx_escalate,
 	.submit = rx_submit,
 	.flush = rx_flush,
 	.reap = rx_reap,
@@ -556,13 +573,32 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
 	pthread_mutex_unlock(&r->lock);
-	m.stats.n = n < 16 ? n : 16;
+	if (r->verbose)
+		fprintf(stderr, "receive: %.1f MiB of pages received; %llu faults hurried past "
+			"the background stream\n", (double)r->bytes / (1 << 20),
+			(unsigned long long)atomic_load(&r->escalated));
+	m.stats.n = n < FL_WIRE_STATS_MAX ? n : FL_WIRE_STATS_MAX;
 	memcpy(m.stats.values, stats, m.stats.n * sizeof(uint64_t));
 	ret = fl_conn_send_ctl(r->ctl, &m);
 	m = (struct fl_ctl){ .type = FL_CTL_DONE };
 	if (!ret)
 		ret = fl_conn_send_ctl(r->ctl, &m);
 	return ret;
+}
+
+int fl_receiver_finish_monitor(struct fl_receiver *r, struct fl_monitor *m)
+{
+	uint64_t v[FL_WIRE_STATS_MAX];
+	struct fl_thread_stat t[FL_MIGRATE_THREADS_MAX];
+	size_t n = fl_monitor_thread_stats(m, t, FL_MIGRATE_THREADS_MAX);
+
+	fl_monitor_fault_stats(m, &v[0], &v[1], &v[2]);
+	for (size_t i = 0; i < n; i++) {
+		v[3 + 3 * i] = t[i].tid;
+		v[4 + 3 * i] = t[i].blocked_ns;
+		v[5 + 3 * i] = t[i].faults;
+	}
+	return fl_receiver_finish(r, v, 3 + 3 * n);
 }
 
 void fl_receiver_destroy(struct fl_receiver *r)

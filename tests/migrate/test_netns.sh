@@ -81,7 +81,10 @@ migrate() {
 }
 
 if migrate precopy; then ok test_precopy_postcopy_over_tls; else not_ok test_precopy_postcopy_over_tls "$tmp/precopy.log"; fi
-if migrate postcopy --postcopy-only; then ok test_postcopy_only_over_tls; else not_ok test_postcopy_only_over_tls "$tmp/postcopy.log"; fi
+# Post-copy only: the destination's threads faulted, and the report says
+# how long each waited.
+if migrate postcopy --postcopy-only &&
+   grep -qE "^    thread [0-9]+: [0-9.]+ ms over [1-9][0-9]* faults" "$tmp/postcopy.src"; then ok test_postcopy_only_over_tls; else not_ok test_postcopy_only_over_tls "$tmp/postcopy.log"; fi
 
 # A process by pid (post-copy): its restorer maps the region it finds in
 # $FAULTLINE_REGIONS at the address the state file names.
