@@ -51,5 +51,6 @@ void bench_resolve(struct table *t, const struct bench_opts *o);
 void bench_fault_latency(struct table *t, const struct bench_opts *o);
 void bench_pagemap_scan(struct table *t, const struct bench_opts *o);
 void bench_lazy_restore(struct table *t, const struct bench_opts *o);
+void bench_recv_path(struct table *t, const struct bench_opts *o);
 
 #endif

@@ -111,6 +111,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "measuring page installs...\n");
 	bench_resolve(&t, &o);
 	if (!o.json)
+		fprintf(stderr, "measuring the receiver's data path (blocking vs io_uring)...\n");
+	bench_recv_path(&t, &o);
+	if (!o.json)
 		fprintf(stderr, "measuring fault round trips...\n");
 	bench_fault_latency(&t, &o);
 	if (!o.json)
