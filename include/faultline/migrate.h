@@ -72,6 +72,8 @@ struct fl_migrate_report {
 	unsigned rounds;
 	uint64_t bytes_precopy, bytes_postcopy, zero_bytes;
 	uint64_t pages_owed, requests_served, pages_pushed;
+	uint64_t pages_resent; /* urgent copies of pages still queued behind
+				  the background stream */
 	uint64_t dest_faults;	       /* from the destination's statistics */
 	double dest_p50_us, dest_p99_us; /* fault latency there */
 	/* The destination's threads that waited longest on faults. */

@@ -309,7 +309,28 @@ static void set_failed(struct server *s, const char *why)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Answer a request: send its owed pages not sent yet, on connection c. */
+/* Under the lock: of [first, first+n), the first run of owed pages that
+ * the background push already took. */
+static bool pushed_run(struct server *s, uint32_t region, size_t *first, size_t *n)
+{
+	struct srv_region *g = &s->rg[region];
+	size_t p = *first, end = *first + *n, q;
+
+	while (p < end && !(bit(g->owed, p) && bit(g->pushed, p)))
+		p++;
+	q = p;
+	while (q < end && bit(g->owed, q) && bit(g->pushed, q))
+		q++;
+	*first = p;
+	*n = q - p;
+	return q > p;
+}
+
+/* Answer a request: send its owed pages not sent yet, on connection c.
+ * An urgent request also gets the owed pages the background push already
+ * took: the destination asks only for pages it lacks, so those are still
+ * in the socket queue behind megabytes of background frames. The source
+ * is paused, so both copies hold the same bytes. */
 static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl_ctl *m,
 		 unsigned flags, uint64_t *bytes)
 {
@@ -321,6 +342,25 @@ static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl
 	g = &s->rg[m->request.region];
 	first = m->request.offset / g->g->page_size;
 	end = (m->request.offset + m->request.len) / g->g->page_size;
+	for (size_t p = first; (flags & FL_WIRE_URGENT) && p < end;) {
+		size_t n = end - p;
+		int64_t sent;
+		bool found;
+
+		pthread_mutex_lock(&s->lock);
+		found = pushed_run(s, m->request.region, &p, &n);
+		pthread_mutex_unlock(&s->lock);
+		if (!found)
+			break;
+		sent = send_run(s, c, buf, m->request.region, p, n, flags, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		*bytes += (uint64_t)sent;
+		pthread_mutex_lock(&s->lock);
+		s->rep->pages_resent += n;
+		pthread_mutex_unlock(&s->lock);
+		p += n;
+	}
 	while (first < end) {
 		size_t p = first, n = end - first;
 		int64_t sent;
@@ -704,9 +744,10 @@ void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
 	fprintf(out, "  bytes: %.1f MiB pre-copy, %.1f MiB post-copy, %.1f MiB of zero pages "
 		"sent as ranges\n", (double)r->bytes_precopy / (1 << 20),
 		(double)r->bytes_postcopy / (1 << 20), (double)r->zero_bytes / (1 << 20));
-	fprintf(out, "  post-copy: %llu pages owed, %llu urgent requests, %llu pages pushed\n",
+	fprintf(out, "  post-copy: %llu pages owed, %llu urgent requests, %llu pages pushed, "
+		"%llu sent again ahead of the background stream\n",
 		(unsigned long long)r->pages_owed, (unsigned long long)r->requests_served,
-		(unsigned long long)r->pages_pushed);
+		(unsigned long long)r->pages_pushed, (unsigned long long)r->pages_resent);
 	fprintf(out, "  destination: %llu faults, fault latency p50 %.1f us, p99 %.1f us\n",
 		(unsigned long long)r->dest_faults, r->dest_p50_us, r->dest_p99_us);
 	if (r->dest_nthreads)
