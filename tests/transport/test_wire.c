@@ -159,7 +159,7 @@ static void test_encode_refuses_what_it_cannot_represent(const struct fl_case *c
 	m.type = 99;
 	assert_int_equal(fl_ctl_encode(&m, &buf, &len), -EINVAL);
 	m.type = FL_CTL_STATS;
-	m.stats.n = 17;
+	m.stats.n = FL_WIRE_STATS_MAX + 1;
 	assert_int_equal(fl_ctl_encode(&m, &buf, &len), -EINVAL);
 	m.type = FL_CTL_REGIONS;
 	m.regions.n = FL_WIRE_MAX_REGIONS + 1;
