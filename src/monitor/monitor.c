@@ -322,6 +322,12 @@ int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 			event_add(p->pidfd_ev, NULL);
 		}
 	}
+	/* A monitor that died may have read faults it never answered: those
+	 * threads sleep with no message left in the queue. Wake every thread
+	 * waiting in the regions; one still missing its page faults again and
+	 * is seen here. Harmless when nobody waits (a first handoff). */
+	for (size_t i = 0; i < p->nregions; i++)
+		fl_uffd_wake(p->uffd, p->regions[i].start, p->regions[i].len);
 	mon_log(m, 1, "serving %s: %zu regions", p->label, n);
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include <faultline/handoff.h>
 
 #include "harness.h"
+#include "toucher.h"
 #include "runner.h"
 
 #define CHECK(x) do { if (!(x)) _exit(__LINE__ % 200 + 1); } while (0)
@@ -460,6 +461,90 @@ static void test_killed_monitor_never_exposes_zeros(const struct fl_case *c)
 	unlink(sock1);
 }
 
+/* A monitor that read a fault and died before answering it: the thread
+ * sleeps with no message left in the queue. The next monitor wakes every
+ * waiter when it adopts the fd, so the fault comes again and is served.
+ * Here the test plays the dying monitor, deterministically. */
+static int dead_sv[2];
+
+static void wl_fault_read_by_a_dead_monitor(const char *sock)
+{
+	size_t len = DATA_PAGES * PG;
+	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r = { (uint64_t)(uintptr_t)base, len, 0, 0, PG };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct fl_uffd u;
+	char err[256], go;
+	int s;
+
+	CHECK(base != MAP_FAILED);
+	madvise(base, len, MADV_NOHUGEPAGE);
+	CHECK(fl_uffd_create(&u, 0, 0, 0, NULL) == 0);
+	CHECK(fl_uffd_register(u.fd, r.addr, len, UFFDIO_REGISTER_MODE_MISSING, NULL) == 0);
+	close(dead_sv[0]);
+	CHECK(fl_handoff_send(dead_sv[1], &u, 0, &r, 1, err, sizeof(err)) == 0);
+	/* The first monitor goes away after reading this page's fault; the
+	 * page is read on a thread so that this one can hand over again. */
+	{
+		struct toucher t;
+
+		toucher_start(&t, base, PG, TOUCH_READ, 0);
+		CHECK(read(dead_sv[1], &go, 1) == 1); /* the fault was read, the fd closed */
+		strcpy(sa.sun_path, sock);
+		s = socket(AF_UNIX, SOCK_STREAM, 0);
+		CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+		CHECK(fl_handoff_send(s, &u, 0, &r, 1, err, sizeof(err)) == 0);
+		toucher_join(&t);
+		CHECK(!t.sigbus);
+		{
+			char want[PG];
+
+			expect_page(0, want);
+			CHECK(memcmp(t.seen, want, PG) == 0);
+		}
+		toucher_free(&t);
+	}
+	CHECK(check_pages(base, 0, DATA_PAGES));
+	close(s);
+}
+
+static void test_fault_read_by_a_dead_monitor_is_served(const struct fl_case *c)
+{
+	struct fl_handoff_hdr hdr;
+	struct fl_handoff_region r;
+	struct fl_handoff_ack ack = { 0, 0 };
+	char ctrl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &hdr, sizeof(hdr) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
+			      .msg_controllen = sizeof(ctrl) };
+	struct fl_uffd_event ev;
+	struct harness h;
+	pid_t wl;
+	int fd;
+
+	(void)c;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, dead_sv), 0);
+	harness_create(&h, &faults_only);
+	wl = spawn(wl_fault_read_by_a_dead_monitor, h.sock);
+	close(dead_sv[1]);
+	/* The dying monitor: take the fd, accept, read one fault, vanish. */
+	assert_int_equal(recvmsg(dead_sv[0], &msg, MSG_WAITALL), sizeof(hdr));
+	assert_non_null(CMSG_FIRSTHDR(&msg));
+	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(fd));
+	assert_int_equal(read(dead_sv[0], &r, sizeof(r)), sizeof(r));
+	assert_int_equal(write(dead_sv[0], &ack, sizeof(ack)), sizeof(ack));
+	wait_event(fd, &ev, 10000);
+	assert_int_equal(ev.kind, FL_EVENT_PAGEFAULT);
+	assert_int_equal(ev.fault.address, r.addr);
+	close(fd);
+	harness_run(&h);
+	assert_int_equal(write(dead_sv[0], "x", 1), 1);
+	assert_int_equal(wait_exit_code(wl), 0);
+	harness_join(&h);
+	close(dead_sv[0]);
+	harness_free(&h);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -487,6 +572,8 @@ int main(int argc, char **argv)
 		    "test_bad_restorers_do_not_disturb_the_others");
 	fl_case_add(&cases, &n, test_killed_monitor_never_exposes_zeros, NULL, NULL,
 		    "test_killed_monitor_never_exposes_zeros");
+	fl_case_add(&cases, &n, test_fault_read_by_a_dead_monitor_is_served, NULL, NULL,
+		    "test_fault_read_by_a_dead_monitor_is_served");
 	fl_case_add(&cases, &n, test_record_and_replay_fault_order, NULL, NULL,
 		    "test_record_and_replay_fault_order");
 	return fl_run_cases(cases, n, argc, argv);
