@@ -163,12 +163,12 @@ static int number_u64(struct parser *ps, const char *key, uint64_t *v)
 		return -EAGAIN;
 	start = ps->p;
 	if (*ps->p < '0' || *ps->p > '9')
-		return fail(ps, "\"%s\" must be an unsigned integer", key);
+		return fail(ps, "key \"%s\" must be an unsigned integer", key);
 	while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
 		unsigned d = (unsigned)(*ps->p - '0');
 
 		if (*v > (UINT64_MAX - d) / 10)
-			return fail(ps, "\"%s\" does not fit in 64 bits", key);
+			return fail(ps, "key \"%s\": the number does not fit in 64 bits", key);
 		*v = *v * 10 + d;
 		ps->p++;
 	}
@@ -177,9 +177,9 @@ static int number_u64(struct parser *ps, const char *key, uint64_t *v)
 		return -EAGAIN;
 	}
 	if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E')
-		return fail(ps, "\"%s\" must be an unsigned integer, not a fraction", key);
+		return fail(ps, "key \"%s\" must be an unsigned integer, not a fraction", key);
 	if (ps->p - start > 1 && *start == '0')
-		return fail(ps, "\"%s\" has a leading zero", key);
+		return fail(ps, "key \"%s\": a number with a leading zero", key);
 	return 0;
 }
 
