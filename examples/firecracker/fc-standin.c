@@ -21,11 +21,13 @@
  *   fc-standin make-file FILE --mib N [--truncate-mib M]
  *   fc-standin run --socket S --memory-file FILE [--layout one|two]
  *              [--form page_size|page_size_kib|both] [--threads N] [--no-balloon]
+ *              [--split]
  *   fc-standin bad --socket S --memory-file FILE --kind KIND [--guest-mib N]
  *
  * `bad` sends a message the handler must refuse (KIND: notjson, nofd,
  * missing, dup, overflow, misaligned, overlap, pagesize, disagree, trailing,
- * or valid: a well-formed message, for a memory file too short for it) and
+ * twofds, partial (half a message, then hang up), or valid: a well-formed
+ * message, for a memory file too short for it) and
  * exits 0 if the handler answered "faultline: refused: ..." and closed.
  * Exit status 77 means the machine cannot run this (no userfaultfd).
  */
@@ -186,25 +188,33 @@ static int connect_to(const char *path)
 	return s;
 }
 
-static void send_msg(int s, const char *json, int fd)
+/* One sendmsg() of len bytes with nfds copies of fd attached (Firecracker:
+ * the whole message, one fd). */
+static void send_part(int s, const char *json, size_t len, int fd, int nfds)
 {
-	char ctrl[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { (void *)json, strlen(json) };
+	char ctrl[CMSG_SPACE(2 * sizeof(int))] = { 0 };
+	struct iovec iov = { (void *)json, len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (fd >= 0) {
+	if (fd >= 0 && nfds) {
 		struct cmsghdr *cm;
+		int fds[2] = { fd, fd };
 
 		msg.msg_control = ctrl;
-		msg.msg_controllen = sizeof(ctrl);
+		msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
 		cm = CMSG_FIRSTHDR(&msg);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
 	}
 	if (sendmsg(s, &msg, MSG_NOSIGNAL) != (ssize_t)iov.iov_len)
 		die("sendmsg");
+}
+
+static void send_msg(int s, const char *json, int fd)
+{
+	send_part(s, json, strlen(json), fd, 1);
 }
 
 /* The region list as Firecracker serializes it. */
@@ -304,7 +314,7 @@ static void balloon(uint64_t off)
 		die("madvise(MADV_DONTNEED)");
 }
 
-static int run(const char *sock, bool two, const char *form, bool with_balloon)
+static int run(const char *sock, bool two, const char *form, bool with_balloon, bool split)
 {
 	pthread_t th[64];
 	char json[1024];
@@ -319,7 +329,15 @@ static int run(const char *sock, bool two, const char *form, bool with_balloon)
 	uffd = make_uffd();
 	region_json(json, sizeof(json), form);
 	s = connect_to(sock);
-	send_msg(s, json, uffd);
+	if (split) { /* a stream socket may deliver it in pieces */
+		size_t half = strlen(json) / 2;
+
+		send_part(s, json, half, uffd, 1);
+		usleep(100 * 1000);
+		send_part(s, json + half, strlen(json) - half, -1, 0);
+	} else {
+		send_msg(s, json, uffd);
+	}
 	/* Like Firecracker: keep our userfaultfd and the socket open for the
 	 * life of the VM, and never read from either. */
 	balloon_before = with_balloon ? file_size / 4 : ~0ull;
@@ -373,7 +391,8 @@ static int bad(const char *sock, const char *kind, uint64_t guest)
 
 	if (!strcmp(kind, "notjson"))
 		snprintf(json, sizeof(json), "hello, handler");
-	else if (!strcmp(kind, "nofd") || !strcmp(kind, "valid"))
+	else if (!strcmp(kind, "nofd") || !strcmp(kind, "valid") || !strcmp(kind, "twofds") ||
+		 !strcmp(kind, "partial"))
 		region_json(json, sizeof(json), "page_size");
 	else if (!strcmp(kind, "missing"))
 		snprintf(json, sizeof(json), "[{\"base_host_virt_addr\":%llu,\"offset\":0,"
@@ -413,7 +432,13 @@ static int bad(const char *sock, const char *kind, uint64_t guest)
 		return 2;
 	}
 	s = connect_to(sock);
-	send_msg(s, json, uffd);
+	if (!strcmp(kind, "partial")) {
+		/* Half a message, then gone: the handler must drop it and live. */
+		send_part(s, json, strlen(json) / 2, uffd, 1);
+		printf("fc-standin: sent half a message and hung up\n");
+		return 0;
+	}
+	send_part(s, json, strlen(json), uffd, !strcmp(kind, "twofds") ? 2 : 1);
 	pfd = (struct pollfd){ s, POLLIN, 0 };
 	/* The handler answers and closes; a handler that adopted us would
 	 * keep silent. */
@@ -442,11 +467,12 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'T' },
 		{ "kind", required_argument, NULL, 'k' },
 		{ "no-balloon", no_argument, NULL, 'B' },
+		{ "split", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = NULL, *file = NULL, *layout = "one", *form = "page_size", *kind = NULL;
 	uint64_t mib = 64, trunc = 0, guest_mib = 0;
-	bool with_balloon = true;
+	bool with_balloon = true, split = false;
 	int c;
 
 	if (argc < 2) {
@@ -471,6 +497,7 @@ int main(int argc, char **argv)
 		case 'T': nthreads = atoi(optarg); break;
 		case 'k': kind = optarg; break;
 		case 'B': with_balloon = false; break;
+		case 'p': split = true; break;
 		default: return 2;
 		}
 	}
@@ -484,7 +511,7 @@ int main(int argc, char **argv)
 	}
 	map_file(file);
 	if (!strcmp(argv[1], "run"))
-		return run(sock, !strcmp(layout, "two"), form, with_balloon);
+		return run(sock, !strcmp(layout, "two"), form, with_balloon, split);
 	if (!strcmp(argv[1], "bad") && kind)
 		return bad(sock, kind, guest_mib ? guest_mib * MIB : file_size);
 	fprintf(stderr, "fc-standin: unknown command %s\n", argv[1]);

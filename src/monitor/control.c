@@ -64,8 +64,13 @@ static void answer(struct control_conn *c, int status, const char *text)
 	if (c->proto == PROTO_FIRECRACKER) {
 		/* Firecracker reads nothing back; a stand-in or a person
 		 * debugging with socat reads why it was refused. */
-		if (status)
-			dprintf(c->fd, "faultline: refused: %s\n", text);
+		char line[512];
+		int len = snprintf(line, sizeof(line), "faultline: refused: %s\n", text);
+
+		if (status && len > 0)
+			(void)!send(c->fd, line, (size_t)len < sizeof(line) ? (size_t)len
+									: sizeof(line) - 1,
+				    MSG_NOSIGNAL);
 		return;
 	}
 	if (send(c->fd, &ack, sizeof(ack), MSG_NOSIGNAL) == sizeof(ack))

@@ -121,6 +121,7 @@ BAD = {
     "pagesize": 'key "page_size": 8192',
     "disagree": "disagree",
     "trailing": "unexpected bytes after the region list",
+    "twofds": "2 fds were attached",
 }
 
 
@@ -133,9 +134,11 @@ def _():
             said = bad_client(sock, mem, kind)
             assert why in said, f"{kind}: {said}"
             assert mon.poll() is None, f"the monitor exited after {kind}"
-        run_vm(sock, mem, "--layout", "two")
+        bad_client(sock, mem, "partial")  # half a message, then gone
+        run_vm(sock, mem, "--layout", "two", "--split")  # the good one, in two pieces
         _, err, doc = finish(mon, js)
-        assert doc["handoffs"] == 1 and doc["handoffs_refused"] == len(BAD), doc
+        assert doc["handoffs"] == 1 and doc["handoffs_refused"] == len(BAD) + 1, doc
+        assert "disconnected before its region list was complete" in err, err
         for why in BAD.values():
             assert why in err, f"monitor log lacks {why!r}: {err}"
 
