@@ -158,11 +158,14 @@ int cmd_monitor(int argc, char **argv)
 		fprintf(stderr, "monitor: serving %s (%zu regions, %.1f MiB of data) on %s\n",
 			dir, src->nregions, (double)fl_snapshot_data_bytes(snap) / (1 << 20),
 			o.socket_path);
-	if (o.verbose && o.firecracker_socket)
+	if (o.verbose && o.firecracker_socket) {
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < src->nregions; i++)
+			bytes += src->regions[i].len;
 		fprintf(stderr, "monitor: serving Firecracker from %s (%.1f MiB) on %s\n",
-			memfile ? memfile : dir,
-			(double)(memfile ? fl_source_rawfile_size(src) : src->regions[0].len) / (1 << 20),
-			o.firecracker_socket);
+			memfile ? memfile : dir, (double)bytes / (1 << 20), o.firecracker_socket);
+	}
 	ret = fl_monitor_run(m);
 	fl_monitor_print_stats(m, stdout, false);
 	if (json) {
