@@ -33,6 +33,13 @@ struct fl_monitor_opts {
 	size_t bg_chunk;	   /* bytes per background read (default 2 MiB) */
 	bool exit_when_idle;	   /* exit once every process is gone (default
 				      for the command; tests may adopt later) */
+	/* Accept Firecracker's page-fault handler connections here (NULL:
+	 * none): one JSON region list with the userfaultfd attached, regions
+	 * at their offsets in the source laid end to end as one memory file.
+	 * The fd is assumed to have been opened with exactly
+	 * UFFD_FEATURE_EVENT_REMOVE, as Firecracker does (it has done
+	 * UFFDIO_API, so the features cannot be asked again). */
+	const char *firecracker_socket;
 };
 
 struct fl_monitor;

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* `faultline monitor`: serve restored processes lazily from a snapshot. */
+/* `faultline monitor`: serve restored processes lazily from a snapshot, or
+ * a Firecracker microVM from its memory file. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <faultline/monitor.h>
 #include <faultline/snapshot.h>
@@ -15,12 +17,30 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: faultline monitor --snapshot DIR --socket PATH [options]\n"
+		"       faultline monitor --firecracker-socket PATH --memory-file FILE [options]\n"
 		"Serve the memory of restored processes from a snapshot: each missing page\n"
 		"a process touches is read and installed at once, the rest streams in the\n"
 		"background. Restorers hand over their userfaultfd on PATH\n"
 		"(fl_restore_handoff()). Exits when every process served is gone.\n\n"
 		"  --snapshot DIR        the snapshot to serve (faultline snapshot)\n"
-		"  --socket PATH         where restorers connect\n"
+		"  --socket PATH         where restorers connect\n\n"
+		"Firecracker mode: a page-fault handler for Firecracker's snapshot restore\n"
+		"(\"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": PATH}).\n"
+		"Firecracker connects to PATH and sends its guest memory regions as JSON with\n"
+		"its userfaultfd; faults are served from the memory file (region bytes at\n"
+		"their \"offset\"; holes as zero pages). Balloon inflation (MADV_DONTNEED)\n"
+		"makes those pages zero pages from then on. Several VMs restored from the\n"
+		"same memory file may connect; the monitor exits when they are all gone.\n"
+		"  --firecracker-socket PATH  where Firecracker connects\n"
+		"  --memory-file FILE    Firecracker's memory snapshot file (snapshot/create\n"
+		"                        \"mem_file_path\"), served as one region from offset 0;\n"
+		"                        --snapshot DIR also works when its regions, laid end\n"
+		"                        to end, are the memory file and no Firecracker region\n"
+		"                        spans two of them\n"
+		"  --huge-pages          guest memory is backed by 2 MiB huge pages\n"
+		"                        (Firecracker's \"huge_pages\": \"2M\")\n"
+		"Assumes Firecracker opened the userfaultfd with UFFD_FEATURE_EVENT_REMOVE\n"
+		"only (it does; the features cannot be asked again).\n\n"
 		"  --no-prefetch         serve faults only, no background stream\n"
 		"  --record-faults FILE  write each fault's page, to replay later\n"
 		"  --replay-faults FILE  prefetch the pages of a recorded order first\n"
@@ -31,11 +51,40 @@ static void usage(FILE *out)
 		"Statistics are printed at the end and on SIGUSR1.\n");
 }
 
+/* The memory file as one region from offset 0: Firecracker's regions name
+ * their own offsets in it (fc_map_regions()). Its length is the file's,
+ * rounded down to whole pages: a region reaching past it is refused when
+ * Firecracker connects, naming the sizes. */
+static int open_memory_file(const char *path, bool huge, struct fl_source **src, char *err,
+			    size_t errlen)
+{
+	struct fl_region r = { .page_size = huge ? 2u << 20 : 4096u,
+			       .prot = 3 /* PROT_READ | PROT_WRITE */ };
+	uint64_t off = 0;
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot open memory file %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	r.len = (uint64_t)st.st_size & ~(uint64_t)(r.page_size - 1);
+	if (!r.len) {
+		snprintf(err, errlen, "memory file %s holds less than one %u-byte page (%llu bytes)",
+			 path, r.page_size, (unsigned long long)st.st_size);
+		return -EINVAL;
+	}
+	snprintf(r.name, sizeof(r.name), "memory-file");
+	return fl_source_rawfile_create(src, path, &r, &off, 1, err, errlen);
+}
+
 int cmd_monitor(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "snapshot", required_argument, NULL, 's' },
 		{ "socket", required_argument, NULL, 'S' },
+		{ "firecracker-socket", required_argument, NULL, 'F' },
+		{ "memory-file", required_argument, NULL, 'm' },
+		{ "huge-pages", no_argument, NULL, 'H' },
 		{ "no-prefetch", no_argument, NULL, 'n' },
 		{ "record-faults", required_argument, NULL, 'r' },
 		{ "replay-faults", required_argument, NULL, 'R' },
@@ -47,17 +96,21 @@ int cmd_monitor(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fl_monitor_opts o = { .verbose = 1, .exit_when_idle = true };
-	const char *dir = NULL, *json = NULL;
+	const char *dir = NULL, *json = NULL, *memfile = NULL;
+	bool huge = false;
 	struct fl_snapshot *snap = NULL;
 	struct fl_source *src = NULL;
 	struct fl_monitor *m = NULL;
 	char err[512] = "";
 	int c, ret;
 
-	while ((c = getopt_long(argc, argv, "s:S:nr:R:j:kvqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:S:F:m:Hnr:R:j:kvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': dir = optarg; break;
 		case 'S': o.socket_path = optarg; break;
+		case 'F': o.firecracker_socket = optarg; break;
+		case 'm': memfile = optarg; break;
+		case 'H': huge = true; break;
 		case 'n': o.no_prefetch = true; break;
 		case 'r': o.record_faults = optarg; break;
 		case 'R': o.replay_faults = optarg; break;
@@ -69,32 +122,50 @@ int cmd_monitor(int argc, char **argv)
 		default: usage(stderr); return CLI_USAGE;
 		}
 	}
-	if (!dir || !o.socket_path || optind < argc) {
-		fprintf(stderr, "faultline monitor: --snapshot DIR and --socket PATH are required\n");
+	if (optind < argc || (!o.socket_path && !o.firecracker_socket) || !dir == !memfile ||
+	    (memfile && !o.firecracker_socket)) {
+		fprintf(stderr, "faultline monitor: give --snapshot DIR and --socket PATH, or "
+			"--firecracker-socket PATH with --memory-file FILE (or --snapshot DIR)\n");
 		usage(stderr);
 		return CLI_USAGE;
 	}
-	ret = fl_snapshot_open(dir, &snap, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "faultline monitor: %s\n", err);
-		return CLI_FAILED;
-	}
-	ret = fl_source_snapshot_create(&src, snap, NULL);
-	if (ret) {
-		fprintf(stderr, "faultline monitor: cannot read %s with io_uring: %s\n", dir,
-			strerror(-ret));
-		fl_snapshot_close(snap);
-		return CLI_FAILED;
+	if (memfile) {
+		ret = open_memory_file(memfile, huge, &src, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "faultline monitor: %s\n", err);
+			return CLI_FAILED;
+		}
+	} else {
+		ret = fl_snapshot_open(dir, &snap, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "faultline monitor: %s\n", err);
+			return CLI_FAILED;
+		}
+		ret = fl_source_snapshot_create(&src, snap, NULL);
+		if (ret) {
+			fprintf(stderr, "faultline monitor: cannot read %s with io_uring: %s\n", dir,
+				strerror(-ret));
+			fl_snapshot_close(snap);
+			return CLI_FAILED;
+		}
 	}
 	ret = fl_monitor_create(&m, src, &o, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "faultline monitor: %s\n", err);
 		goto out;
 	}
-	if (o.verbose)
+	if (o.verbose && snap && o.socket_path)
 		fprintf(stderr, "monitor: serving %s (%zu regions, %.1f MiB of data) on %s\n",
 			dir, src->nregions, (double)fl_snapshot_data_bytes(snap) / (1 << 20),
 			o.socket_path);
+	if (o.verbose && o.firecracker_socket) {
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < src->nregions; i++)
+			bytes += src->regions[i].len;
+		fprintf(stderr, "monitor: serving Firecracker from %s (%.1f MiB) on %s\n",
+			memfile ? memfile : dir, (double)bytes / (1 << 20), o.firecracker_socket);
+	}
 	ret = fl_monitor_run(m);
 	fl_monitor_print_stats(m, stdout, false);
 	if (json) {

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * The monitor's control socket: restorers connect and hand over a
- * userfaultfd with their region list (see faultline/handoff.h). Each
- * connection is read without blocking, with a deadline, so a restorer that
- * stalls or disconnects mid-handoff costs the others nothing.
+ * The monitor's control sockets: restorers connect and hand over a
+ * userfaultfd with their region list. Two protocols share one path from
+ * accept to fl_monitor_adopt(): faultline's own handoff (faultline/handoff.h,
+ * a binary header and region table, answered with an ack) and Firecracker's
+ * (firecracker.h, one JSON array, never answered on success: Firecracker
+ * does not read the socket). Each connection is read without blocking, with
+ * a deadline, so a restorer that stalls, disconnects mid-handoff or sends
+ * garbage costs the others nothing; a refused one is told why and closed,
+ * and the monitor goes on serving.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,13 +19,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "firecracker.h"
 #include "monitor-internal.h"
 
 #define HANDOFF_DEADLINE_S 10
 
 struct control_conn {
 	struct fl_monitor *m;
+	enum control_proto proto;
 	int fd, ufd;
+	unsigned nfds; /* fds attached so far (only the first is kept) */
 	pid_t peer;
 	struct event *ev;
 	size_t have;
@@ -29,6 +37,7 @@ struct control_conn {
 		struct fl_handoff_hdr hdr;
 		char bytes[sizeof(struct fl_handoff_hdr) +
 			   FL_HANDOFF_MAX_REGIONS * sizeof(struct fl_handoff_region)];
+		char json[FC_MSG_MAX];
 	} msg;
 };
 
@@ -52,6 +61,18 @@ static void answer(struct control_conn *c, int status, const char *text)
 {
 	struct fl_handoff_ack ack = { status, (uint32_t)strlen(text) };
 
+	if (c->proto == PROTO_FIRECRACKER) {
+		/* Firecracker reads nothing back; a stand-in or a person
+		 * debugging with socat reads why it was refused. */
+		char line[512];
+		int len = snprintf(line, sizeof(line), "faultline: refused: %s\n", text);
+
+		if (status && len > 0)
+			(void)!send(c->fd, line, (size_t)len < sizeof(line) ? (size_t)len
+									: sizeof(line) - 1,
+				    MSG_NOSIGNAL);
+		return;
+	}
 	if (send(c->fd, &ack, sizeof(ack), MSG_NOSIGNAL) == sizeof(ack))
 		(void)!send(c->fd, text, ack.msglen, MSG_NOSIGNAL);
 }
@@ -65,7 +86,8 @@ static void refuse(struct control_conn *c, int status, const char *why)
 		close(c->ufd);
 	c->ufd = -1;
 	c->m->stats.handoffs_refused++;
-	mon_log(c->m, 0, "handoff from pid %d refused: %s", c->peer, why);
+	mon_log(c->m, 0, "%s from pid %d refused: %s",
+		c->proto == PROTO_FIRECRACKER ? "Firecracker connection" : "handoff", c->peer, why);
 	answer(c, status, why);
 	conn_close(c);
 }
@@ -102,6 +124,78 @@ static void finish(struct control_conn *c)
 	fetch_kick(m);
 }
 
+/* Firecracker's message is complete and well formed: map its regions onto
+ * the source and adopt its userfaultfd like any handoff. */
+static void fc_finish(struct control_conn *c, const struct fc_region *r, size_t n)
+{
+	struct fl_monitor *m = c->m;
+	struct fl_handoff_region *hr;
+	uint64_t bytes = 0;
+	char err[384] = "";
+	int ret;
+
+	if (c->ufd < 0) {
+		refuse(c, -EPROTO, "no userfaultfd was attached to the region list (SCM_RIGHTS)");
+		return;
+	}
+	if (c->nfds > 1) {
+		snprintf(err, sizeof(err), "%u fds were attached; only Firecracker's anonymous-memory "
+			 "mode (one userfaultfd) is supported, not guest_memfd", c->nfds);
+		refuse(c, -EPROTO, err);
+		return;
+	}
+	hr = calloc(n, sizeof(*hr));
+	if (!hr) {
+		refuse(c, -ENOMEM, "out of memory");
+		return;
+	}
+	ret = fc_map_regions(m->src, r, n, hr, err, sizeof(err));
+	/*
+	 * Features: Firecracker did UFFDIO_API itself, asking for
+	 * UFFD_FEATURE_EVENT_REMOVE only (its balloon frees guest memory with
+	 * MADV_DONTNEED), and UFFDIO_API cannot be called twice on one fd to
+	 * ask which it got. No FORK, REMAP or UNMAP events will come; REMOVE
+	 * pages become zero pages (never an unregister).
+	 */
+	if (!ret)
+		ret = fl_monitor_adopt(m, c->ufd, c->peer, UFFD_FEATURE_EVENT_REMOVE, hr, n,
+				       err, sizeof(err));
+	free(hr);
+	if (ret) {
+		refuse(c, ret, err);
+		return;
+	}
+	c->ufd = -1; /* the monitor owns it now */
+	m->stats.handoffs++;
+	for (size_t i = 0; i < n; i++)
+		bytes += r[i].size;
+	mon_log(m, 1, "Firecracker pid %d: %zu regions, %.1f MiB of guest memory", c->peer, n,
+		(double)bytes / (1 << 20));
+	conn_close(c);
+	fetch_kick(m);
+}
+
+static void fc_received(struct control_conn *c)
+{
+	struct fc_region r[FC_REGIONS_MAX];
+	char err[256] = "";
+	size_t n;
+	int ret = fc_parse(c->msg.json, c->have, r, FC_REGIONS_MAX, &n, err, sizeof(err));
+
+	if (ret == -EAGAIN && c->have == sizeof(c->msg.json)) {
+		snprintf(err, sizeof(err), "Firecracker message: longer than %zu bytes",
+			 sizeof(c->msg.json));
+		ret = -EMSGSIZE;
+	}
+	if (ret == -EAGAIN)
+		return; /* a valid beginning: the rest is on its way */
+	if (ret) {
+		refuse(c, ret, err);
+		return;
+	}
+	fc_finish(c, r, n);
+}
+
 static void on_conn(evutil_socket_t fd, short what, void *arg)
 {
 	struct control_conn *c = arg;
@@ -112,19 +206,25 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
-		refuse(c, -ETIMEDOUT, "the restorer sent nothing for 10 s");
+		refuse(c, -ETIMEDOUT, c->have ? "the message was still incomplete after 10 s"
+					      : "the restorer sent nothing for 10 s");
 		return;
 	}
 	iov.iov_base = c->msg.bytes + c->have;
-	iov.iov_len = wanted(c) - c->have;
+	iov.iov_len = c->proto == PROTO_FIRECRACKER ? sizeof(c->msg.json) - c->have
+						    : wanted(c) - c->have;
 	n = recvmsg((int)fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		char why[128];
 
-		snprintf(why, sizeof(why), "the restorer disconnected mid-handoff (%zu of %zu bytes)",
-			 c->have, wanted(c));
+		if (c->proto == PROTO_FIRECRACKER)
+			snprintf(why, sizeof(why), "the client disconnected before its region list "
+				 "was complete (%zu bytes received)", c->have);
+		else
+			snprintf(why, sizeof(why), "the restorer disconnected mid-handoff "
+				 "(%zu of %zu bytes)", c->have, wanted(c));
 		c->m->stats.handoffs_refused++;
 		mon_log(c->m, 0, "handoff from pid %d abandoned: %s", c->peer, why);
 		conn_close(c);
@@ -137,6 +237,7 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 			int got;
 
 			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			c->nfds++;
 			if (c->ufd < 0)
 				c->ufd = got;
 			else
@@ -144,6 +245,10 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	c->have += (size_t)n;
+	if (c->proto == PROTO_FIRECRACKER) {
+		fc_received(c);
+		return;
+	}
 	if (c->have == sizeof(c->msg.hdr)) {
 		const struct fl_handoff_hdr *h = &c->msg.hdr;
 
@@ -164,16 +269,15 @@ static void on_conn(evutil_socket_t fd, short what, void *arg)
 		finish(c);
 }
 
-static void on_accept(evutil_socket_t fd, short what, void *arg)
+static void on_accept_proto(evutil_socket_t fd, struct fl_monitor *m,
+			    enum control_proto proto)
 {
-	struct fl_monitor *m = arg;
 	struct control_conn *c;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct timeval deadline = { HANDOFF_DEADLINE_S, 0 };
 	int s = accept4((int)fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	(void)what;
 	if (s < 0)
 		return;
 	c = calloc(1, sizeof(*c));
@@ -182,6 +286,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->m = m;
+	c->proto = proto;
 	c->fd = s;
 	c->ufd = -1;
 	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
@@ -193,7 +298,20 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	m->conns = c;
 }
 
-int control_listen(struct fl_monitor *m, const char *path, char *err, size_t errlen)
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	on_accept_proto(fd, arg, PROTO_FAULTLINE);
+}
+
+static void on_accept_fc(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	on_accept_proto(fd, arg, PROTO_FIRECRACKER);
+}
+
+int control_listen(struct fl_monitor *m, const char *path, enum control_proto proto,
+		   char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -216,10 +334,11 @@ int control_listen(struct fl_monitor *m, const char *path, char *err, size_t err
 		return -e;
 	}
 	chmod(path, 0600); /* only our user may hand us memory */
-	m->listen_fd = fd;
-	m->listen_ev = event_new(m->base, fd, EV_READ | EV_PERSIST, on_accept, m);
-	event_priority_set(m->listen_ev, 0);
-	event_add(m->listen_ev, NULL);
+	m->listen_fd[proto] = fd;
+	m->listen_ev[proto] = event_new(m->base, fd, EV_READ | EV_PERSIST,
+					proto == PROTO_FIRECRACKER ? on_accept_fc : on_accept, m);
+	event_priority_set(m->listen_ev[proto], 0);
+	event_add(m->listen_ev[proto], NULL);
 	return 0;
 }
 
@@ -227,17 +346,19 @@ void control_close(struct fl_monitor *m)
 {
 	while (m->conns)
 		conn_close(m->conns);
-	if (m->listen_ev)
-		event_free(m->listen_ev);
-	m->listen_ev = NULL;
-	if (m->listen_fd >= 0) {
-		struct sockaddr_un sa;
-		socklen_t len = sizeof(sa);
+	for (int k = 0; k < 2; k++) {
+		if (m->listen_ev[k])
+			event_free(m->listen_ev[k]);
+		m->listen_ev[k] = NULL;
+		if (m->listen_fd[k] >= 0) {
+			struct sockaddr_un sa;
+			socklen_t len = sizeof(sa);
 
-		if (getsockname(m->listen_fd, (struct sockaddr *)&sa, &len) == 0 &&
-		    sa.sun_path[0])
-			unlink(sa.sun_path);
-		close(m->listen_fd);
+			if (getsockname(m->listen_fd[k], (struct sockaddr *)&sa, &len) == 0 &&
+			    sa.sun_path[0])
+				unlink(sa.sun_path);
+			close(m->listen_fd[k]);
+		}
+		m->listen_fd[k] = -1;
 	}
-	m->listen_fd = -1;
 }

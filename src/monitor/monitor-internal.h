@@ -66,9 +66,11 @@ struct fl_monitor {
 	struct fl_monitor_opts opts;
 	struct mproc *procs;
 	size_t nprocs, ever;
-	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *listen_ev, *stop_ev;
+	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *stop_ev;
 	int stop_fd;
-	int listen_fd;
+	/* The control sockets, one per protocol (enum control_proto). */
+	int listen_fd[2];
+	struct event *listen_ev[2];
 	struct mreq *free_urgent, *free_bg, *reqs;
 	char *pool;
 	size_t pool_len;
@@ -106,7 +108,12 @@ void fetch_pool_free(struct fl_monitor *m);
 int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
 
 /* control.c */
-int control_listen(struct fl_monitor *m, const char *path, char *err, size_t errlen);
+enum control_proto {
+	PROTO_FAULTLINE,   /* faultline/handoff.h */
+	PROTO_FIRECRACKER, /* Firecracker's JSON region list (firecracker.h) */
+};
+int control_listen(struct fl_monitor *m, const char *path, enum control_proto proto,
+		   char *err, size_t errlen);
 void control_close(struct fl_monitor *m);
 
 /* policy.c */

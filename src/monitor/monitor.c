@@ -128,7 +128,7 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		return -ENOMEM;
 	m->src = source;
 	m->opts = *opts;
-	m->listen_fd = -1;
+	m->listen_fd[0] = m->listen_fd[1] = -1;
 	if (!m->opts.bg_inflight)
 		m->opts.bg_inflight = 4;
 	if (!m->opts.bg_chunk)
@@ -182,7 +182,14 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		}
 	}
 	if (opts->socket_path) {
-		ret = control_listen(m, opts->socket_path, err, errlen);
+		ret = control_listen(m, opts->socket_path, PROTO_FAULTLINE, err, errlen);
+		if (ret) {
+			fl_monitor_destroy(m);
+			return ret;
+		}
+	}
+	if (opts->firecracker_socket) {
+		ret = control_listen(m, opts->firecracker_socket, PROTO_FIRECRACKER, err, errlen);
 		if (ret) {
 			fl_monitor_destroy(m);
 			return ret;
