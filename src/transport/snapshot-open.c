@@ -14,11 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data-map.h"
 #include "snapshot-internal.h"
 
 #define ERR(...) snap_err(err, errlen, __VA_ARGS__)
 
 static const char zero_block[FL_SNAPSHOT_BLOCK];
+
+/* data_map has a bit per checksummed block. */
+_Static_assert(FL_SNAPSHOT_BLOCK == DATA_MAP_BLOCK, "a data-map block is a snapshot block");
 
 static int read_whole(int dirfd, const char *name, void **buf, size_t *len,
 		      size_t max, const char *dir, char *err, size_t errlen)
@@ -73,17 +77,6 @@ fail_msg:
 	return ret;
 }
 
-static void set_bits(uint64_t *map, uint64_t from, uint64_t to)
-{
-	for (uint64_t b = from; b < to; b++)
-		map[b / 64] |= 1ull << (b % 64);
-}
-
-static bool bit(const uint64_t *map, uint64_t b)
-{
-	return map[b / 64] >> (b % 64) & 1;
-}
-
 /* Find each region's data extents once, so zero_run() needs no lseek. */
 static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 {
@@ -95,28 +88,13 @@ static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < m->nregions; i++) {
-		uint64_t off = m->where[i].file_offset, end = off + m->regions[i].len;
-		uint64_t first = m->where[i].first_block;
-		off_t pos = (off_t)off;
+		int ret = data_map_scan(s->data_map, m->where[i].first_block, s->pages_fd,
+					m->where[i].file_offset, m->regions[i].len);
 
-		while ((uint64_t)pos < end) {
-			off_t d = lseek(s->pages_fd, pos, SEEK_DATA), h;
-
-			if (d < 0 && errno == ENXIO)
-				break; /* holes to the end of the file */
-			if (d < 0)
-				goto io_err;
-			if ((uint64_t)d >= end)
-				break;
-			h = lseek(s->pages_fd, d, SEEK_HOLE);
-			if (h < 0)
-				goto io_err;
-			if ((uint64_t)h > end)
-				h = (off_t)end;
-			set_bits(s->data_map,
-				 first + ((uint64_t)d - off) / FL_SNAPSHOT_BLOCK,
-				 first + ((uint64_t)h - off + FL_SNAPSHOT_BLOCK - 1) / FL_SNAPSHOT_BLOCK);
-			pos = h;
+		if (ret) {
+			ERR("snapshot %s: finding holes in " SNAP_PAGES ": %s", s->dir,
+			    strerror(-ret));
+			return ret;
 		}
 	}
 	/* A hole must have been a zero page when it was written. */
@@ -124,7 +102,7 @@ static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 		uint64_t first = m->where[i].first_block, n = m->regions[i].len / FL_SNAPSHOT_BLOCK;
 
 		for (uint64_t b = first; b < first + n; b++)
-			if (!bit(s->data_map, b) && s->csums[b] != s->zero_crc) {
+			if (!data_map_bit(s->data_map, b) && s->csums[b] != s->zero_crc) {
 				ERR("snapshot %s: region %zu (%s): the page at 0x%llx is a hole in " SNAP_PAGES
 				    " but its checksum says it held data: the pages file was truncated or punched; take the snapshot again",
 				    s->dir, i, m->regions[i].name,
@@ -133,12 +111,6 @@ static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 			}
 	}
 	return 0;
-io_err: {
-	int e = errno;
-
-	ERR("snapshot %s: finding holes in " SNAP_PAGES ": %s", s->dir, strerror(e));
-	return -e;
-}
 }
 
 int fl_snapshot_open(const char *dir, struct fl_snapshot **out, char *err,
@@ -291,34 +263,10 @@ uint64_t fl_snapshot_data_bytes(const struct fl_snapshot *s)
 int64_t fl_snapshot_zero_run(const struct fl_snapshot *s, uint32_t region,
 			     uint64_t offset, uint64_t max)
 {
-	const struct fl_region *g;
-	uint64_t b, end, first;
-
 	if (region >= s->m.nregions)
 		return -ERANGE;
-	g = &s->m.regions[region];
-	if (offset >= g->len)
-		return 0;
-	if (max > g->len - offset)
-		max = g->len - offset;
-	first = s->m.where[region].first_block;
-	b = first + offset / FL_SNAPSHOT_BLOCK;
-	end = first + (offset + max) / FL_SNAPSHOT_BLOCK;
-	while (b < end) {
-		uint64_t word = s->data_map[b / 64] >> (b % 64);
-
-		if (word) {
-			b += __builtin_ctzll(word);
-			break;
-		}
-		b += 64 - b % 64;
-	}
-	if (b > end)
-		b = end;
-	/* In whole pages of the region, from the start of offset's block. */
-	b = (b - first) * FL_SNAPSHOT_BLOCK;
-	offset &= ~(uint64_t)(FL_SNAPSHOT_BLOCK - 1);
-	return (int64_t)((b - offset) & ~(uint64_t)(g->page_size - 1));
+	return data_map_zero_run(s->data_map, s->m.where[region].first_block,
+				 &s->m.regions[region], offset, max);
 }
 
 int snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offset,
