@@ -6,6 +6,8 @@
 
 #include <faultline/source.h>
 
+#include "source-internal.h"
+
 #define QUEUE_MAX 256
 
 struct memory_source {
@@ -21,23 +23,10 @@ static struct memory_source *ms(struct fl_source *s)
 	return (struct memory_source *)s;
 }
 
-static int check(const struct fl_source *s, const struct fl_source_req *r)
-{
-	const struct fl_region *g;
-
-	if (r->region >= s->nregions)
-		return -ERANGE;
-	g = &s->regions[r->region];
-	if (!r->len || r->offset % g->page_size || r->len % g->page_size ||
-	    r->offset > g->len || r->len > g->len - r->offset)
-		return -ERANGE;
-	return 0;
-}
-
 static int mem_submit(struct fl_source *s, struct fl_source_req *r)
 {
 	struct memory_source *m = ms(s);
-	int ret = check(s, r);
+	int ret = source_req_check(s, r);
 
 	if (ret)
 		return ret;

@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "source-internal.h"
 #include "uring-reader.h"
 
 #define READ_MAX (1u << 30) /* one SQE reads at most this (its length is 32-bit) */
@@ -88,16 +89,10 @@ static struct queue *queue_of(struct uring_reader *u, const struct fl_source_req
 
 int uring_reader_submit(struct uring_reader *u, struct fl_source_req *r)
 {
-	const struct fl_source *s = u->src;
-	const struct fl_region *g;
-	int i;
+	int i, ret = source_req_check(u->src, r);
 
-	if (r->region >= s->nregions)
-		return -ERANGE;
-	g = &s->regions[r->region];
-	if (!r->len || r->offset % g->page_size || r->len % g->page_size ||
-	    r->offset > g->len || r->len > g->len - r->offset)
-		return -ERANGE;
+	if (ret)
+		return ret;
 	if (u->free < 0)
 		return -EBUSY;
 	i = u->free;
