@@ -24,6 +24,8 @@
 
 #include <faultline/migrate.h>
 
+#include "source-internal.h"
+
 struct rx_region {
 	char *staging;
 	size_t pages, page;
@@ -311,15 +313,10 @@ static int ask(struct fl_receiver *r, const struct fl_source_req *q)
 static int rx_submit(struct fl_source *s, struct fl_source_req *q)
 {
 	struct fl_receiver *r = rx(s);
-	const struct fl_region *g;
-	int ret = 0;
+	int ret = source_req_check(s, q);
 
-	if (q->region >= r->n)
-		return -ERANGE;
-	g = &r->regions[q->region];
-	if (!q->len || (q->offset | q->len) % g->page_size || q->offset > g->len ||
-	    q->len > g->len - q->offset)
-		return -ERANGE;
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&r->lock);
 	ret = push(&r->pending, &r->npending, &r->cap_pending, q);
 	pthread_mutex_unlock(&r->lock);
@@ -389,9 +386,7 @@ static void rx_escalate(struct fl_source *s, uint32_t region, uint64_t offset, u
 	struct fl_source_req q = { .region = region, .offset = offset, .len = len,
 				   .urgent = true };
 
-	if (region < r->n && (offset | len) % r->regions[region].page_size == 0 &&
-	    offset < r->regions[region].len && len <= r->regions[region].len - offset &&
-	    ask(r, &q) == 0)
+	if (source_req_check(s, &q) == 0 && ask(r, &q) == 0)
 		atomic_fetch_add(&r->escalated, 1);
 }
 
