@@ -19,14 +19,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <faultline/vmm.h>
+
+#include "tls-opts.h"
 #include "vm.h"
 
 struct opts {
 	size_t mem_mib;
 	double seconds;
+	const char *to, *listen, *sha_file;
+	bool postcopy_only, hold, uffd_tracking;
+	struct fl_tls_config tls;
 };
 
-static inline double now_s(void)
+static double now_s(void)
 {
 	struct timespec t;
 
@@ -110,6 +116,245 @@ static int cmd_run(const struct opts *o)
 	return ret;
 }
 
+
+static void sha256_hex(const void *p, size_t len, char out[65])
+{
+	unsigned char d[32];
+	unsigned int n = 32;
+
+	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* ------------------------------------------------------------- source */
+
+struct source {
+	struct vm *vm;
+	const char *sha_file;
+};
+
+static int src_dirty_start(void *ctx)
+{
+	struct source *s = ctx;
+
+	return vm_dirty_log_start(s->vm);
+}
+
+static int src_dirty_collect(void *ctx, uint32_t region, uint64_t *bitmap)
+{
+	struct source *s = ctx;
+
+	(void)region; /* one memory slot, one region */
+	return vm_dirty_log_collect(s->vm, bitmap);
+}
+
+/* The switch-over: stop the vCPU, serialize it and the serial port. */
+static int src_pause(void *ctx, void **blob, size_t *len)
+{
+	struct source *s = ctx;
+	struct vm_state *st = malloc(sizeof(*st));
+	int ret;
+
+	if (!st)
+		return -ENOMEM;
+	vm_stop(s->vm);
+	ret = vm_save(s->vm, st);
+	if (ret) {
+		free(st);
+		return ret;
+	}
+	printf("microvm: paused the vCPU at rip %#llx for the switch-over\n",
+	       (unsigned long long)st->regs.rip);
+	if (s->sha_file) { /* a test's check; it costs downtime */
+		char sha[65];
+		FILE *f = fopen(s->sha_file, "we");
+
+		sha256_hex(s->vm->ram, s->vm->ram_len, sha);
+		if (!f || fprintf(f, "%s\n", sha) < 0 || fclose(f)) {
+			free(st);
+			return -EIO;
+		}
+		printf("microvm: guest RAM sha256 at the pause %.16s...\n", sha);
+	}
+	*blob = st;
+	*len = sizeof(*st);
+	return 0;
+}
+
+static int cmd_migrate(struct opts *o)
+{
+	struct vm vm;
+	struct source s = { .vm = &vm, .sha_file = o->sha_file };
+	struct fl_vmm_source_hooks hooks = {
+		.dirty_start = src_dirty_start, .dirty_collect = src_dirty_collect,
+		.pause = src_pause, .ctx = &s,
+	};
+	struct fl_migrate_source_opts mo = {
+		.to = o->to, .tls = o->tls, .postcopy_only = o->postcopy_only, .verbose = 1,
+		.progress = stdout,
+	};
+	struct fl_migrate_report rep;
+	struct fl_vmm_ram ram;
+	char err[512];
+	int ret;
+
+	if (boot(&vm, o->mem_mib))
+		return 1;
+	ram = (struct fl_vmm_ram){ .host = vm.ram, .len = vm.ram_len, .name = "guest-ram" };
+	if (o->uffd_tracking) /* faultline's write-protect tracker instead */
+		hooks.dirty_start = NULL, hooks.dirty_collect = NULL;
+	usleep((useconds_t)(o->seconds * 1e6));
+	printf("microvm: migrating to %s (%s, %s dirty tracking)\n", o->to,
+	       o->postcopy_only ? "post-copy only" : "pre-copy then post-copy",
+	       o->uffd_tracking ? "userfaultfd write-protect" : "KVM dirty log");
+	ret = fl_vmm_migrate(&ram, 1, &hooks, &mo, &rep, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "microvm: migration failed: %s\n", err);
+		/* Still here: a failed migration leaves the guest to us. */
+		if (!vm.running && !atomic_load(&vm.exit_reason))
+			vm_start(&vm);
+		report_verify(vm_verify(&vm), "after the failed migration");
+	} else {
+		fl_migrate_report_print(&rep, stdout);
+		printf("microvm: the guest runs at the destination now\n");
+	}
+	vm_destroy(&vm);
+	munmap(vm.ram, vm.ram_len);
+	return ret ? 1 : 0;
+}
+
+/* -------------------------------------------------------- destination */
+
+static int compare_sha(const struct vm *vm, const char *file)
+{
+	char want[80] = "", got[65];
+	FILE *f = fopen(file, "re");
+
+	if (!f || !fgets(want, sizeof(want), f)) {
+		fprintf(stderr, "microvm: cannot read the source's sha256 from %s\n", file);
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	want[strcspn(want, "\n")] = 0;
+	sha256_hex(vm->ram, vm->ram_len, got);
+	if (strcmp(want, got)) {
+		fprintf(stderr, "microvm: guest RAM DIFFERS from the source's at the switch-over:\n"
+				"  here   %s\n  source %s\n", got, want);
+		return 1;
+	}
+	printf("microvm: guest RAM equals the source's at the switch-over (sha256 %.16s...)\n",
+	       got);
+	return 0;
+}
+
+static int cmd_receive(struct opts *o)
+{
+	struct fl_vmm_dest_opts dopts = { .verbose = 0 };
+	struct fl_receiver *r = NULL;
+	struct fl_vmm_dest *d = NULL;
+	struct fl_vmm_ram ram = { .name = "guest-ram" };
+	struct vm vm = { .kvm = -1, .vmfd = -1, .vcpufd = -1 };
+	const struct fl_region *g;
+	const void *blob;
+	size_t blob_len, n;
+	char err[1024];
+	double t_resume, t_run, t_done;
+	int lfd, port, bad = 1, ret;
+	uint64_t faults, p50, p99;
+
+	/* Find out now, not after the source paused the guest. */
+	if (vm_kvm_usable(err, sizeof(err))) {
+		fprintf(stderr, "microvm: %s\n", err);
+		return 1;
+	}
+	lfd = fl_conn_listen(o->listen, &port, err, sizeof(err));
+	if (lfd < 0) {
+		fprintf(stderr, "microvm: %s\n", err);
+		return 1;
+	}
+	printf("microvm: listening on %s (%s)\n", o->listen,
+	       o->tls.plain ? "plain TCP" : "TLS 1.3 with client certificates");
+	if (fl_receiver_accept(&r, lfd, &o->tls, 1, err, sizeof(err)) ||
+	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err))) {
+		fprintf(stderr, "microvm: %s\n", err);
+		goto out;
+	}
+	t_resume = now_s();
+	g = fl_receiver_regions(r, &n);
+	if (n != 1 || blob_len != sizeof(struct vm_state)) {
+		fprintf(stderr, "microvm: the source is not a microvm (%zu regions, %zu-byte state)\n",
+			n, blob_len);
+		goto out;
+	}
+	/* Guest RAM, untouched: every page arrives through the monitor. No
+	 * huge pages: pages are installed 4 KiB at a time. */
+	ram.len = g[0].len;
+	ram.host = map_ram(ram.len, false);
+	if (!ram.host)
+		goto out;
+	if (fl_vmm_dest_start(&d, r, &ram, 1, &dopts, err, sizeof(err))) {
+		fprintf(stderr, "microvm: %s\n", err);
+		goto out;
+	}
+	if (vm_create(&vm, ram.host, ram.len, err, sizeof(err)) ||
+	    vm_restore(&vm, blob, err, sizeof(err))) {
+		fprintf(stderr, "microvm: %s\n", err);
+		goto out;
+	}
+	if (o->hold) {
+		/* Test mode: hold the vCPU until every page is here, and check
+		 * RAM is the source's at the pause, byte for byte. */
+		printf("microvm: holding the vCPU until every page has arrived\n");
+		if ((ret = fl_vmm_dest_wait_complete(d, 0))) {
+			fprintf(stderr, "microvm: the migration did not complete: %s\n",
+				strerror(-ret));
+			goto out;
+		}
+		if (o->sha_file && compare_sha(&vm, o->sha_file))
+			goto out;
+	}
+	if (vm_start(&vm)) {
+		fprintf(stderr, "microvm: cannot start the vCPU thread\n");
+		goto out;
+	}
+	t_run = now_s();
+	printf("microvm: vCPU resumed %.1f ms after the device state arrived, %llu pages "
+	       "still to come\n", (t_run - t_resume) * 1e3,
+	       (unsigned long long)fl_vmm_dest_owed(d));
+	/* The guest checks all its RAM, which pulls in whatever is missing. */
+	if (report_verify(vm_verify(&vm), "after the migration"))
+		goto out;
+	if ((ret = fl_vmm_dest_wait_complete(d, 0))) {
+		fprintf(stderr, "microvm: the migration did not complete: %s\n", strerror(-ret));
+		goto out;
+	}
+	t_done = now_s();
+	printf("microvm: every page arrived %.2f s after the resume; the source let go\n",
+	       t_done - t_run);
+	usleep((useconds_t)(o->seconds * 1e6)); /* and it keeps running */
+	if (report_verify(vm_verify(&vm), "after running on here"))
+		goto out;
+	vm_stop(&vm);
+	fl_vmm_dest_fault_stats(d, &faults, &p50, &p99);
+	printf("microvm: %llu guest faults served, p50 %.1f us, p99 %.1f us\n",
+	       (unsigned long long)faults, (double)p50 / 1e3, (double)p99 / 1e3);
+	fl_vmm_dest_print_stats(d, stdout, false);
+	bad = 0;
+out:
+	vm_destroy(&vm);
+	/* Only now may the monitor go: the vCPU no longer touches RAM. */
+	fl_vmm_dest_destroy(d);
+	if (ram.host)
+		munmap(ram.host, ram.len);
+	fl_receiver_destroy(r);
+	if (lfd >= 0)
+		close(lfd);
+	return bad;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -121,15 +366,30 @@ static void usage(FILE *out)
 		"A KVM guest that walks all its RAM keeping per-page counters and a checksum,\n"
 		"migrated post-copy with faultline. Its serial output is printed as \"guest: \".\n\n"
 		"  --mem MiB        guest RAM (default 1024)\n"
-		"  --seconds N      run this long (before migrating / after resuming; default 2)\n");
+		"  --seconds N      run this long (before migrating / after resuming; default 2)\n"
+		"  --postcopy-only  no pre-copy rounds: every page is owed at the switch-over\n"
+		"  --track uffd     dirty tracking by faultline (userfaultfd write-protect)\n"
+		"                   instead of KVM's dirty log\n"
+		"  --sha FILE       (tests) the source writes the sha256 of guest RAM at the\n"
+		"                   pause; with --hold-until-complete the destination holds its\n"
+		"                   vCPU until every page arrived and compares\n"
+		TLS_USAGE);
 }
 
 int main(int argc, char **argv)
 {
+	char kvm_err[256];
 	static const struct option lo[] = {
 		{ "mem", required_argument, NULL, 'm' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "to", required_argument, NULL, 't' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "postcopy-only", no_argument, NULL, 'P' },
+		{ "sha", required_argument, NULL, 'S' },
+		{ "hold-until-complete", no_argument, NULL, 'H' },
+		{ "track", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
+		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .mem_mib = 1024, .seconds = 2 };
@@ -143,7 +403,15 @@ int main(int argc, char **argv)
 	cmd = argv[1];
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (tls_option(c, optarg, &o.tls, !strcmp(cmd, "receive") ? "dest" : "source"))
+			continue;
 		switch (c) {
+		case 't': o.to = optarg; break;
+		case 'l': o.listen = optarg; break;
+		case 'P': o.postcopy_only = true; break;
+		case 'S': o.sha_file = optarg; break;
+		case 'H': o.hold = true; break;
+		case 'T': o.uffd_tracking = !strcmp(optarg, "uffd"); break;
 		case 'm': o.mem_mib = strtoul(optarg, NULL, 0); break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'h': usage(stdout); return 0;
@@ -151,8 +419,21 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!o.mem_mib || o.mem_mib % 2) {
+		fprintf(stderr, "microvm: --mem takes an even number of MiB\n");
+		return 2;
+	}
+	if ((!strcmp(cmd, "run") || !strcmp(cmd, "migrate")) &&
+	    vm_kvm_usable(kvm_err, sizeof(kvm_err))) {
+		fprintf(stderr, "microvm: %s\n", kvm_err);
+		return 1;
+	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(&o);
+	if (!strcmp(cmd, "migrate") && o.to)
+		return tls_finish(&o.tls, "microvm migrate") ? cmd_migrate(&o) : 2;
+	if (!strcmp(cmd, "receive") && o.listen)
+		return tls_finish(&o.tls, "microvm receive") ? cmd_receive(&o) : 2;
 	usage(stderr);
 	return 2;
 }

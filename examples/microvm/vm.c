@@ -73,6 +73,25 @@ static int set_slot(struct vm *vm, uint32_t flags)
 	return ioctl(vm->vmfd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }
 
+int vm_kvm_usable(char *err, size_t errlen)
+{
+	struct vm vm = { .kvm = -1, .vmfd = -1, .vcpufd = -1 };
+	int ret = 0;
+
+	vm.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm.kvm < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open /dev/kvm: %s (%s)", strerror(-ret),
+			 ret == -ENOENT ? "no KVM on this machine: load kvm_intel/kvm_amd, or "
+					  "enable nested virtualization on the host" :
+			 "run as root or join the group owning /dev/kvm");
+	} else if ((vm.vmfd = ioctl(vm.kvm, KVM_CREATE_VM, 0)) < 0) {
+		ret = fail(err, errlen, -errno, "KVM_CREATE_VM (is KVM usable here?)");
+	}
+	vm_destroy(&vm);
+	return ret;
+}
+
 int vm_create(struct vm *vm, void *ram, size_t len, char *err, size_t errlen)
 {
 	int ret, mmap_size;
@@ -273,7 +292,7 @@ int vm_start(struct vm *vm)
 	struct sigaction sa = { .sa_handler = on_kick }; /* no SA_RESTART */
 	int ret;
 
-	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	atomic_store(&vm->stop, false);
 	vm->run->immediate_exit = 0;
 	ret = pthread_create(&vm->thread, NULL, vcpu_thread, vm);
@@ -283,7 +302,8 @@ int vm_start(struct vm *vm)
 
 /*
  * Stop the vCPU so its state can be read: immediate_exit makes the next
- * KVM_RUN return EINTR at once, the signal kicks one in progress. KVM
+ * KVM_RUN return EINTR at once, the signal kicks one in progress (SIGUSR2:
+ * a faultline monitor in this process takes SIGUSR1 for its statistics). KVM
  * completes an I/O instruction the VMM has just emulated before it honours
  * immediate_exit, so the registers read afterwards are between two guest
  * instructions.
@@ -295,7 +315,7 @@ void vm_stop(struct vm *vm)
 	atomic_store(&vm->stop, true);
 	vm->run->immediate_exit = 1;
 	while (pthread_tryjoin_np(vm->thread, NULL) == EBUSY) {
-		pthread_kill(vm->thread, SIGUSR1);
+		pthread_kill(vm->thread, SIGUSR2);
 		usleep(1000);
 	}
 	vm->running = false;

@@ -41,6 +41,8 @@ struct vm_state {
 	char line[256];
 };
 
+/* Can this process create a KVM VM at all? err says why not. */
+int vm_kvm_usable(char *err, size_t errlen);
 /* Open /dev/kvm, create the VM and its vCPU over `ram` (mapped by the
  * caller, guest-physical address 0). On failure err says why, plainly. */
 int vm_create(struct vm *vm, void *ram, size_t len, char *err, size_t errlen);
