@@ -332,8 +332,8 @@ static int cmd_receive(struct opts *o)
 		goto out;
 	}
 	t_done = now_s();
-	printf("microvm: every page arrived %.2f s after the resume; the source let go\n",
-	       t_done - t_run);
+	printf("microvm: migration complete (every page here, the source let go), seen "
+	       "%.2f s after the resume\n", t_done - t_run);
 	usleep((useconds_t)(o->seconds * 1e6)); /* and it keeps running */
 	if (report_verify(vm_verify(&vm), "after running on here"))
 		goto out;

@@ -117,7 +117,7 @@ int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		      const struct fl_vmm_ram *ram, size_t n,
 		      const struct fl_vmm_dest_opts *opts, char *err, size_t errlen);
 
-/* Pages not yet installed in guest RAM (safe from any thread). */
+/* Pages still to arrive from the source (safe from any thread). */
 uint64_t fl_vmm_dest_owed(const struct fl_vmm_dest *d);
 
 /*
@@ -125,8 +125,11 @@ uint64_t fl_vmm_dest_owed(const struct fl_vmm_dest *d);
  * guest RAM, or timeout_s passes (<= 0: no limit). When every page has
  * arrived the source is told it may let go (fl_receiver_finish, with the
  * fault statistics); this happens by itself in the background as soon as
- * it is true, whether or not anyone waits. Returns 0, -ETIMEDOUT, or the
- * monitor's or the connection's error.
+ * it is true, whether or not anyone waits. "Installed" is checked with
+ * mincore() over the RAM, so a return of 0 means the userfaultfd may be
+ * closed safely. With no_prefetch only the arrival is waited for (pages
+ * the guest never touches are never installed). Returns 0, -ETIMEDOUT,
+ * or the monitor's or the connection's error.
  */
 int fl_vmm_dest_wait_complete(struct fl_vmm_dest *d, double timeout_s);
 

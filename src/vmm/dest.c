@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@ struct fl_vmm_dest {
 	struct fl_receiver *r;
 	struct fl_monitor *m;
 	struct fl_uffd u;	/* our own copy of the fd: see destroy */
+	struct fl_vmm_ram *ram;
+	size_t n;
 	bool prefetch;
 	pthread_t mon_thread, watch_thread;
 	bool mon_started, watch_started;
@@ -117,6 +120,14 @@ int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 	}
 	d->r = r;
 	d->u.fd = -1;
+	d->ram = malloc(n * sizeof(*ram));
+	if (!d->ram) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(d->ram, ram, n * sizeof(*ram));
+	d->n = n;
 	d->prefetch = !(opts && opts->no_prefetch);
 	ret = fl_uffd_create(&d->u, 0 /* not USER_MODE_ONLY */, want, 0, NULL);
 	if (ret == -EPERM) {
@@ -180,7 +191,30 @@ fail:
 
 uint64_t fl_vmm_dest_owed(const struct fl_vmm_dest *d)
 {
-	return fl_monitor_owed_pages(d->m);
+	return fl_receiver_owed(d->r);
+}
+
+/*
+ * Is every page of guest RAM mapped? The monitor's owed count is only
+ * refreshed as its loop runs (it reads 0 before the first pass), so the
+ * last word is the page tables': mincore() says which pages are present
+ * (UFFDIO_ZEROPAGE's zero page counts). Closing the userfaultfd after a
+ * yes cannot turn a page into zeros.
+ */
+static bool all_present(const struct fl_vmm_dest *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		size_t pages = d->ram[i].len / 4096;
+		unsigned char *v = malloc(pages);
+		bool ok = v && !mincore(d->ram[i].host, d->ram[i].len, v);
+
+		for (size_t p = 0; ok && p < pages; p++)
+			ok = v[p] & 1;
+		free(v);
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
 static double now_s(void)
@@ -197,7 +231,7 @@ int fl_vmm_dest_wait_complete(struct fl_vmm_dest *d, double timeout_s)
 
 	for (;;) {
 		if (atomic_load(&d->finished) &&
-		    (!d->prefetch || fl_monitor_owed_pages(d->m) == 0))
+		    (!d->prefetch || (fl_monitor_owed_pages(d->m) == 0 && all_present(d))))
 			return atomic_load(&d->finish_ret);
 		if (atomic_load(&d->mon_done))
 			return atomic_load(&d->mon_ret) ? atomic_load(&d->mon_ret) : -EPIPE;
@@ -239,5 +273,6 @@ void fl_vmm_dest_destroy(struct fl_vmm_dest *d)
 	}
 	fl_monitor_destroy(d->m);
 	fl_uffd_close(&d->u);
+	free(d->ram);
 	free(d);
 }
