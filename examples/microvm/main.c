@@ -266,7 +266,7 @@ static int cmd_receive(struct opts *o)
 	uint64_t faults, p50, p99;
 
 	/* Find out now, not after the source paused the guest. */
-	if (vm_kvm_usable(err, sizeof(err))) {
+	if (vm_kvm_usable(err, sizeof(err)) || fl_vmm_dest_check(err, sizeof(err))) {
 		fprintf(stderr, "microvm: %s\n", err);
 		return 1;
 	}

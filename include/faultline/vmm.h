@@ -99,6 +99,14 @@ struct fl_vmm_dest_opts {
 struct fl_vmm_dest;
 
 /*
+ * Can this process serve guest RAM (a userfaultfd that handles kernel
+ * faults)? Call it before accepting a migration, so a destination that
+ * cannot take the guest says so before the source pauses it. 0, or
+ * -EPERM with err naming what is missing and how to grant it.
+ */
+int fl_vmm_dest_check(char *err, size_t errlen);
+
+/*
  * After fl_receiver_wait_resume(): serve the guest RAM that the VMM has
  * mapped at ram[i].host (anonymous private memory, untouched, region i of
  * the receiver, same length). Creates a userfaultfd that handles faults
@@ -112,6 +120,13 @@ struct fl_vmm_dest;
  * program's own), never turned into zeros by the monitor.
  *
  * `r` stays the caller's and must outlive the fl_vmm_dest.
+ *
+ * To serve from a separate monitor process instead (`faultline receive
+ * --exec VMM`), the VMM maps RAM and calls fl_restore_handoff()
+ * (faultline/handoff.h) with the regions of $FAULTLINE_REGIONS. Check
+ * fl_vmm_dest_check() first there: fl_restore_handoff() falls back to a
+ * user-mode-only userfaultfd when it may not have more, and KVM_RUN
+ * would then fail with EFAULT on the first missing page.
  */
 int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		      const struct fl_vmm_ram *ram, size_t n,

@@ -79,6 +79,19 @@ static int no_kernel_faults(char *err, size_t errlen)
 	return -EPERM;
 }
 
+int fl_vmm_dest_check(char *err, size_t errlen)
+{
+	struct fl_uffd u = { .fd = -1 };
+	int ret = fl_uffd_create(&u, 0 /* not USER_MODE_ONLY */, 0, 0, NULL);
+
+	fl_uffd_close(&u);
+	if (ret == -EPERM)
+		return no_kernel_faults(err, errlen);
+	if (ret)
+		snprintf(err, errlen, "creating a userfaultfd: %s", strerror(-ret));
+	return ret;
+}
+
 int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		      const struct fl_vmm_ram *ram, size_t n,
 		      const struct fl_vmm_dest_opts *opts, char *err, size_t errlen)
