@@ -211,10 +211,14 @@ static int cmd_migrate(struct opts *o)
 	ret = fl_vmm_migrate(&ram, 1, &hooks, &mo, &rep, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "microvm: migration failed: %s\n", err);
-		/* Still here: a failed migration leaves the guest to us. */
-		if (!vm.running && !atomic_load(&vm.exit_reason))
-			vm_start(&vm);
-		report_verify(vm_verify(&vm), "after the failed migration");
+		/* Before the pause the guest is still ours and still running.
+		 * After it, the destination may already run it: resuming here
+		 * too would make two guests of one, so it stays paused. */
+		if (vm.running)
+			report_verify(vm_verify(&vm), "after the failed migration");
+		else
+			fprintf(stderr, "microvm: the guest was paused for the switch-over and "
+					"stays paused here (it may be running at the destination)\n");
 	} else {
 		fl_migrate_report_print(&rep, stdout);
 		printf("microvm: the guest runs at the destination now\n");
