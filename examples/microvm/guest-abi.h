@@ -30,22 +30,31 @@
 
 #define CTRL_MAGIC 0x6d6963726f766d31ULL /* "microvm1" */
 
+#define GUEST_MAX_VCPUS 2 /* vCPU i's stack: the page below GUEST_STACK_TOP - i * 4 KiB */
+
+/* What each vCPU keeps of its own work, on its own cache line. */
+struct guest_cpu {
+	unsigned long long updates;	/* page updates so far */
+	unsigned long long checksum;	/* sum of its pages' hashes */
+	unsigned long long rng;		/* xorshift state of its walk */
+	unsigned long long verify_done;	/* the last verify_req it answered */
+	unsigned long long pad[4];
+};
+
 /*
- * The control page. The VMM fills magic and ram_bytes before boot; the
- * guest owns the rest, except verify_req, which the VMM increments to ask
- * for a verification (the guest answers on PORT_VERIFY and copies it to
- * verify_done).
+ * The control page. The VMM fills magic, ram_bytes and nvcpus before
+ * boot and increments verify_req to ask for a verification (each vCPU
+ * answers on PORT_VERIFY); the guest owns the rest. Work page p belongs to
+ * vCPU (p - first work page) % nvcpus: no page has two writers.
  */
 struct guest_ctrl {
 	unsigned long long magic;
 	unsigned long long ram_bytes;
+	unsigned long long nvcpus;
 	unsigned long long initialised;
-	unsigned long long updates;	/* page updates so far */
-	unsigned long long checksum;	/* sum of every work page's hash */
-	unsigned long long rng;		/* xorshift state of the walk */
 	unsigned long long verify_req;	/* written by the VMM */
-	unsigned long long verify_done;
-	unsigned long long verifies;
+	unsigned long long pad[3];
+	struct guest_cpu cpu[GUEST_MAX_VCPUS];
 };
 
 /*

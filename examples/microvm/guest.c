@@ -2,10 +2,11 @@
 /*
  * The microvm's guest: 64-bit code with no OS, entered in long mode by the
  * VMM (paging on, every byte of RAM identity-mapped). It keeps working on
- * all of its RAM: it walks the work pages pseudo-randomly, bumps each
- * page's counter and keeps a running checksum of every page in the
- * control page. When the VMM asks (verify_req), it recomputes the checksum
- * over all its RAM and reports on the serial port and on PORT_VERIFY.
+ * all of its RAM: each vCPU walks its share of the work pages
+ * pseudo-randomly, bumps each page's counter and keeps a running checksum
+ * of its pages in the control page. When the VMM asks (verify_req), each
+ * recomputes its checksum over its pages (together: all of RAM) and
+ * reports on the serial port and on PORT_VERIFY.
  *
  * Built freestanding (no libc, no SSE: its only state is the general
  * registers and RAM, which is what the VMM migrates).
@@ -73,17 +74,26 @@ static void set_page(u64 p, u64 c)
 	w[PAGE_WORDS - 1] = ~h;
 }
 
-/* Every work page against its own counter, and all of them against the
- * running checksum and the update count. Returns 0 or 1 + the bad page. */
-static u64 verify(u64 first, u64 end)
+static void put_cpu(u64 id)
 {
-	u64 sum = 0, count = 0;
+	put("cpu");
+	put_dec(id);
+	put(": ");
+}
 
-	for (u64 p = first; p < end; p++) {
+/* Every work page of this vCPU against its own counter, and all of them
+ * against its running checksum and update count. 0 or 1 + the bad page. */
+static u64 verify(u64 id, u64 first, u64 end, u64 step)
+{
+	volatile struct guest_cpu *me = &CTRL->cpu[id];
+	u64 sum = 0, count = 0, pages = 0;
+
+	for (u64 p = first + id; p < end; p += step, pages++) {
 		volatile u64 *w = page(p);
 		u64 h = w[2];
 
 		if (w[0] != p || h != page_hash(p, w[1]) || w[PAGE_WORDS - 1] != ~h) {
+			put_cpu(id);
 			put("verify MISMATCH at page ");
 			put_dec(p);
 			put(" (word0 ");
@@ -94,76 +104,81 @@ static u64 verify(u64 first, u64 end)
 		sum += h;
 		count += w[1];
 	}
-	if (sum != CTRL->checksum || count != CTRL->updates) {
+	if (sum != me->checksum || count != me->updates) {
+		put_cpu(id);
 		put("verify MISMATCH at page 0 (checksum ");
 		put_hex(sum);
 		put(" but the control page says ");
-		put_hex(CTRL->checksum);
+		put_hex(me->checksum);
 		put(")\n");
 		return 1;
 	}
+	put_cpu(id);
 	put("verify ok: ");
-	put_dec(end - first);
+	put_dec(pages);
 	put(" pages, ");
-	put_dec(CTRL->updates);
+	put_dec(me->updates);
 	put(" updates, checksum ");
 	put_hex(sum);
 	put("\n");
 	return 0;
 }
 
-__attribute__((section(".text.start"), noreturn)) void _start(void)
+/* vCPU `id` enters here (the VMM puts id in rdi, its stack in rsp). */
+__attribute__((section(".text.start"), noreturn)) void _start(u64 id)
 {
-	u64 first = GUEST_WORK >> 12, end = CTRL->ram_bytes >> 12, n = end - first;
+	u64 first = GUEST_WORK >> 12, end = CTRL->ram_bytes >> 12, step = CTRL->nvcpus;
+	u64 mine = (end - first - id + step - 1) / step; /* pages of this vCPU */
+	volatile struct guest_cpu *me = &CTRL->cpu[id];
 
-	if (CTRL->magic != CTRL_MAGIC)
+	if (CTRL->magic != CTRL_MAGIC || id >= step)
 		for (;;)
 			__asm__ volatile("hlt");
-	if (!CTRL->initialised) {
-		u64 sum = 0;
-
+	if (id == 0 && !CTRL->initialised) {
 		put("booted in long mode: ");
 		put_dec(CTRL->ram_bytes >> 20);
 		put(" MiB of RAM, ");
-		put_dec(n);
-		put(" work pages\n");
+		put_dec(end - first);
+		put(" work pages, ");
+		put_dec(step);
+		put(" vCPUs\n");
 		for (u64 p = first; p < end; p++) {
 			set_page(p, 0);
-			sum += page_hash(p, 0);
+			CTRL->cpu[(p - first) % step].checksum += page_hash(p, 0);
 		}
-		CTRL->checksum = sum;
-		CTRL->rng = 0x2545F4914F6CDD1DULL;
+		for (u64 i = 0; i < step; i++)
+			CTRL->cpu[i].rng = 0x2545F4914F6CDD1DULL * (i + 1);
 		CTRL->initialised = 1;
-		put("initialised every page, checksum ");
-		put_hex(sum);
-		put("\n");
+		put("initialised every page\n");
 		outl(PORT_READY, 1);
 	}
+	while (!CTRL->initialised)
+		__asm__ volatile("pause");
 	for (;;) {
-		u64 x = CTRL->rng, p, c, old;
+		u64 x = me->rng, p, c, old;
 
-		if (CTRL->verify_req != CTRL->verify_done) {
-			u64 r = verify(first, end);
+		if (CTRL->verify_req != me->verify_done) {
+			u64 req = CTRL->verify_req, r = verify(id, first, end, step);
 
-			CTRL->verifies++;
-			CTRL->verify_done = CTRL->verify_req;
+			me->verify_done = req;
 			outl(PORT_VERIFY, (unsigned)(r > 0xffffffffULL ? 0xffffffffULL : r));
 		}
-		/* xorshift64: a pseudo-random walk over every work page. */
+		/* xorshift64: a pseudo-random walk over this vCPU's pages. */
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		CTRL->rng = x;
-		p = first + x % n;
+		me->rng = x;
+		p = first + id + step * (x % mine);
 		old = page(p)[2];
 		c = page(p)[1] + 1;
 		set_page(p, c);
-		CTRL->checksum += page_hash(p, c) - old;
-		if (++CTRL->updates % PROGRESS_EVERY == 0) {
+		me->checksum += page_hash(p, c) - old;
+		if (++me->updates % PROGRESS_EVERY == 0) {
+			put_cpu(id);
 			put("progress: ");
-			put_dec(CTRL->updates);
+			put_dec(me->updates);
 			put(" updates, checksum ");
-			put_hex(CTRL->checksum);
+			put_hex(me->checksum);
 			put("\n");
 		}
 	}

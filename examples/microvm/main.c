@@ -26,6 +26,7 @@
 
 struct opts {
 	size_t mem_mib;
+	int vcpus;
 	double seconds;
 	const char *to, *listen, *sha_file;
 	bool postcopy_only, hold, uffd_tracking;
@@ -62,7 +63,7 @@ static void *map_ram(size_t len, bool huge)
 }
 
 /* Boot a fresh guest and wait until it has initialised every page. */
-static int boot(struct vm *vm, size_t mib)
+static int boot(struct vm *vm, size_t mib, int vcpus)
 {
 	char err[256];
 	size_t len = mib << 20;
@@ -70,7 +71,7 @@ static int boot(struct vm *vm, size_t mib)
 
 	if (!ram)
 		return 1;
-	if (vm_create(vm, ram, len, err, sizeof(err)) ||
+	if (vm_create(vm, ram, len, vcpus, err, sizeof(err)) ||
 	    vm_boot_setup(vm, err, sizeof(err))) {
 		fprintf(stderr, "microvm: %s\n", err);
 		return 1;
@@ -106,7 +107,7 @@ static int cmd_run(const struct opts *o)
 	struct vm vm;
 	int ret;
 
-	if (boot(&vm, o->mem_mib))
+	if (boot(&vm, o->mem_mib, o->vcpus))
 		return 1;
 	usleep((useconds_t)(o->seconds * 1e6));
 	ret = report_verify(vm_verify(&vm), "after running");
@@ -164,8 +165,8 @@ static int src_pause(void *ctx, void **blob, size_t *len)
 		free(st);
 		return ret;
 	}
-	printf("microvm: paused the vCPU at rip %#llx for the switch-over\n",
-	       (unsigned long long)st->regs.rip);
+	printf("microvm: paused the vCPUs (vCPU 0 at rip %#llx) for the switch-over\n",
+	       (unsigned long long)st->cpu[0].regs.rip);
 	if (s->sha_file) { /* a test's check; it costs downtime */
 		char sha[65];
 		FILE *f = fopen(s->sha_file, "we");
@@ -199,7 +200,7 @@ static int cmd_migrate(struct opts *o)
 	char err[512];
 	int ret;
 
-	if (boot(&vm, o->mem_mib))
+	if (boot(&vm, o->mem_mib, o->vcpus))
 		return 1;
 	ram = (struct fl_vmm_ram){ .host = vm.ram, .len = vm.ram_len, .name = "guest-ram" };
 	if (o->uffd_tracking) /* faultline's write-protect tracker instead */
@@ -260,7 +261,8 @@ static int cmd_receive(struct opts *o)
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
 	struct fl_vmm_ram ram = { .name = "guest-ram" };
-	struct vm vm = { .kvm = -1, .vmfd = -1, .vcpufd = -1 };
+	struct vm vm = { .kvm = -1, .vmfd = -1 };
+	const struct vm_state *st;
 	const struct fl_region *g;
 	const void *blob;
 	size_t blob_len, n;
@@ -288,7 +290,9 @@ static int cmd_receive(struct opts *o)
 	}
 	t_resume = now_s();
 	g = fl_receiver_regions(r, &n);
-	if (n != 1 || blob_len != sizeof(struct vm_state)) {
+	st = blob;
+	if (n != 1 || blob_len != sizeof(struct vm_state) || st->nvcpus < 1 ||
+	    st->nvcpus > GUEST_MAX_VCPUS) {
 		fprintf(stderr, "microvm: the source is not a microvm (%zu regions, %zu-byte state)\n",
 			n, blob_len);
 		goto out;
@@ -303,15 +307,15 @@ static int cmd_receive(struct opts *o)
 		fprintf(stderr, "microvm: %s\n", err);
 		goto out;
 	}
-	if (vm_create(&vm, ram.host, ram.len, err, sizeof(err)) ||
-	    vm_restore(&vm, blob, err, sizeof(err))) {
+	if (vm_create(&vm, ram.host, ram.len, (int)st->nvcpus, err, sizeof(err)) ||
+	    vm_restore(&vm, st, err, sizeof(err))) {
 		fprintf(stderr, "microvm: %s\n", err);
 		goto out;
 	}
 	if (o->hold) {
 		/* Test mode: hold the vCPU until every page is here, and check
 		 * RAM is the source's at the pause, byte for byte. */
-		printf("microvm: holding the vCPU until every page has arrived\n");
+		printf("microvm: holding the vCPUs until every page has arrived\n");
 		if ((ret = fl_vmm_dest_wait_complete(d, 0))) {
 			fprintf(stderr, "microvm: the migration did not complete: %s\n",
 				strerror(-ret));
@@ -321,12 +325,12 @@ static int cmd_receive(struct opts *o)
 			goto out;
 	}
 	if (vm_start(&vm)) {
-		fprintf(stderr, "microvm: cannot start the vCPU thread\n");
+		fprintf(stderr, "microvm: cannot start the vCPU threads\n");
 		goto out;
 	}
 	t_run = now_s();
-	printf("microvm: vCPU resumed %.1f ms after the device state arrived, %llu pages "
-	       "still to come\n", (t_run - t_resume) * 1e3,
+	printf("microvm: %d vCPU%s resumed %.1f ms after the device state arrived, %llu pages "
+	       "still to come\n", vm.nvcpus, vm.nvcpus > 1 ? "s" : "", (t_run - t_resume) * 1e3,
 	       (unsigned long long)fl_vmm_dest_owed(d));
 	/* The guest checks all its RAM, which pulls in whatever is missing. */
 	if (report_verify(vm_verify(&vm), "after the migration"))
@@ -362,14 +366,15 @@ out:
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: microvm run [--mem MiB] [--seconds N]\n"
-		"       microvm migrate --to HOST:PORT [TLS options] [--mem MiB] [--seconds N]\n"
+		"usage: microvm run [--mem MiB] [--vcpus N] [--seconds N]\n"
+		"       microvm migrate --to HOST:PORT [TLS options] [--mem MiB] [--vcpus N] [--seconds N]\n"
 		"                       [--postcopy-only] [--sha FILE]\n"
 		"       microvm receive --listen ADDR:PORT [TLS options] [--seconds N]\n"
 		"                       [--hold-until-complete --sha FILE]\n"
 		"A KVM guest that walks all its RAM keeping per-page counters and a checksum,\n"
 		"migrated post-copy with faultline. Its serial output is printed as \"guest: \".\n\n"
 		"  --mem MiB        guest RAM (default 1024)\n"
+		"  --vcpus N        1 or 2 (default 1; each spins on a host core)\n"
 		"  --seconds N      run this long (before migrating / after resuming; default 2)\n"
 		"  --postcopy-only  no pre-copy rounds: every page is owed at the switch-over\n"
 		"  --track uffd     dirty tracking by faultline (userfaultfd write-protect)\n"
@@ -385,6 +390,7 @@ int main(int argc, char **argv)
 	char kvm_err[256];
 	static const struct option lo[] = {
 		{ "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'c' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "to", required_argument, NULL, 't' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -396,7 +402,7 @@ int main(int argc, char **argv)
 		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .mem_mib = 1024, .seconds = 2 };
+	struct opts o = { .mem_mib = 1024, .vcpus = 1, .seconds = 2 };
 	const char *cmd;
 	int c;
 
@@ -417,14 +423,15 @@ int main(int argc, char **argv)
 		case 'H': o.hold = true; break;
 		case 'T': o.uffd_tracking = !strcmp(optarg, "uffd"); break;
 		case 'm': o.mem_mib = strtoul(optarg, NULL, 0); break;
+		case 'c': o.vcpus = atoi(optarg); break;
 		case 's': o.seconds = atof(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!o.mem_mib || o.mem_mib % 2) {
-		fprintf(stderr, "microvm: --mem takes an even number of MiB\n");
+	if (!o.mem_mib || o.mem_mib % 2 || o.vcpus < 1 || o.vcpus > GUEST_MAX_VCPUS) {
+		fprintf(stderr, "microvm: --mem takes an even number of MiB, --vcpus 1 or 2\n");
 		return 2;
 	}
 	if ((!strcmp(cmd, "run") || !strcmp(cmd, "migrate")) &&

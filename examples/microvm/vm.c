@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The KVM side of the microvm: a VM with one memory slot (guest RAM at
- * guest-physical 0, backed by the VMM's own mapping), one vCPU started
+ * guest-physical 0, backed by the VMM's own mapping), vCPUs started
  * directly in 64-bit long mode, and the smallest serial port that prints.
  *
  * Long mode is set up by the VMM, not by guest code: identity-mapped page
@@ -45,7 +45,7 @@ static int fail(char *err, size_t errlen, int ret, const char *what)
 	return ret;
 }
 
-static int set_cpuid(struct vm *vm)
+static int set_cpuid(struct vm *vm, int vcpufd)
 {
 	size_t n = 128;
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
@@ -57,7 +57,7 @@ static int set_cpuid(struct vm *vm)
 	/* What KVM can give a guest, as is: the guest needs long mode (LM),
 	 * which KVM checks before it accepts EFER.LME. */
 	if (ioctl(vm->kvm, KVM_GET_SUPPORTED_CPUID, c) < 0 ||
-	    ioctl(vm->vcpufd, KVM_SET_CPUID2, c) < 0)
+	    ioctl(vcpufd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
 	free(c);
 	return ret;
@@ -75,7 +75,7 @@ static int set_slot(struct vm *vm, uint32_t flags)
 
 int vm_kvm_usable(char *err, size_t errlen)
 {
-	struct vm vm = { .kvm = -1, .vmfd = -1, .vcpufd = -1 };
+	struct vm vm = { .kvm = -1, .vmfd = -1 };
 	int ret = 0;
 
 	vm.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -92,14 +92,20 @@ int vm_kvm_usable(char *err, size_t errlen)
 	return ret;
 }
 
-int vm_create(struct vm *vm, void *ram, size_t len, char *err, size_t errlen)
+int vm_create(struct vm *vm, void *ram, size_t len, int nvcpus, char *err, size_t errlen)
 {
 	int ret, mmap_size;
 
 	memset(vm, 0, sizeof(*vm));
-	vm->kvm = vm->vmfd = vm->vcpufd = -1;
+	vm->kvm = vm->vmfd = -1;
+	for (int i = 0; i < GUEST_MAX_VCPUS; i++)
+		vm->cpu[i].fd = -1;
 	vm->ram = ram;
 	vm->ram_len = len;
+	if (nvcpus < 1 || nvcpus > GUEST_MAX_VCPUS) {
+		snprintf(err, errlen, "1 to %d vCPUs", GUEST_MAX_VCPUS);
+		return -EINVAL;
+	}
 	vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm < 0) {
 		ret = -errno;
@@ -120,20 +126,29 @@ int vm_create(struct vm *vm, void *ram, size_t len, char *err, size_t errlen)
 	ioctl(vm->vmfd, KVM_SET_TSS_ADDR, 0xfffbd000UL);
 	if ((ret = set_slot(vm, 0)))
 		return fail(err, errlen, ret, "KVM_SET_USER_MEMORY_REGION");
-	vm->vcpufd = ioctl(vm->vmfd, KVM_CREATE_VCPU, 0);
-	if (vm->vcpufd < 0)
-		return fail(err, errlen, -errno, "KVM_CREATE_VCPU");
 	mmap_size = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (mmap_size <= 0)
 		return fail(err, errlen, -errno, "KVM_GET_VCPU_MMAP_SIZE");
 	vm->run_size = (size_t)mmap_size;
-	vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->vcpufd, 0);
-	if (vm->run == MAP_FAILED) {
-		vm->run = NULL;
-		return fail(err, errlen, -errno, "mmap of the vCPU's kvm_run");
+	/* No in-kernel interrupt controller: each vCPU runs from the state
+	 * the VMM sets, no INIT/SIPI needed for the second one. */
+	for (int i = 0; i < nvcpus; i++) {
+		struct vcpu *c = &vm->cpu[i];
+
+		c->vm = vm;
+		c->id = i;
+		c->fd = ioctl(vm->vmfd, KVM_CREATE_VCPU, i);
+		if (c->fd < 0)
+			return fail(err, errlen, -errno, "KVM_CREATE_VCPU");
+		vm->nvcpus = i + 1;
+		c->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+		if (c->run == MAP_FAILED) {
+			c->run = NULL;
+			return fail(err, errlen, -errno, "mmap of the vCPU's kvm_run");
+		}
+		if ((ret = set_cpuid(vm, c->fd)))
+			return fail(err, errlen, ret, "KVM_SET_CPUID2");
 	}
-	if ((ret = set_cpuid(vm)))
-		return fail(err, errlen, ret, "KVM_SET_CPUID2");
 	return 0;
 }
 
@@ -151,7 +166,6 @@ int vm_boot_setup(struct vm *vm, char *err, size_t errlen)
 	};
 	struct kvm_segment data = code;
 	struct kvm_sregs sregs;
-	struct kvm_regs regs = { .rip = GUEST_ENTRY, .rsp = GUEST_STACK_TOP, .rflags = 2 };
 
 	if (sizeof(guest_bin) > GUEST_CODE_MAX || gib > GUEST_MAX_GIB ||
 	    vm->ram_len < 2 * GUEST_WORK) {
@@ -174,8 +188,9 @@ int vm_boot_setup(struct vm *vm, char *err, size_t errlen)
 	memcpy(vm->ram + GUEST_ENTRY, guest_bin, sizeof(guest_bin));
 	ctrl->magic = CTRL_MAGIC;
 	ctrl->ram_bytes = vm->ram_len;
+	ctrl->nvcpus = (unsigned long long)vm->nvcpus;
 
-	if (ioctl(vm->vcpufd, KVM_GET_SREGS, &sregs) < 0)
+	if (ioctl(vm->cpu[0].fd, KVM_GET_SREGS, &sregs) < 0)
 		return fail(err, errlen, -errno, "KVM_GET_SREGS");
 	sregs.gdt.base = GUEST_GDT;
 	sregs.gdt.limit = 3 * 8 - 1;
@@ -189,45 +204,58 @@ int vm_boot_setup(struct vm *vm, char *err, size_t errlen)
 	data.l = 0;
 	data.db = 1;
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	if (ioctl(vm->vcpufd, KVM_SET_SREGS, &sregs) < 0)
-		return fail(err, errlen, -errno,
-			    "KVM_SET_SREGS refused 64-bit long mode (nested KVM?)");
-	if (ioctl(vm->vcpufd, KVM_SET_REGS, &regs) < 0)
-		return fail(err, errlen, -errno, "KVM_SET_REGS");
+	for (int i = 0; i < vm->nvcpus; i++) {
+		/* Each vCPU: its id as _start's argument, its own stack page. */
+		struct kvm_regs regs = {
+			.rip = GUEST_ENTRY, .rsp = GUEST_STACK_TOP - (uint64_t)i * 4096,
+			.rdi = (uint64_t)i, .rflags = 2,
+		};
+
+		if (ioctl(vm->cpu[i].fd, KVM_SET_SREGS, &sregs) < 0)
+			return fail(err, errlen, -errno,
+				    "KVM_SET_SREGS refused 64-bit long mode (nested KVM?)");
+		if (ioctl(vm->cpu[i].fd, KVM_SET_REGS, &regs) < 0)
+			return fail(err, errlen, -errno, "KVM_SET_REGS");
+	}
 	return 0;
 }
 
 /* ------------------------------------------------------------- devices */
 
-static void serial_out(struct vm *vm, char c)
+/* One line buffer per vCPU, so two vCPUs' lines never mix. */
+static void serial_out(struct vcpu *v, char c)
 {
-	if (c == '\n' || vm->line_len == sizeof(vm->line) - 1) {
-		vm->line[vm->line_len] = 0;
-		printf("guest: %s\n", vm->line);
+	if (c == '\n' || v->line_len == sizeof(v->line) - 1) {
+		v->line[v->line_len] = 0;
+		printf("guest: %s\n", v->line);
 		fflush(stdout);
-		vm->line_len = 0;
+		v->line_len = 0;
 		if (c == '\n')
 			return;
 	}
-	vm->line[vm->line_len++] = c;
+	v->line[v->line_len++] = c;
 }
 
-static void port_io(struct vm *vm)
+static void port_io(struct vcpu *v)
 {
-	struct kvm_run *r = vm->run;
+	struct vm *vm = v->vm;
+	struct kvm_run *r = v->run;
 	uint8_t *data = (uint8_t *)r + r->io.data_offset;
 
 	for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size) {
 		if (r->io.direction == KVM_EXIT_IO_OUT) {
-			uint32_t v = 0;
+			uint32_t val = 0;
 
-			memcpy(&v, data, r->io.size);
+			memcpy(&val, data, r->io.size);
 			if (r->io.port == PORT_SERIAL)
-				serial_out(vm, (char)v);
+				serial_out(v, (char)val);
 			else if (r->io.port == PORT_READY)
 				atomic_store(&vm->ready, 1);
 			else if (r->io.port == PORT_VERIFY) {
-				atomic_store(&vm->verify_result, v);
+				unsigned ok = 0;
+
+				if (val) /* keep the first mismatch any vCPU reports */
+					atomic_compare_exchange_strong(&vm->verify_result, &ok, val);
 				atomic_fetch_add(&vm->verify_answers, 1);
 			}
 		} else {
@@ -247,22 +275,23 @@ static void on_kick(int sig)
 
 static void *vcpu_thread(void *arg)
 {
-	struct vm *vm = arg;
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
 
 	for (;;) {
-		if (ioctl(vm->vcpufd, KVM_RUN, 0) < 0) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (atomic_load(&vm->stop))
 					return NULL;
 				continue;
 			}
-			fprintf(stderr, "microvm: KVM_RUN: %s\n", strerror(errno));
+			fprintf(stderr, "microvm: vCPU %d: KVM_RUN: %s\n", v->id, strerror(errno));
 			atomic_store(&vm->exit_reason, -errno);
 			return NULL;
 		}
-		switch (vm->run->exit_reason) {
+		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
-			port_io(vm);
+			port_io(v);
 			break;
 		case KVM_EXIT_INTR:
 			if (atomic_load(&vm->stop))
@@ -275,12 +304,12 @@ static void *vcpu_thread(void *arg)
 		default: {
 			struct kvm_regs regs = { 0 };
 
-			ioctl(vm->vcpufd, KVM_GET_REGS, &regs);
-			fprintf(stderr, "microvm: vCPU exit %u (hardware reason %#llx) at rip %#llx\n",
-				vm->run->exit_reason,
-				(unsigned long long)vm->run->fail_entry.hardware_entry_failure_reason,
+			ioctl(v->fd, KVM_GET_REGS, &regs);
+			fprintf(stderr, "microvm: vCPU %d: exit %u (hardware reason %#llx) at rip %#llx\n",
+				v->id, v->run->exit_reason,
+				(unsigned long long)v->run->fail_entry.hardware_entry_failure_reason,
 				(unsigned long long)regs.rip);
-			atomic_store(&vm->exit_reason, (int)vm->run->exit_reason);
+			atomic_store(&vm->exit_reason, (int)v->run->exit_reason);
 			return NULL;
 		}
 		}
@@ -294,10 +323,23 @@ int vm_start(struct vm *vm)
 
 	sigaction(SIGUSR2, &sa, NULL);
 	atomic_store(&vm->stop, false);
-	vm->run->immediate_exit = 0;
-	ret = pthread_create(&vm->thread, NULL, vcpu_thread, vm);
-	vm->running = ret == 0;
-	return -ret;
+	for (int i = 0; i < vm->nvcpus; i++) {
+		vm->cpu[i].run->immediate_exit = 0;
+		ret = pthread_create(&vm->cpu[i].thread, NULL, vcpu_thread, &vm->cpu[i]);
+		if (ret) { /* stop the ones that started */
+			atomic_store(&vm->stop, true);
+			for (int k = 0; k < i; k++) {
+				vm->cpu[k].run->immediate_exit = 1;
+				while (pthread_tryjoin_np(vm->cpu[k].thread, NULL) == EBUSY) {
+					pthread_kill(vm->cpu[k].thread, SIGUSR2);
+					usleep(1000);
+				}
+			}
+			return -ret;
+		}
+	}
+	vm->running = true;
+	return 0;
 }
 
 /*
@@ -313,11 +355,13 @@ void vm_stop(struct vm *vm)
 	if (!vm->running)
 		return;
 	atomic_store(&vm->stop, true);
-	vm->run->immediate_exit = 1;
-	while (pthread_tryjoin_np(vm->thread, NULL) == EBUSY) {
-		pthread_kill(vm->thread, SIGUSR2);
-		usleep(1000);
-	}
+	for (int i = 0; i < vm->nvcpus; i++)
+		vm->cpu[i].run->immediate_exit = 1;
+	for (int i = 0; i < vm->nvcpus; i++)
+		while (pthread_tryjoin_np(vm->cpu[i].thread, NULL) == EBUSY) {
+			pthread_kill(vm->cpu[i].thread, SIGUSR2);
+			usleep(1000);
+		}
 	vm->running = false;
 }
 
@@ -326,10 +370,11 @@ long vm_verify(struct vm *vm)
 	volatile struct guest_ctrl *ctrl = (volatile struct guest_ctrl *)(vm->ram + GUEST_CTRL);
 	unsigned before = atomic_load(&vm->verify_answers);
 
+	atomic_store(&vm->verify_result, 0);
 	/* The VMM's own write to guest RAM: KVM's dirty log does not see it
 	 * (vm_dirty_log_collect always reports the control page). */
 	ctrl->verify_req++;
-	while (atomic_load(&vm->verify_answers) == before) {
+	while (atomic_load(&vm->verify_answers) - before < (unsigned)vm->nvcpus) {
 		if (!vm->running || atomic_load(&vm->exit_reason))
 			return -1;
 		usleep(1000);
@@ -375,42 +420,60 @@ int vm_save(struct vm *vm, struct vm_state *s)
 	s->magic = STATE_MAGIC;
 	s->version = STATE_VERSION;
 	s->ram_len = vm->ram_len;
-	if (ioctl(vm->vcpufd, KVM_GET_REGS, &s->regs) < 0 ||
-	    ioctl(vm->vcpufd, KVM_GET_SREGS, &s->sregs) < 0 ||
-	    ioctl(vm->vcpufd, KVM_GET_FPU, &s->fpu) < 0)
-		return -errno;
-	s->line_len = (uint32_t)vm->line_len;
-	memcpy(s->line, vm->line, vm->line_len);
+	s->nvcpus = (uint64_t)vm->nvcpus;
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->cpu[i];
+
+		if (ioctl(v->fd, KVM_GET_REGS, &s->cpu[i].regs) < 0 ||
+		    ioctl(v->fd, KVM_GET_SREGS, &s->cpu[i].sregs) < 0 ||
+		    ioctl(v->fd, KVM_GET_FPU, &s->cpu[i].fpu) < 0)
+			return -errno;
+		s->cpu[i].line_len = (uint32_t)v->line_len;
+		memcpy(s->cpu[i].line, v->line, v->line_len);
+	}
 	return 0;
 }
 
 int vm_restore(struct vm *vm, const struct vm_state *s, char *err, size_t errlen)
 {
 	if (s->magic != STATE_MAGIC || s->version != STATE_VERSION ||
-	    s->ram_len != vm->ram_len || s->line_len >= sizeof(s->line)) {
-		snprintf(err, errlen, "the device state is not a microvm's of this RAM size");
+	    s->ram_len != vm->ram_len || s->nvcpus != (uint64_t)vm->nvcpus) {
+		snprintf(err, errlen, "the device state is not a microvm's of this RAM size "
+				      "and vCPU count");
 		return -EINVAL;
 	}
-	if (ioctl(vm->vcpufd, KVM_SET_SREGS, &s->sregs) < 0 ||
-	    ioctl(vm->vcpufd, KVM_SET_REGS, &s->regs) < 0 ||
-	    ioctl(vm->vcpufd, KVM_SET_FPU, &s->fpu) < 0)
-		return fail(err, errlen, -errno, "restoring the vCPU");
-	vm->line_len = s->line_len;
-	memcpy(vm->line, s->line, s->line_len);
+	for (int i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->cpu[i];
+
+		if (s->cpu[i].line_len >= sizeof(v->line)) {
+			snprintf(err, errlen, "the device state's serial line is too long");
+			return -EINVAL;
+		}
+		if (ioctl(v->fd, KVM_SET_SREGS, &s->cpu[i].sregs) < 0 ||
+		    ioctl(v->fd, KVM_SET_REGS, &s->cpu[i].regs) < 0 ||
+		    ioctl(v->fd, KVM_SET_FPU, &s->cpu[i].fpu) < 0)
+			return fail(err, errlen, -errno, "restoring a vCPU");
+		v->line_len = s->cpu[i].line_len;
+		memcpy(v->line, s->cpu[i].line, v->line_len);
+	}
 	return 0;
 }
 
 void vm_destroy(struct vm *vm)
 {
 	vm_stop(vm);
-	if (vm->run)
-		munmap(vm->run, vm->run_size);
-	if (vm->vcpufd >= 0)
-		close(vm->vcpufd);
+	for (int i = 0; i < vm->nvcpus; i++) {
+		if (vm->cpu[i].run)
+			munmap(vm->cpu[i].run, vm->run_size);
+		if (vm->cpu[i].fd >= 0)
+			close(vm->cpu[i].fd);
+		vm->cpu[i].run = NULL;
+		vm->cpu[i].fd = -1;
+	}
+	vm->nvcpus = 0;
 	if (vm->vmfd >= 0)
 		close(vm->vmfd);
 	if (vm->kvm >= 0)
 		close(vm->kvm);
-	vm->run = NULL;
-	vm->vcpufd = vm->vmfd = vm->kvm = -1;
+	vm->vmfd = vm->kvm = -1;
 }

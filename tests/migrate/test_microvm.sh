@@ -5,8 +5,8 @@
 #   - pre-copy then post-copy, the destination holding its vCPU until every
 #     page arrived, then comparing guest RAM with the source's sha256 at
 #     the pause, byte for byte;
-#   - post-copy only, the vCPU resumed at once (the real post-copy path:
-#     the guest faults its RAM in through KVM).
+#   - post-copy only with two vCPUs, resumed at once (the real post-copy
+#     path: the guest faults its RAM in through KVM).
 # In both the guest verifies its own per-page counters and checksum after
 # the migration and again after running on. Skips without root (network
 # namespaces) or without a usable /dev/kvm, saying which.
@@ -20,7 +20,7 @@ tag=flvm$$
 tmp=$(mktemp -d /tmp/fl-microvm.XXXXXX)
 n=0
 failed=0
-tests=(precopy_postcopy_over_tls_ram_equal_at_switchover postcopy_only_over_tls_resumed_at_once)
+tests=(precopy_postcopy_over_tls_ram_equal_at_switchover postcopy_only_two_vcpus_over_tls_resumed_at_once)
 
 say() { printf '%s\n' "$*"; }
 ok() { n=$((n + 1)); say "ok $n - test_$1${2:+ # SKIP $2}"; }
@@ -96,8 +96,8 @@ else
 	not_ok "$t" "$tmp/precopy.log"
 fi
 t=${tests[1]}
-if migrate postcopy -- --postcopy-only &&
-   grep -q "0 rounds" "$tmp/postcopy.src"; then
+if migrate postcopy -- --postcopy-only --vcpus 2 &&
+   grep -q "0 rounds" "$tmp/postcopy.src" && grep -q "2 vCPUs resumed" "$tmp/postcopy.dst"; then
 	ok "$t"
 else
 	not_ok "$t" "$tmp/postcopy.log"
