@@ -12,7 +12,8 @@
  *                faultline's userfaultfd write-protect tracker, calls the
  *                VMM's pause() at the switch-over for the device state.
  *
- *   destination  fl_receiver_accept() + fl_receiver_wait_resume() (the
+ *   destination  fl_vmm_dest_check() before listening, then
+ *                fl_receiver_accept() + fl_receiver_wait_resume() (the
  *                device state), map RAM, fl_vmm_dest_start(), set up the
  *                vCPUs over that RAM and run them AT ONCE; faults are
  *                served by a monitor thread in this process.
@@ -120,6 +121,12 @@ int fl_vmm_dest_check(char *err, size_t errlen);
  * program's own), never turned into zeros by the monitor.
  *
  * `r` stays the caller's and must outlive the fl_vmm_dest.
+ *
+ * The monitor's event loop registers SIGINT and SIGTERM (stop serving)
+ * and SIGUSR1 (print statistics) for the whole process while it runs: a
+ * VMM that needs those signals must block them in its other threads or
+ * not rely on its own handlers until fl_vmm_dest_destroy(). A stopped
+ * monitor leaves missing pages blocking (our fd stays open), never zeros.
  *
  * To serve from a separate monitor process instead (`faultline receive
  * --exec VMM`), the VMM maps RAM and calls fl_restore_handoff()
