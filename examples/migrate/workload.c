@@ -2,10 +2,10 @@
 /*
  * migrate-workload: a program that keeps writing to its memory while it is
  * migrated post-copy to another host, and checks that memory afterwards.
- * It uses the library the way a VMM does: its guest-RAM-like region is
- * handed to fl_migrate_source(), which tracks dirty pages (WP_ASYNC +
- * PAGEMAP_SCAN) for the pre-copy rounds and calls back to pause the
- * writers at the switch-over.
+ * It uses the library the way a VMM does (faultline/vmm.h): its
+ * guest-RAM-like region is handed to fl_vmm_migrate(), which reads it,
+ * tracks dirty pages (WP_ASYNC + PAGEMAP_SCAN) for the pre-copy rounds
+ * and calls back to pause the writers at the switch-over.
  *
  *   migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)
  *   faultline receive --listen ADDR --exec "migrate-workload dest" ...
@@ -32,6 +32,7 @@
 #include <faultline/handoff.h>
 #include <faultline/migrate.h>
 #include <faultline/uffd.h>
+#include <faultline/vmm.h>
 
 #define PG 4096UL
 #define BASE 0x7e0000000000ULL /* clear of ASan's shadow, too */
@@ -49,7 +50,6 @@ struct work {
 	atomic_bool stop, quit;
 	atomic_int parked;
 	pthread_t *threads;
-	struct fl_dirty *dirty;
 	const char *sha_file;
 };
 
@@ -139,31 +139,8 @@ static void end_writers(struct work *w)
 	w->threads = NULL;
 }
 
-/* ---- the library's view of our memory (the VMM-side callbacks) ---- */
-
-static int mem_read(void *ctx, uint32_t region, uint64_t off, void *buf, size_t len)
-{
-	struct work *w = ctx;
-
-	(void)region;
-	memcpy(buf, w->mem + off, len);
-	return 0;
-}
-
-static int mem_dirty_start(void *ctx)
-{
-	struct work *w = ctx;
-
-	return fl_dirty_create(&w->dirty, w->mem, w->len, FL_DIRTY_AUTO);
-}
-
-static int mem_dirty_collect(void *ctx, uint32_t region, uint64_t *bitmap)
-{
-	struct work *w = ctx;
-
-	(void)region;
-	return fl_dirty_collect(w->dirty, bitmap, NULL);
-}
+/* ---- the library's view of our memory: faultline/vmm.h reads it and
+ * tracks its dirty pages (uffd-wp); we only pause the writers ---- */
 
 static int mem_pause(void *ctx, void **blob, size_t *len)
 {
@@ -194,12 +171,8 @@ static int mem_pause(void *ctx, void **blob, size_t *len)
 
 static int run_source(struct work *w, struct fl_migrate_source_opts *o, double seconds)
 {
-	struct fl_region r = { .start = BASE, .len = w->len, .page_size = PG, .prot = 3,
-			       .name = "workload" };
-	struct fl_migrate_memory mem = {
-		.read = mem_read, .dirty_start = mem_dirty_start,
-		.dirty_collect = mem_dirty_collect, .pause = mem_pause, .ctx = w,
-	};
+	struct fl_vmm_ram ram = { .len = w->len, .guest_addr = BASE, .name = "workload" };
+	struct fl_vmm_source_hooks hooks = { .pause = mem_pause, .ctx = w };
 	struct fl_migrate_report rep;
 	struct header *h;
 	char err[512];
@@ -220,16 +193,15 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 	printf("source: %zu MiB, %d writer threads running\n", w->len >> 20, w->writers);
 	fflush(stdout);
 	usleep((useconds_t)(seconds * 1e6)); /* it works for a while first */
-	if (fl_migrate_source(&r, 1, &mem, o, &rep, err, sizeof(err))) {
+	ram.host = w->mem;
+	if (fl_vmm_migrate(&ram, 1, &hooks, o, &rep, err, sizeof(err))) {
 		fprintf(stderr, "migrate-workload: %s\n", err);
 		pause_writers(w);
 		end_writers(w);
-		fl_dirty_destroy(w->dirty);
 		return 1;
 	}
 	fl_migrate_report_print(&rep, stdout);
 	end_writers(w); /* paused at the switch-over; the program lives on there */
-	fl_dirty_destroy(w->dirty);
 	return 0;
 }
 

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The destination side of a VMM's migration: guest RAM of this process
+ * served by an in-process monitor thread from the receiver.
+ *
+ * Two threads run here besides the VMM's: the monitor's event loop, and a
+ * small watcher that tells the source it may let go as soon as every page
+ * has arrived (the source keeps the guest's memory until then, so this
+ * should not wait for anyone to ask).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline/monitor.h>
+#include <faultline/uffd.h>
+#include <faultline/vmm.h>
+
+struct fl_vmm_dest {
+	struct fl_receiver *r;
+	struct fl_monitor *m;
+	struct fl_uffd u;	/* our own copy of the fd: see destroy */
+	struct fl_vmm_ram *ram;
+	size_t n;
+	bool prefetch;
+	pthread_t mon_thread, watch_thread;
+	bool mon_started, watch_started;
+	atomic_bool mon_done, finished, stopping;
+	atomic_int mon_ret, finish_ret;
+};
+
+static void *monitor_thread(void *arg)
+{
+	struct fl_vmm_dest *d = arg;
+
+	atomic_store(&d->mon_ret, fl_monitor_run(d->m));
+	atomic_store(&d->mon_done, true);
+	return NULL;
+}
+
+static void *watch_thread(void *arg)
+{
+	struct fl_vmm_dest *d = arg;
+
+	while (!atomic_load(&d->stopping) && !atomic_load(&d->mon_done)) {
+		if (fl_receiver_owed(d->r) == 0) {
+			uint64_t st[3];
+
+			fl_monitor_fault_stats(d->m, &st[0], &st[1], &st[2]);
+			atomic_store(&d->finish_ret, fl_receiver_finish(d->r, st, 3));
+			atomic_store(&d->finished, true);
+			return NULL;
+		}
+		usleep(5000);
+	}
+	return NULL;
+}
+
+/* Faults raised inside the kernel (KVM's get_user_pages) need a
+ * userfaultfd opened without UFFD_USER_MODE_ONLY; say what is missing. */
+static int no_kernel_faults(char *err, size_t errlen)
+{
+	struct fl_uffd_privilege p;
+
+	fl_uffd_privilege_check(&p);
+	snprintf(err, errlen,
+		 "cannot create a userfaultfd that handles faults raised in the kernel, which "
+		 "KVM's accesses to guest RAM are: this process has no CAP_SYS_PTRACE, "
+		 "vm.unprivileged_userfaultfd is %d (not 1) and /dev/userfaultfd is %s. Fix one: "
+		 "run with CAP_SYS_PTRACE, `sysctl vm.unprivileged_userfaultfd=1`, or give this "
+		 "user read-write access to /dev/userfaultfd",
+		 p.unprivileged_sysctl, !p.dev_userfaultfd ? "absent" :
+		 p.dev_userfaultfd_rw ? "usable (yet the open failed)" : "not ours to open");
+	return -EPERM;
+}
+
+int fl_vmm_dest_check(char *err, size_t errlen)
+{
+	struct fl_uffd u = { .fd = -1 };
+	int ret = fl_uffd_create(&u, 0 /* not USER_MODE_ONLY */, 0, 0, NULL);
+
+	fl_uffd_close(&u);
+	if (ret == -EPERM)
+		return no_kernel_faults(err, errlen);
+	if (ret)
+		snprintf(err, errlen, "creating a userfaultfd: %s", strerror(-ret));
+	return ret;
+}
+
+int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
+		      const struct fl_vmm_ram *ram, size_t n,
+		      const struct fl_vmm_dest_opts *opts, char *err, size_t errlen)
+{
+	/* Follow what the VMM itself may do to its RAM; no EVENT_FORK: a
+	 * forked child of the VMM does not take guest RAM with it. */
+	uint64_t want = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID;
+	struct fl_monitor_opts mo = { .keep_caps = true };
+	struct fl_handoff_region *hr = NULL;
+	const struct fl_region *g;
+	struct fl_vmm_dest *d;
+	size_t ng;
+	int ret, fd;
+
+	*out = NULL;
+	g = fl_receiver_regions(r, &ng);
+	if (ng != n) {
+		snprintf(err, errlen, "the source sent %zu regions of guest RAM, the VMM mapped %zu",
+			 ng, n);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (g[i].len != ram[i].len || g[i].page_size != 4096 ||
+		    (uintptr_t)ram[i].host % 4096) {
+			snprintf(err, errlen, "guest RAM %zu: the source's is %llu bytes of %u-byte "
+				 "pages, the VMM mapped %zu bytes at %p", i,
+				 (unsigned long long)g[i].len, g[i].page_size, ram[i].len,
+				 ram[i].host);
+			return -EINVAL;
+		}
+	d = calloc(1, sizeof(*d));
+	hr = calloc(n, sizeof(*hr));
+	if (!d || !hr) {
+		free(d);
+		free(hr);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	d->r = r;
+	d->u.fd = -1;
+	d->ram = malloc(n * sizeof(*ram));
+	if (!d->ram) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(d->ram, ram, n * sizeof(*ram));
+	d->n = n;
+	d->prefetch = !(opts && opts->no_prefetch);
+	ret = fl_uffd_create(&d->u, 0 /* not USER_MODE_ONLY */, want, 0, NULL);
+	if (ret == -EPERM) {
+		ret = no_kernel_faults(err, errlen);
+		goto fail;
+	}
+	if (ret) {
+		snprintf(err, errlen, "creating a userfaultfd: %s", strerror(-ret));
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ret = fl_uffd_register(d->u.fd, (uintptr_t)ram[i].host, ram[i].len,
+				       UFFDIO_REGISTER_MODE_MISSING, NULL);
+		if (ret) {
+			snprintf(err, errlen, "registering guest RAM %zu at %p: %s", i,
+				 ram[i].host, strerror(-ret));
+			goto fail;
+		}
+		hr[i] = (struct fl_handoff_region){
+			.addr = (uintptr_t)ram[i].host, .len = ram[i].len, .source_offset = 0,
+			.source_region = (uint32_t)i, .page_size = 4096,
+		};
+	}
+	/* In this process the monitor must leave our capabilities alone. */
+	mo.verbose = opts ? opts->verbose : 0;
+	mo.no_prefetch = !d->prefetch;
+	ret = fl_monitor_create(&d->m, fl_receiver_source(r), &mo, err, errlen);
+	if (ret)
+		goto fail;
+	/* The monitor owns a duplicate; ours stays open until destroy, so if
+	 * the monitor failed, a missing page would block, never read zeros. */
+	fd = dup(d->u.fd);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "dup: %s", strerror(errno));
+		goto fail;
+	}
+	ret = fl_monitor_adopt(d->m, fd, getpid(), d->u.features, hr, n, err, errlen);
+	if (ret) {
+		close(fd);
+		goto fail;
+	}
+	if ((ret = -pthread_create(&d->mon_thread, NULL, monitor_thread, d))) {
+		snprintf(err, errlen, "starting the monitor thread: %s", strerror(-ret));
+		goto fail;
+	}
+	d->mon_started = true;
+	if ((ret = -pthread_create(&d->watch_thread, NULL, watch_thread, d))) {
+		snprintf(err, errlen, "starting the watcher thread: %s", strerror(-ret));
+		goto fail;
+	}
+	d->watch_started = true;
+	free(hr);
+	*out = d;
+	return 0;
+fail:
+	free(hr);
+	fl_vmm_dest_destroy(d);
+	return ret;
+}
+
+uint64_t fl_vmm_dest_owed(const struct fl_vmm_dest *d)
+{
+	return fl_receiver_owed(d->r);
+}
+
+/*
+ * Is every page of guest RAM mapped? The monitor's owed count is only
+ * refreshed as its loop runs (it reads 0 before the first pass), so the
+ * last word is the page tables': mincore() says which pages are present
+ * (UFFDIO_ZEROPAGE's zero page counts). Closing the userfaultfd after a
+ * yes cannot turn a page into zeros.
+ */
+static bool all_present(const struct fl_vmm_dest *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		size_t pages = d->ram[i].len / 4096;
+		unsigned char *v = malloc(pages);
+		bool ok = v && !mincore(d->ram[i].host, d->ram[i].len, v);
+
+		for (size_t p = 0; ok && p < pages; p++)
+			ok = v[p] & 1;
+		free(v);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int fl_vmm_dest_wait_complete(struct fl_vmm_dest *d, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+
+	for (;;) {
+		if (atomic_load(&d->finished) &&
+		    (!d->prefetch || (fl_monitor_owed_pages(d->m) == 0 && all_present(d))))
+			return atomic_load(&d->finish_ret);
+		if (atomic_load(&d->mon_done))
+			return atomic_load(&d->mon_ret) ? atomic_load(&d->mon_ret) : -EPIPE;
+		if (timeout_s > 0 && now_s() > end)
+			return -ETIMEDOUT;
+		usleep(2000);
+	}
+}
+
+void fl_vmm_dest_print_stats(struct fl_vmm_dest *d, FILE *out, bool json)
+{
+	fl_monitor_print_stats(d->m, out, json);
+}
+
+void fl_vmm_dest_fault_stats(struct fl_vmm_dest *d, uint64_t *faults, uint64_t *p50_ns,
+			     uint64_t *p99_ns)
+{
+	uint64_t f, a, b;
+
+	fl_monitor_fault_stats(d->m, &f, &a, &b);
+	if (faults)
+		*faults = f;
+	if (p50_ns)
+		*p50_ns = a;
+	if (p99_ns)
+		*p99_ns = b;
+}
+
+void fl_vmm_dest_destroy(struct fl_vmm_dest *d)
+{
+	if (!d)
+		return;
+	atomic_store(&d->stopping, true);
+	if (d->watch_started)
+		pthread_join(d->watch_thread, NULL);
+	if (d->mon_started) {
+		fl_monitor_stop(d->m);
+		pthread_join(d->mon_thread, NULL);
+	}
+	fl_monitor_destroy(d->m);
+	fl_uffd_close(&d->u);
+	free(d->ram);
+	free(d);
+}
