@@ -49,10 +49,7 @@ static void *watch_thread(void *arg)
 
 	while (!atomic_load(&d->stopping) && !atomic_load(&d->mon_done)) {
 		if (fl_receiver_owed(d->r) == 0) {
-			uint64_t st[3];
-
-			fl_monitor_fault_stats(d->m, &st[0], &st[1], &st[2]);
-			atomic_store(&d->finish_ret, fl_receiver_finish(d->r, st, 3));
+			atomic_store(&d->finish_ret, fl_receiver_finish_monitor(d->r, d->m));
 			atomic_store(&d->finished, true);
 			return NULL;
 		}
