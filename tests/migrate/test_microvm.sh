@@ -13,6 +13,7 @@
 #   test_microvm.sh BUILD_DIR [MiB]
 set -uo pipefail
 build=$1
+. "$(dirname "$0")/netns-lib.sh"
 mib=${2:-256}
 fl=$build/src/cli/faultline
 mvm=$build/examples/microvm/microvm
@@ -28,8 +29,7 @@ not_ok() { n=$((n + 1)); failed=$((failed + 1)); say "not ok $n - test_$1"; sed 
 skip_all() { for t in "${tests[@]}"; do ok "$t" "$1"; done; exit 0; }
 
 cleanup() {
-	ip netns del "$tag-src" 2>/dev/null
-	ip netns del "$tag-dst" 2>/dev/null
+	netns_destroy "$tag"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -42,20 +42,8 @@ if ! "$mvm" run --mem 4 --seconds 0 >"$tmp/kvm.log" 2>&1; then
 	skip_all "KVM is not usable here: $(grep -m1 microvm: "$tmp/kvm.log")"
 fi
 
-ip netns add "$tag-src" && ip netns add "$tag-dst" &&
-ip link add "$tag-a" type veth peer name "$tag-b" &&
-ip link set "$tag-a" netns "$tag-src" && ip link set "$tag-b" netns "$tag-dst" &&
-ip -n "$tag-src" addr add 10.213.9.1/24 dev "$tag-a" &&
-ip -n "$tag-dst" addr add 10.213.9.2/24 dev "$tag-b" &&
-ip -n "$tag-src" link set "$tag-a" up && ip -n "$tag-dst" link set "$tag-b" up &&
-ip -n "$tag-src" link set lo up && ip -n "$tag-dst" link set lo up || {
-	say "Bail out! cannot create network namespaces"; exit 1; }
-if ip netns exec "$tag-src" tc qdisc add dev "$tag-a" root netem delay 1ms 2>/dev/null &&
-   ip netns exec "$tag-dst" tc qdisc add dev "$tag-b" root netem delay 1ms 2>/dev/null; then
-	say "# link: veth with netem, 1 ms each way"
-else
-	say "# link: veth, no delay (this kernel has no sch_netem)"
-fi
+netns_create "$tag" 10.213.9 || { say "Bail out! cannot create network namespaces"; exit 1; }
+netns_slow "$tag"
 "$fl" certs --out "$tmp/certs" --hosts source,dest >/dev/null 2>"$tmp/certs.err" ||
 	{ say "Bail out! faultline certs failed: $(cat "$tmp/certs.err")"; exit 1; }
 

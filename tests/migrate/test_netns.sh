@@ -9,6 +9,7 @@
 #   test_netns.sh BUILD_DIR
 set -uo pipefail
 build=$1
+. "$(dirname "$0")/netns-lib.sh"
 fl=$build/src/cli/faultline
 wl=$build/examples/migrate-workload
 src_wl=$build/examples/lazy-workload-source
@@ -23,8 +24,7 @@ not_ok() { n=$((n + 1)); failed=$((failed + 1)); say "not ok $n - $1"; sed 's/^/
 
 cleanup() {
 	[ -s "$tmp/state" ] && kill -9 "$(awk '{print $4}' "$tmp/state")" 2>/dev/null
-	ip netns del "$tag-src" 2>/dev/null
-	ip netns del "$tag-dst" 2>/dev/null
+	netns_destroy "$tag"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -38,22 +38,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
 	exit 0
 fi
 
-ip netns add "$tag-src" && ip netns add "$tag-dst" &&
-ip link add "$tag-a" type veth peer name "$tag-b" &&
-ip link set "$tag-a" netns "$tag-src" && ip link set "$tag-b" netns "$tag-dst" &&
-ip -n "$tag-src" addr add 10.213.7.1/24 dev "$tag-a" &&
-ip -n "$tag-dst" addr add 10.213.7.2/24 dev "$tag-b" &&
-ip -n "$tag-src" link set "$tag-a" up && ip -n "$tag-dst" link set "$tag-b" up &&
-ip -n "$tag-src" link set lo up && ip -n "$tag-dst" link set lo up || {
-	say "Bail out! cannot create network namespaces"; exit 1; }
-if ip netns exec "$tag-src" tc qdisc add dev "$tag-a" root netem delay 1ms 2>/dev/null &&
-   ip netns exec "$tag-dst" tc qdisc add dev "$tag-b" root netem delay 1ms 2>/dev/null; then
-	say "# link: veth with netem, 1 ms each way"
-else
-	ip netns exec "$tag-src" tc qdisc add dev "$tag-a" root tbf rate 2gbit burst 256kb latency 5ms
-	ip netns exec "$tag-dst" tc qdisc add dev "$tag-b" root tbf rate 2gbit burst 256kb latency 5ms
-	say "# link: veth limited to 2 Gbit/s with tbf (this kernel has no sch_netem)"
-fi
+netns_create "$tag" 10.213.7 || { say "Bail out! cannot create network namespaces"; exit 1; }
+netns_slow "$tag" 2gbit
 
 "$fl" certs --out "$tmp/certs" --hosts source,dest >/dev/null 2>"$tmp/certs.err" ||
 	{ say "Bail out! faultline certs failed: $(cat "$tmp/certs.err")"; exit 1; }
