@@ -14,33 +14,10 @@
 #include <faultline/source.h>
 
 #include "runner.h"
+#include "reap.h"
 
 #define MIB (1ull << 20)
 #define FILE_SIZE (8 * MIB)
-
-struct reaped {
-	struct fl_source_req *order[4096];
-	int n;
-};
-
-static void collect(struct fl_source_req *req, void *arg)
-{
-	struct reaped *r = arg;
-
-	r->order[r->n++] = req;
-}
-
-static void reap_all(struct fl_source *src, struct reaped *r, int want)
-{
-	while (r->n < want) {
-		struct pollfd p = { .fd = src->event_fd, .events = POLLIN };
-		int got = fl_source_reap(src, collect, r);
-
-		assert_true(got >= 0);
-		if (r->n < want && !got)
-			assert_int_equal(poll(&p, 1, 10000), 1);
-	}
-}
 
 static uint8_t byte_at(uint64_t off)
 {

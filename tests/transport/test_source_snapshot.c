@@ -8,31 +8,7 @@
 #include <unistd.h>
 
 #include "snaptest.h"
-
-struct reaped {
-	struct fl_source_req *order[1024];
-	int n;
-};
-
-static void collect(struct fl_source_req *req, void *arg)
-{
-	struct reaped *r = arg;
-
-	r->order[r->n++] = req;
-}
-
-/* Reap until `want` requests are done, waiting on event_fd between. */
-static void reap_all(struct fl_source *src, struct reaped *r, int want)
-{
-	while (r->n < want) {
-		struct pollfd p = { .fd = src->event_fd, .events = POLLIN };
-		int got = fl_source_reap(src, collect, r);
-
-		assert_true(got >= 0);
-		if (r->n < want && !got)
-			assert_int_equal(poll(&p, 1, 10000), 1);
-	}
-}
+#include "reap.h"
 
 static void *pages(size_t len)
 {
