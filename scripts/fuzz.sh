@@ -14,7 +14,11 @@ dir=build-fuzz
 if [ ! -f "$dir/build.ninja" ]; then
 	CC=clang meson setup "$dir" -Dfuzz=true -Dtests=false -Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$dir" -j2 >/dev/null
+if ! ninja -C "$dir" -j2 >"$dir/build.log" 2>&1; then
+	echo "fuzz: building with clang failed ($dir/build.log):"
+	grep -E -A5 "FAILED|error" "$dir/build.log" | head -40
+	exit 1
+fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
