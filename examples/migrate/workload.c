@@ -51,6 +51,8 @@ struct work {
 	atomic_int parked;
 	pthread_t *threads;
 	const char *sha_file;
+	pthread_t sha_thread;
+	bool sha_started;
 };
 
 static void fill(char *page, size_t p, uint64_t version)
@@ -142,26 +144,40 @@ static void end_writers(struct work *w)
 /* ---- the library's view of our memory: faultline/vmm.h reads it and
  * tracks its dirty pages (uffd-wp); we only pause the writers ---- */
 
+/* The memory at the switch-over, hashed while the destination already
+ * runs: the writers stay paused here and the page server only reads, so
+ * this costs no downtime. Written whole (rename), the destination waits. */
+static void *hash_switchover(void *arg)
+{
+	struct work *w = arg;
+	char sha[65], tmp[4096];
+	FILE *f;
+
+	sha256(w->mem, w->len, sha);
+	printf("source: memory sha256 at the switch-over %.16s...\n", sha);
+	fflush(stdout);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", w->sha_file);
+	f = fopen(tmp, "we");
+	if (f) {
+		fprintf(f, "%s\n", sha);
+		if (fclose(f) == 0)
+			rename(tmp, w->sha_file);
+	}
+	return NULL;
+}
+
 static int mem_pause(void *ctx, void **blob, size_t *len)
 {
 	struct work *w = ctx;
 	struct header *h = (struct header *)w->mem;
-	char sha[65], *state = malloc(64);
+	char *state = malloc(64);
 
 	pause_writers(w);
 	printf("source: paused after %llu page writes\n",
 	       (unsigned long long)atomic_load(&h->writes));
 	fflush(stdout);
-	if (w->sha_file) { /* costs downtime: only when asked */
-		sha256(w->mem, w->len, sha);
-		printf("source: memory sha256 %.16s...\n", sha);
-		FILE *f = fopen(w->sha_file, "we");
-
-		if (f) {
-			fprintf(f, "%s\n", sha);
-			fclose(f);
-		}
-	}
+	if (w->sha_file)
+		w->sha_started = pthread_create(&w->sha_thread, NULL, hash_switchover, w) == 0;
 	/* The "device state" a VMM would send: here, the write count. */
 	*len = (size_t)snprintf(state, 64, "writes=%llu",
 				(unsigned long long)atomic_load(&h->writes));
@@ -176,6 +192,7 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 	struct fl_migrate_report rep;
 	struct header *h;
 	char err[512];
+	int ret;
 
 	w->mem = mmap((void *)BASE, w->len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -194,7 +211,10 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 	fflush(stdout);
 	usleep((useconds_t)(seconds * 1e6)); /* it works for a while first */
 	ram.host = w->mem;
-	if (fl_vmm_migrate(&ram, 1, &hooks, o, &rep, err, sizeof(err))) {
+	ret = fl_vmm_migrate(&ram, 1, &hooks, o, &rep, err, sizeof(err));
+	if (w->sha_started)
+		pthread_join(w->sha_thread, NULL);
+	if (ret) {
 		fprintf(stderr, "migrate-workload: %s\n", err);
 		pause_writers(w);
 		end_writers(w);
@@ -338,7 +358,11 @@ static int run_dest(struct work *w, double seconds)
 	printf("dest: resumed; all %zu MiB read back in %.2f s\n", w->len >> 20,
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	if (w->sha_file) {
-		FILE *f = fopen(w->sha_file, "re");
+		FILE *f = NULL;
+
+		/* The source hashes its frozen memory after the switch-over. */
+		for (int i = 0; i < 2400 && !(f = fopen(w->sha_file, "re")); i++)
+			usleep(50 * 1000);
 
 		if (!f || !fgets(want, sizeof(want), f)) {
 			fprintf(stderr, "dest: cannot read %s\n", w->sha_file);
