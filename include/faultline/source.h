@@ -60,11 +60,6 @@ struct fl_source_ops {
 	int64_t (*zero_run)(struct fl_source *s, uint32_t region,
 			    uint64_t offset, uint64_t max);
 	void (*destroy)(struct fl_source *s);
-	/* Optional (NULL: nothing to do). A thread now waits on these pages
-	 * of a background request already submitted: fetch them as urgent.
-	 * The request still completes as before. */
-	void (*escalate)(struct fl_source *s, uint32_t region, uint64_t offset,
-			 uint64_t len);
 };
 
 struct fl_source {
@@ -75,6 +70,11 @@ struct fl_source {
 	/* Readable when reap() has completions; -1 when flush() completes
 	 * everything before it returns (reap right after flush). */
 	int event_fd;
+	/* A background read completes only when all its pages are here, and
+	 * they come in the order the far end streams them (the remote
+	 * source): a fault on one of its pages gets an urgent read of its own
+	 * rather than waiting for the whole background read. */
+	bool hurry_joined;
 };
 
 static inline int fl_source_submit(struct fl_source *s, struct fl_source_req *r)
@@ -97,13 +97,6 @@ static inline int64_t fl_source_zero_run(struct fl_source *s, uint32_t region,
 					 uint64_t offset, uint64_t max)
 {
 	return s->ops->zero_run(s, region, offset, max);
-}
-
-static inline void fl_source_escalate(struct fl_source *s, uint32_t region,
-				      uint64_t offset, uint64_t len)
-{
-	if (s->ops->escalate)
-		s->ops->escalate(s, region, offset, len);
 }
 
 static inline void fl_source_destroy(struct fl_source *s)

@@ -309,6 +309,67 @@ static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
 		fprintf(m->record, "%u %llu\n", region, (unsigned long long)offset);
 }
 
+/* An urgent one-page read for page of r. hurry: the page is already being
+ * read in the background; this read only gets it sooner, so its bytes and
+ * latency are not counted again (the joined fault's latency counts when
+ * the page is installed, by whichever read lands first). 0, or -errno. */
+static int submit_urgent(struct mproc *p, struct mregion *r, size_t page, uint64_t t,
+			 uint32_t tid, bool hurry)
+{
+	struct fl_monitor *m = p->mon;
+	uint64_t src_off = r->src_offset + page * r->page;
+	struct mreq *q = m->free_urgent;
+	int ret;
+
+	if (!q)
+		return -EBUSY;
+	m->free_urgent = q->next;
+	m->urgent_inflight++;
+	memset(&q->req, 0, sizeof(q->req));
+	q->req.region = r->src_region;
+	q->req.offset = src_off;
+	q->req.len = r->page;
+	q->req.buf = q->buf;
+	q->req.urgent = true;
+	q->proc = p;
+	q->t_fault = hurry ? 0 : t;
+	q->tid = hurry ? 0 : tid;
+	q->counted = hurry;
+	ret = fl_source_submit(m->src, &q->req);
+	if (ret < 0) {
+		req_put(m, q);
+		return ret;
+	}
+	p->inflight++;
+	ps_set(&r->ps, page, PS_REQUESTED);
+	fl_source_flush(m->src);
+	if (m->src->event_fd < 0)
+		fl_source_reap(m->src, fetch_completed, m);
+	return 0;
+}
+
+/* A fault on a page whose read is in flight waits for it (its COPY wakes
+ * every thread there); its latency counts when the page is installed. A
+ * source whose background reads complete only as a whole (remote) gets an
+ * urgent read of just this page, once per page. */
+static void join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, uint64_t t,
+		 uint32_t tid)
+{
+	struct fl_monitor *m = p->mon;
+	uint64_t at = r->start + page * r->page;
+	bool first = true;
+
+	m->stats.faults_joined++;
+	if (p->njoined >= 1024)
+		joined_prune(p);
+	for (size_t i = 0; i < p->njoined && first; i++)
+		first = p->joined[i].addr < at || p->joined[i].addr >= at + r->page;
+	if (!pfault_push(&p->joined, &p->njoined, &p->cap_joined, (struct pfault){ addr, t, tid }))
+		return;
+	if (first && m->src->hurry_joined && submit_urgent(p, r, page, t, tid, true) == 0)
+		m->stats.faults_hurried++;
+}
+
 /* 0: handled (or joined); -EAGAIN/-EBUSY: try again later. */
 static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 {
@@ -317,7 +378,6 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	uint64_t src_off;
 	size_t page;
 	int64_t z;
-	struct mreq *q;
 	int ret;
 
 	if (!r) {
@@ -337,15 +397,8 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 		m->stats.faults_spurious++;
 		fl_uffd_wake(p->uffd, r->start + page * r->page, r->page);
 		return 0;
-	case PS_REQUESTED: /* a read is in flight: its COPY wakes us too */
-		m->stats.faults_joined++;
-		/* Its latency counts when that read lands; if the read is a
-		 * background one, the source is asked to hurry this page. */
-		if (p->njoined >= 1024)
-			joined_prune(p);
-		if (pfault_push(&p->joined, &p->njoined, &p->cap_joined,
-				(struct pfault){ addr, t, tid }))
-			fl_source_escalate(m->src, r->src_region, src_off, r->page);
+	case PS_REQUESTED:
+		join(p, r, page, addr, t, tid);
 		return 0;
 	case PS_ZERO:
 		ret = fetch_zero(p, r, page, 1);
@@ -367,36 +420,15 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 		}
 		return ret == -EAGAIN ? ret : 0;
 	}
-	q = m->free_urgent;
-	if (!q)
+	if (!m->free_urgent)
 		return -EBUSY;
 	record(m, r->src_region, src_off); /* pages read on a fault, in order */
-	m->free_urgent = q->next;
-	m->urgent_inflight++;
-	memset(&q->req, 0, sizeof(q->req));
-	q->req.region = r->src_region;
-	q->req.offset = src_off;
-	q->req.len = r->page;
-	q->req.buf = q->buf;
-	q->req.urgent = true;
-	q->proc = p;
-	q->t_fault = t;
-	q->tid = tid;
-	q->counted = false;
-	ret = fl_source_submit(m->src, &q->req);
-	if (ret < 0) {
-		req_put(m, q);
-		if (ret == -EBUSY)
-			return ret;
+	ret = submit_urgent(p, r, page, t, tid, false);
+	if (ret == -EBUSY)
+		return ret;
+	if (ret < 0)
 		mon_log(m, 0, "%s: the source refused page %#llx of region %u: %s", p->label,
 			(unsigned long long)src_off, r->src_region, strerror(-ret));
-		return 0;
-	}
-	p->inflight++;
-	ps_set(&r->ps, page, PS_REQUESTED);
-	fl_source_flush(m->src);
-	if (m->src->event_fd < 0)
-		fl_source_reap(m->src, fetch_completed, m);
 	return 0;
 }
 

@@ -79,7 +79,8 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 
 	if (json) {
 		fprintf(out, "{\"duration_s\": %.3f, \"faults\": %" PRIu64
-			", \"faults_joined\": %" PRIu64 ", \"faults_zero\": %" PRIu64
+			", \"faults_joined\": %" PRIu64 ", \"faults_hurried\": %" PRIu64
+			", \"faults_zero\": %" PRIu64
 			", \"faults_new_memory\": %" PRIu64 ", \"faults_spurious\": %" PRIu64
 			", \"pages_copied_on_fault\": %" PRIu64 ", \"pages_prefetched\": %" PRIu64
 			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
@@ -89,7 +90,7 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"handoffs_refused\": %" PRIu64
 			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
 			", \"threads\": [",
-			secs, s->faults, s->faults_joined, s->faults_zero, s->faults_new_memory,
+			secs, s->faults, s->faults_joined, s->faults_hurried, s->faults_zero, s->faults_new_memory,
 			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_zeroed,
 			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
 			s->exits, s->eagain, s->handoffs, s->handoffs_refused,
@@ -104,9 +105,10 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 	}
 	fprintf(out, "faultline monitor statistics (%.2f s)\n", secs);
 	fprintf(out, "  faults: %" PRIu64 " (%" PRIu64 " joined a read in flight, %" PRIu64
-		" zero pages, %" PRIu64 " outside the snapshot, %" PRIu64 " already present)\n",
-		s->faults, s->faults_joined, s->faults_zero, s->faults_new_memory,
-		s->faults_spurious);
+		" of those hurried with a read of their own, %" PRIu64 " zero pages, %" PRIu64
+		" outside the snapshot, %" PRIu64 " already present)\n",
+		s->faults, s->faults_joined, s->faults_hurried, s->faults_zero,
+		s->faults_new_memory, s->faults_spurious);
 	fprintf(out, "  pages: %" PRIu64 " copied on fault, %" PRIu64 " prefetched, %" PRIu64
 		" zeroed, %" PRIu64 " found present; %.1f MiB read\n",
 		s->pages_fault, s->pages_prefetched, s->pages_zeroed, s->pages_existed,

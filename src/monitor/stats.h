@@ -26,7 +26,7 @@ struct tid_stat {
 
 struct stats {
 	uint64_t t_start;
-	uint64_t faults, faults_joined, faults_zero, faults_new_memory, faults_spurious;
+	uint64_t faults, faults_joined, faults_hurried, faults_zero, faults_new_memory, faults_spurious;
 	uint64_t pages_fault, pages_prefetched, pages_zeroed, pages_existed, bytes_read;
 	uint64_t fork, remap, remove, unmap, exits, eagain, handoffs, handoffs_refused;
 	struct hist latency;

@@ -53,7 +53,6 @@ struct fl_receiver {
 	struct fl_source_req **pending, **done;
 	size_t npending, ndone, cap_pending, cap_done;
 	_Atomic uint64_t owed;
-	_Atomic uint64_t escalated; /* faults that joined a background request */
 	int verbose;
 	uint64_t bytes, rounds;
 };
@@ -377,21 +376,7 @@ static void rx_destroy(struct fl_source *s)
 	(void)s; /* the receiver owns everything */
 }
 
-/* A fault joined a background read: ask again on the urgent connection
- * (the urgent bit keeps it to once per page), so the page does not wait
- * behind the background stream. */
-static void rx_escalate(struct fl_source *s, uint32_t region, uint64_t offset, uint64_t len)
-{
-	struct fl_receiver *r = rx(s);
-	struct fl_source_req q = { .region = region, .offset = offset, .len = len,
-				   .urgent = true };
-
-	if (source_req_check(s, &q) == 0 && ask(r, &q) == 0)
-		atomic_fetch_add(&r->escalated, 1);
-}
-
 static const struct fl_source_ops receiver_ops = {
-	.escalate = rx_escalate,
 	.submit = rx_submit,
 	.flush = rx_flush,
 	.reap = rx_reap,
@@ -511,6 +496,7 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 	}
 	r->base.regions = r->regions;
 	r->base.nregions = r->n;
+	r->base.hurry_joined = true;
 	if (pthread_create(&r->ctl_thread, NULL, rx_control, r) == 0)
 		r->ctl_started = true;
 	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
@@ -569,9 +555,7 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	r->finished = true;
 	pthread_mutex_unlock(&r->lock);
 	if (r->verbose)
-		fprintf(stderr, "receive: %.1f MiB of pages received; %llu faults hurried past "
-			"the background stream\n", (double)r->bytes / (1 << 20),
-			(unsigned long long)atomic_load(&r->escalated));
+		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
 	m.stats.n = n < FL_WIRE_STATS_MAX ? n : FL_WIRE_STATS_MAX;
 	memcpy(m.stats.values, stats, m.stats.n * sizeof(uint64_t));
 	ret = fl_conn_send_ctl(r->ctl, &m);
