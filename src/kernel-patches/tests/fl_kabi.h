@@ -14,6 +14,8 @@
 #include <string.h>
 #include <errno.h>
 #include <unistd.h>
+#include <limits.h>
+#include <libgen.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <linux/types.h>
@@ -57,6 +59,43 @@ static inline void fl_result(const char *verdict, const char *fmt, ...)
 static inline int fl_uffd_open(int flags)
 {
 	return (int)syscall(__NR_userfaultfd, flags);
+}
+
+/* ---- a kernel selftest built next to this program ---- */
+
+/* Start the program `name` from this program's directory with argv (its
+ * argv[0] is set here), stdout and stderr into the returned stream. No
+ * shell in the guest: fork and exec with a pipe, not popen(). SKIP if it
+ * is not there or cannot start. */
+static inline FILE *fl_run_sibling(const char *name, char **argv, pid_t *pid)
+{
+	static char exe[PATH_MAX], bin[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	int pfd[2];
+	FILE *p;
+
+	if (n < 0)
+		FL_SKIP("readlink /proc/self/exe: %s", strerror(errno));
+	exe[n] = 0;
+	snprintf(bin, sizeof(bin), "%s/%s", dirname(exe), name);
+	if (access(bin, X_OK))
+		FL_SKIP("%s not built", bin);
+	if (pipe(pfd))
+		FL_SKIP("pipe: %s", strerror(errno));
+	argv[0] = bin;
+	*pid = fork();
+	if (*pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		execv(bin, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	p = fdopen(pfd[0], "r");
+	if (*pid < 0 || !p)
+		FL_SKIP("cannot run %s: %s", bin, strerror(errno));
+	return p;
 }
 
 #endif /* FL_KABI_H */

@@ -8,46 +8,23 @@
  */
 #include "fl_kabi.h"
 
-#include <limits.h>
-#include <libgen.h>
 #include <sys/wait.h>
 
 int main(void)
 {
-	char exe[PATH_MAX], bin[PATH_MAX + 32], line[512], summary[512] = "";
-	char bail[512] = "";
+	char line[512], summary[512] = "", bail[512] = "";
+	char *argv[] = { NULL, NULL };
 	unsigned int pass = 0, fail = 0;
-	int status = 0, pfd[2];
-	ssize_t n;
+	int status = 0;
 	pid_t pid;
 	FILE *p;
 
 	fl_test_name = "pagemap_selftest";
 	setvbuf(stdout, NULL, _IONBF, 0);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n < 0)
-		FL_SKIP("readlink /proc/self/exe: %s", strerror(errno));
-	exe[n] = 0;
-	snprintf(bin, sizeof(bin), "%s/pagemap_ioctl", dirname(exe));
-	if (access(bin, X_OK))
-		FL_SKIP("%s not built", bin);
 	/* it creates scratch files named after its source file in the cwd */
 	if (chdir(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"))
 		FL_SKIP("chdir to a scratch directory: %s", strerror(errno));
-	if (pipe(pfd))
-		FL_SKIP("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		execl(bin, bin, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	p = fdopen(pfd[0], "r");
-	if (pid < 0 || !p)
-		FL_SKIP("cannot run %s: %s", bin, strerror(errno));
+	p = fl_run_sibling("pagemap_ioctl", argv, &pid);
 	while (fgets(line, sizeof(line), p)) {
 		/* only failures and the summary: the full TAP output is long */
 		if (!strncmp(line, "not ok", 6) || !strncmp(line, "# Totals", 8) ||

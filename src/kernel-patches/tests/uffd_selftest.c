@@ -11,43 +11,20 @@
  */
 #include "fl_kabi.h"
 
-#include <limits.h>
-#include <libgen.h>
 #include <sys/wait.h>
 
 int main(void)
 {
-	char exe[PATH_MAX], bin[PATH_MAX + 32], line[512], summary[512] = "";
+	char line[512], summary[512] = "";
+	char *argv[] = { NULL, "-f", "events-exit", NULL };
 	unsigned int pass = 0, skip = 0, fail = 0;
-	int skipped_missing = 0, status = 0, pfd[2];
+	int skipped_missing = 0, status = 0;
 	pid_t pid;
-	ssize_t n;
 	FILE *p;
 
 	fl_test_name = "uffd_selftest";
 	setvbuf(stdout, NULL, _IONBF, 0);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n < 0)
-		FL_SKIP("readlink /proc/self/exe: %s", strerror(errno));
-	exe[n] = 0;
-	snprintf(bin, sizeof(bin), "%s/uffd-unit-tests", dirname(exe));
-	if (access(bin, X_OK))
-		FL_SKIP("%s not built", bin);
-	/* no shell in the guest: fork and exec with a pipe, not popen() */
-	if (pipe(pfd))
-		FL_SKIP("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		execl(bin, bin, "-f", "events-exit", (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	p = fdopen(pfd[0], "r");
-	if (pid < 0 || !p)
-		FL_SKIP("cannot run %s: %s", bin, strerror(errno));
+	p = fl_run_sibling("uffd-unit-tests", argv, &pid);
 	while (fgets(line, sizeof(line), p)) {
 		fputs(line, stdout);
 		if (strstr(line, "feature missing"))
