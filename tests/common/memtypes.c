@@ -24,6 +24,16 @@ const char *const fl_op_names[OP_COUNT] = {
 	[OP_WRITEPROTECT] = "writeprotect",
 };
 
+/* Shared memory and a private mapping of a memfd (shmem underneath both)
+ * offer the same userfaultfd features, operations and range ioctls. */
+#define SHMEM_UFFD \
+	.features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM | \
+		    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | \
+		    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON, \
+	.ops = ALL_COPY | OPS(OP_ZEROPAGE) | OPS(OP_CONTINUE) | \
+	       OPS(OP_POISON) | OPS(OP_WRITEPROTECT), \
+	.range_ioctls = IOC(WAKE) | IOC(COPY) | IOC(ZEROPAGE) | IOC(POISON)
+
 const struct memtype fl_memtypes[] = {
 	{
 		.name = "anon",
@@ -38,22 +48,12 @@ const struct memtype fl_memtypes[] = {
 		.name = "shmem",
 		.shared = true,
 		.file = true,
-		.features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
-			    UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
-			    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON,
-		.ops = ALL_COPY | OPS(OP_ZEROPAGE) | OPS(OP_CONTINUE) |
-		       OPS(OP_POISON) | OPS(OP_WRITEPROTECT),
-		.range_ioctls = IOC(WAKE) | IOC(COPY) | IOC(ZEROPAGE) | IOC(POISON),
+		SHMEM_UFFD,
 	},
 	{
 		.name = "memfd_private",
 		.file = true,
-		.features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
-			    UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
-			    UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON,
-		.ops = ALL_COPY | OPS(OP_ZEROPAGE) | OPS(OP_CONTINUE) |
-		       OPS(OP_POISON) | OPS(OP_WRITEPROTECT),
-		.range_ioctls = IOC(WAKE) | IOC(COPY) | IOC(ZEROPAGE) | IOC(POISON),
+		SHMEM_UFFD,
 	},
 	{
 		.name = "hugetlb",
