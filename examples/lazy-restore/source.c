@@ -25,7 +25,7 @@ static int do_run(size_t mib, const char *state)
 	}
 	for (size_t i = 0; i < len / PG; i++)
 		page_data(i, (uint64_t *)(mem + i * PG));
-	digest(mem, len, sha);
+	sha256_hex(mem, len, sha);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", state);
 	f = fopen(tmp, "we");
 	if (!f || fprintf(f, "%p %zu %s %d\n", (void *)mem, len, sha, getpid()) < 0 ||

@@ -4,11 +4,12 @@
 #ifndef FL_EXAMPLE_WORKLOAD_DATA_H
 #define FL_EXAMPLE_WORKLOAD_DATA_H
 
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "../common/sha256-hex.h"
 
 #define PG 4096UL
 #define RUN (2UL << 20)
@@ -36,21 +37,6 @@ static inline void page_data(size_t i, uint64_t *w)
 		x ^= x << 17;
 		w[k] = x;
 	}
-}
-
-static inline void hex(const unsigned char *d, char *out)
-{
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
-static inline void digest(const void *p, size_t len, char out[65])
-{
-	unsigned char d[32];
-	unsigned int n = 32;
-
-	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
-	hex(d, out);
 }
 
 #endif

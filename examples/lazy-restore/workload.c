@@ -138,7 +138,7 @@ static int do_restore(const char *state, const char *dir, const char *sock)
 		if (kids[i] == 0)
 			_exit(child(i, mem, pages));
 	}
-	digest(mem, len, got);
+	sha256_hex(mem, len, got);
 	printf("restore: parent hashed %zu MiB in %.2f s\n", len >> 20, now() - t0);
 	for (int i = 0; i < 3; i++) {
 		int st;

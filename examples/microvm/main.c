@@ -11,7 +11,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "tls-opts.h"
 #include "vm.h"
+#include "../common/sha256-hex.h"
 
 struct opts {
 	size_t mem_mib;
@@ -117,16 +117,6 @@ static int cmd_run(const struct opts *o)
 	return ret;
 }
 
-
-static void sha256_hex(const void *p, size_t len, char out[65])
-{
-	unsigned char d[32];
-	unsigned int n = 32;
-
-	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
 
 /* ------------------------------------------------------------- source */
 

@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +32,8 @@
 #include <faultline/migrate.h>
 #include <faultline/uffd.h>
 #include <faultline/vmm.h>
+
+#include "../common/sha256-hex.h"
 
 #define PG 4096UL
 #define BASE 0x7e0000000000ULL /* clear of ASan's shadow, too */
@@ -107,16 +108,6 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static void sha256(const void *p, size_t len, char out[65])
-{
-	unsigned char d[32];
-	unsigned int n = 32;
-
-	EVP_Digest(p, len, d, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
 static void start_writers(struct work *w)
 {
 	w->threads = calloc((size_t)w->writers, sizeof(pthread_t));
@@ -153,7 +144,7 @@ static void *hash_switchover(void *arg)
 	char sha[65], tmp[4096];
 	FILE *f;
 
-	sha256(w->mem, w->len, sha);
+	sha256_hex(w->mem, w->len, sha);
 	printf("source: memory sha256 at the switch-over %.16s...\n", sha);
 	fflush(stdout);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->sha_file);
@@ -310,7 +301,7 @@ static int run_dest_state(const char *path)
 		fprintf(stderr, "dest: %s\n", err);
 		return 1;
 	}
-	sha256(mem, len, got);
+	sha256_hex(mem, len, got);
 	if (strcmp(got, sha)) {
 		fprintf(stderr, "dest: MEMORY DIFFERS: %s, the state file says %s\n", got, sha);
 		return 1;
@@ -353,7 +344,7 @@ static int run_dest(struct work *w, double seconds)
 		if (f)
 			fclose(f);
 	}
-	sha256(w->mem, w->len, sha);
+	sha256_hex(w->mem, w->len, sha);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("dest: resumed; all %zu MiB read back in %.2f s\n", w->len >> 20,
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
