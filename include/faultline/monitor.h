@@ -31,6 +31,11 @@ struct fl_monitor_opts {
 	const char *replay_faults; /* prefetch a recorded order first */
 	unsigned bg_inflight;	   /* background reads in flight (default 4) */
 	size_t bg_chunk;	   /* bytes per background read (default 2 MiB) */
+	/* A fault's read that the source has not answered within this many
+	 * ms ends as a failed read: the page is poisoned (SIGBUS for the
+	 * thread, logged). 0: wait as long as the source says (the source's
+	 * own deadline applies, e.g. a lost connection fails at once). */
+	unsigned read_deadline_ms;
 	bool exit_when_idle;	   /* exit once every process is gone (default
 				      for the command; tests may adopt later) */
 	/* Accept Firecracker's page-fault handler connections here (NULL:

@@ -3,10 +3,10 @@
  * faultline/source.h - where pages come from.
  *
  * The monitor talks to a page source through this one small interface:
- * "give me these pages of this region, urgent or not, and tell me when they
- * are in this buffer". A snapshot directory, a remote page server and an
- * in-memory source are implementations; the monitor never knows which one
- * it has.
+ * "give me these pages of this region, urgent or not, and tell me where
+ * they are when they are here". A snapshot directory, a raw memory file, a
+ * remote page server and an in-memory source are implementations; the
+ * monitor never knows which one it has.
  */
 #ifndef FAULTLINE_SOURCE_H
 #define FAULTLINE_SOURCE_H
@@ -30,15 +30,40 @@ struct fl_region {
 	char name[FL_REGION_NAME_MAX]; /* "[heap]", a file path, "guest-ram" */
 };
 
-/* One read: pages [offset, offset + len) of a region into buf. */
+/*
+ * One read: pages [offset, offset + len) of a region.
+ *
+ * The life of a request, the same for every source (the model is
+ * io_uring's): the caller fills the first block and submits; from then the
+ * source owns the request until it comes back, exactly once, through
+ * reap(), with result set; on success `data` points at the bytes, in a
+ * buffer the source owns, valid until the caller calls release(). cancel()
+ * ends a request early: after it returns, no completion of it runs and its
+ * bytes reach nobody. A source that has the bytes at hand (memory) still
+ * completes through reap(): the caller has one code path.
+ *
+ * Pages that arrive without being asked for (a pushed stream) come through
+ * reap() too, as requests the source allocated (`unasked` set, `cookie`
+ * NULL); the caller installs them as they land and releases them like any
+ * other.
+ */
 struct fl_source_req {
+	/* Set by the caller before submit (by the source for unasked ones). */
 	uint32_t region; /* index into the source's region table */
 	uint64_t offset; /* byte offset in the region, page aligned */
 	uint64_t len;	 /* bytes, a multiple of the region's page size */
-	void *buf;	 /* page-aligned, len bytes */
 	bool urgent;	 /* a thread is blocked on it: goes before background */
-	int result;	 /* at completion: 0 (all of buf filled) or -errno */
 	void *cookie;	 /* the caller's */
+	/* Set by the source at completion. */
+	int result;	  /* 0, or -errno: no bytes (-EBADMSG checksum failure,
+			     -EIO, -ECONNRESET source gone, -ETIMEDOUT) */
+	const void *data; /* the bytes (result 0), until release() */
+	bool movable;	  /* data is page-aligned private anonymous memory
+			     owned by the source alone: the caller may take its
+			     pages with UFFDIO_MOVE instead of copying them */
+	bool unasked;	  /* pushed by the source: nobody submitted it */
+	/* The source's own bookkeeping. */
+	uint64_t priv;
 };
 
 struct fl_source;
@@ -47,34 +72,40 @@ typedef void (*fl_source_done_fn)(struct fl_source_req *req, void *arg);
 
 struct fl_source_ops {
 	/* Queue a request (not started until flush). -EBUSY: the queue is
-	 * full, reap first. -EINVAL/-ERANGE: the request is out of bounds. */
+	 * full, reap first. -ERANGE: the request is out of bounds; -E2BIG:
+	 * longer than max_req. */
 	int (*submit)(struct fl_source *s, struct fl_source_req *req);
 	/* Start everything queued, urgent requests first. */
 	int (*flush)(struct fl_source *s);
 	/* Hand each finished request to done(). Returns how many, or -errno.
-	 * Never blocks. */
+	 * Never blocks. done() may submit, flush, cancel and release, but not
+	 * reap. */
 	int (*reap)(struct fl_source *s, fl_source_done_fn done, void *arg);
+	/* Withdraw a submitted request that has not been handed to done()
+	 * yet: it never will be. Returns 0, or -ENOENT if it is not the
+	 * source's any more (already handed back). */
+	int (*cancel)(struct fl_source *s, struct fl_source_req *req);
+	/* The caller is done with a completed request's data (it may have
+	 * moved its pages away if `movable`). Unasked requests are freed. */
+	void (*release)(struct fl_source *s, struct fl_source_req *req);
 	/* Length in bytes of the run of known-zero pages (holes) starting at
 	 * offset, at most max; 0 if offset holds data. Zero runs are mapped
 	 * with UFFDIO_ZEROPAGE and never read. */
 	int64_t (*zero_run)(struct fl_source *s, uint32_t region,
 			    uint64_t offset, uint64_t max);
+	/* Cancels whatever is still the source's, then frees it. */
 	void (*destroy)(struct fl_source *s);
 };
 
 struct fl_source {
 	const struct fl_source_ops *ops;
-	const char *kind; /* "snapshot", "memory", "remote" */
+	const char *kind; /* "snapshot", "memory", "remote", "rawfile" */
 	const struct fl_region *regions;
 	size_t nregions;
-	/* Readable when reap() has completions; -1 when flush() completes
-	 * everything before it returns (reap right after flush). */
+	/* Readable when reap() has completions. Always valid. */
 	int event_fd;
-	/* A background read completes only when all its pages are here, and
-	 * they come in the order the far end streams them (the remote
-	 * source): a fault on one of its pages gets an urgent read of its own
-	 * rather than waiting for the whole background read. */
-	bool hurry_joined;
+	/* The longest request submit() takes, in bytes (at least 2 MiB). */
+	uint64_t max_req;
 };
 
 static inline int fl_source_submit(struct fl_source *s, struct fl_source_req *r)
@@ -93,6 +124,16 @@ static inline int fl_source_reap(struct fl_source *s, fl_source_done_fn done,
 	return s->ops->reap(s, done, arg);
 }
 
+static inline int fl_source_cancel(struct fl_source *s, struct fl_source_req *r)
+{
+	return s->ops->cancel(s, r);
+}
+
+static inline void fl_source_release(struct fl_source *s, struct fl_source_req *r)
+{
+	s->ops->release(s, r);
+}
+
 static inline int64_t fl_source_zero_run(struct fl_source *s, uint32_t region,
 					 uint64_t offset, uint64_t max)
 {
@@ -107,29 +148,11 @@ static inline void fl_source_destroy(struct fl_source *s)
 
 /* An in-memory source over caller-owned buffers (tests, embedded use):
  * region i's bytes are data[i]; a NULL data[i] is all zeros. Completes
- * synchronously (event_fd == -1). */
+ * at flush, but through reap() like every source; data points into
+ * data[i] (never movable). */
 int fl_source_memory_create(struct fl_source **out,
 			    const struct fl_region *regions, size_t n,
 			    const void *const *data);
-
-/* A raw memory file: region i's bytes are at file_offset[i] (4 KiB
- * aligned) in the file at path, with nothing around them, as a VMM writes
- * guest memory (Firecracker's memory snapshot). Holes in the file
- * (SEEK_DATA/SEEK_HOLE, found once at open) are served as zeros and never
- * read; the rest is read with io_uring. Every region must lie inside the
- * file: a region past its end is refused at open (-ERANGE, err naming the
- * region and both sizes), and a read that finds the file shorter than at
- * open completes with -EIO, never with zeros. regions are copied. */
-int fl_source_rawfile_create(struct fl_source **out, const char *path,
-			     const struct fl_region *regions,
-			     const uint64_t *file_offset, size_t n,
-			     char *err, size_t errlen);
-
-/* The last read error of a raw-file source ("" if none). */
-const char *fl_source_rawfile_error(const struct fl_source *s);
-
-/* Size in bytes of the raw file a raw-file source serves. */
-uint64_t fl_source_rawfile_size(const struct fl_source *s);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
 
 #include <faultline/monitor.h>
 #include <faultline/snapshot.h>
+#include <faultline/source-rawfile.h>
 
 #include "cli.h"
 

@@ -1,81 +1,103 @@
 // SPDX-License-Identifier: MIT
 /*
- * Serving faults and streaming the rest.
+ * Serving faults and streaming the rest: requests to the page source,
+ * and what their completions install.
  *
  * Rules, each enforced here:
  * - Faults first: a fault's read is submitted and flushed at once, as
- *   urgent; background reads are topped up only at the end of a callback,
- *   and the background pump runs at a lower libevent priority than the
- *   userfaultfds and the source's completions.
- * - A page is read from the source at most once per process: its state is
- *   REQUESTED while the read is in flight, and a second fault on it joins
- *   that read (UFFDIO_COPY wakes every thread waiting in the range).
- * - A completed read installs only pages still REQUESTED: a REMOVE that
- *   arrived meanwhile made them ZERO, and snapshot data must not resurrect
- *   them. Reads are located by source position, not address, so a REMAP
- *   or UNMAP while they were in flight is followed naturally.
- * - EAGAIN (an event is queued) defers the install or the fault until the
- *   userfaultfd has been read again: never spin, never drop.
- * - A page whose data cannot be trusted (the source says it is corrupt)
- *   is never installed: it is poisoned, so the program gets SIGBUS there
- *   instead of garbage or zeros.
+ *   urgent; background reads are topped up only from the low-priority pump.
+ *   A fault on a page whose read is in flight joins it, and (the first time)
+ *   gets an urgent one-page read too: a background read may complete only as
+ *   a whole, and a fault never waits behind one.
+ * - A read is of source pages, not of one process's: its completion
+ *   installs into every live process that still owes those pages (MISSING
+ *   or REQUESTED there), so a fork tree reads each page once. A submitted
+ *   read marks the pages REQUESTED wherever they were MISSING.
+ * - A completion installs only pages still owed: a REMOVE that arrived
+ *   meanwhile made them ZERO, and snapshot data must not resurrect them.
+ *   Pages are found by source position, so a REMAP or UNMAP while the read
+ *   was in flight is followed naturally.
+ * - EAGAIN (an event is pending, or the kernel still says so after it was
+ *   read) keeps the completion and its data and queues it on the retry
+ *   queue (retry.c); nothing is dropped, nothing spins.
+ * - A read that fails (checksum, source gone, deadline) never installs:
+ *   the pages are poisoned, so a thread touching them gets SIGBUS and the
+ *   log names the page and the cause; a process whose userfaultfd cannot
+ *   poison is killed with that message instead.
+ * - Data arrives by reference: installed with UFFDIO_MOVE when the source
+ *   says its buffer may be taken and only one process owes it, else
+ *   UFFDIO_COPY; then released to the source.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "monitor-internal.h"
 
-#define URGENT_BUFS 64
+#define URGENT_REQS 256
 #define MAX_PAGE (2UL << 20)
 
 int fetch_pool_init(struct fl_monitor *m)
 {
-	size_t nbg = m->opts.bg_inflight, chunk = m->opts.bg_chunk;
-	struct mreq *reqs;
-	char *p;
+	size_t nbg = m->opts.bg_inflight;
+	struct mreq *reqs = calloc(URGENT_REQS + nbg, sizeof(*reqs));
 
-	m->pool_len = URGENT_BUFS * MAX_PAGE + nbg * chunk + MAX_PAGE;
-	p = mmap(NULL, m->pool_len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	reqs = calloc(URGENT_BUFS + nbg, sizeof(*reqs));
-	if (p == MAP_FAILED || !reqs) {
+	m->zeros = calloc(1, MAX_PAGE);
+	if (!reqs || !m->zeros) {
 		free(reqs);
 		return -ENOMEM;
 	}
-	m->pool = p;
-	m->zeros = p + m->pool_len - MAX_PAGE;
-	for (size_t i = 0; i < URGENT_BUFS + nbg; i++) {
+	for (size_t i = 0; i < URGENT_REQS + nbg; i++) {
 		struct mreq *q = &reqs[i];
 
-		if (i < URGENT_BUFS) {
-			q->buf = p + i * MAX_PAGE;
-			q->next = m->free_urgent;
+		q->urgent_slot = i < URGENT_REQS;
+		q->next = q->urgent_slot ? m->free_urgent : m->free_bg;
+		if (q->urgent_slot)
 			m->free_urgent = q;
-		} else {
-			q->buf = p + URGENT_BUFS * MAX_PAGE + (i - URGENT_BUFS) * chunk;
-			q->next = m->free_bg;
+		else
 			m->free_bg = q;
-		}
 	}
 	m->reqs = reqs;
+	m->nreqs = URGENT_REQS + nbg;
 	return 0;
 }
 
 void fetch_pool_free(struct fl_monitor *m)
 {
-	if (m->pool)
-		munmap(m->pool, m->pool_len);
 	free(m->reqs);
-	m->pool = NULL;
+	free(m->zeros);
 	m->reqs = NULL;
+	m->zeros = NULL;
+}
+
+static struct mreq *req_get(struct fl_monitor *m, bool urgent)
+{
+	struct mreq **list = urgent ? &m->free_urgent : &m->free_bg;
+	struct mreq *q = *list;
+
+	if (!q)
+		return NULL;
+	*list = q->next;
+	memset(&q->req, 0, sizeof(q->req));
+	q->next = NULL;
+	q->busy = true;
+	q->cancelled = q->deferred = false;
+	q->t_fault = q->t_submit = 0;
+	q->tid = 0;
+	q->counted = false;
+	if (urgent)
+		m->urgent_inflight++;
+	else
+		m->bg_inflight++;
+	return q;
 }
 
 static void req_put(struct fl_monitor *m, struct mreq *q)
 {
-	if (q->req.urgent) {
+	q->busy = false;
+	if (q->urgent_slot) {
 		q->next = m->free_urgent;
 		m->free_urgent = q;
 		m->urgent_inflight--;
@@ -86,12 +108,12 @@ static void req_put(struct fl_monitor *m, struct mreq *q)
 	}
 }
 
-static void release(struct mreq *q)
+/* Done with a completion: its data goes back to the source. */
+static void finish(struct fl_monitor *m, struct fl_source_req *req)
 {
-	struct mproc *p = q->proc;
-
-	p->inflight--;
-	req_put(p->mon, q);
+	fl_source_release(m->src, req);
+	if (!req->unasked)
+		req_put(m, (struct mreq *)req);
 }
 
 /* Zeros for [page, page+n) of r: ZEROPAGE, or COPY of zeros on hugetlb
@@ -125,8 +147,8 @@ int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 	return ret;
 }
 
-/* Faults that joined a read are served when it installs [addr, addr+len):
- * their latency and their threads' blocked time count from then. */
+/* Faults that joined a read are served when [addr, addr+len) is
+ * installed: their latency and their threads' blocked time count then. */
 static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 {
 	struct fl_monitor *m = p->mon;
@@ -149,7 +171,7 @@ static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 }
 
 /* Forget joined faults whose page is no longer being read (removed,
- * unmapped, poisoned): nothing will install it for them. */
+ * unmapped, poisoned): the event that took it away woke them. */
 static void joined_prune(struct mproc *p)
 {
 	for (size_t i = 0; i < p->njoined;) {
@@ -162,123 +184,317 @@ static void joined_prune(struct mproc *p)
 	}
 }
 
-/* Install what a completed read brought, where each page lives now. */
-static int install(struct mreq *q)
+static bool owed(enum page_state s)
 {
-	struct mproc *p = q->proc;
-	struct fl_monitor *m = p->mon;
-	uint32_t psz = m->src->regions[q->req.region].page_size;
-	uint64_t off = 0;
-
-	while (off < q->req.len && !p->dead) {
-		uint64_t src_off = q->req.offset + off, addr, run = 0;
-		struct mregion *r = proc_find_src(p, q->req.region, src_off, &addr);
-		struct fl_resolve res;
-		size_t page;
-		int ret;
-
-		if (!r || ps_get(&r->ps, (addr - r->start) / psz) != PS_REQUESTED) {
-			off += psz; /* unmapped, removed or present meanwhile */
-			continue;
-		}
-		page = (addr - r->start) / psz;
-		while (off + run < q->req.len && page + run / psz < r->ps.pages &&
-		       ps_get(&r->ps, page + run / psz) == PS_REQUESTED)
-			run += psz;
-		ret = fl_uffd_copy(p->uffd, addr, q->buf + off, run, psz, 0, &res);
-		ps_set_range(&r->ps, page, (res.done + res.existed) / psz, PS_PRESENT);
-		if (p->njoined)
-			joined_served(p, addr, res.done + res.existed);
-		if (q->req.urgent)
-			m->stats.pages_fault += res.done / psz;
-		else
-			m->stats.pages_prefetched += res.done / psz;
-		m->stats.pages_existed += res.existed / psz;
-		if (ret == -EAGAIN) {
-			m->stats.eagain++;
-			return -EAGAIN;
-		}
-		if (ret == -ESRCH) {
-			proc_kill(p, "ESRCH while installing pages");
-			return 0;
-		}
-		if (ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
-			/* No mapping there and no UNMAP events to tell us: the
-			 * program unmapped it. Forget the range. */
-			ps_set_range(&r->ps, page, run / psz, PS_ZERO);
-		} else if (ret < 0) {
-			/* ENOMEM, or ENOENT while an event is on its way: owed
-			 * again, fetched again later. */
-			mon_log(m, ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu): %s",
-				p->label, (unsigned long long)(addr + res.done + res.existed),
-				(unsigned long long)run, strerror(-ret));
-			ps_set_range(&r->ps, page + (res.done + res.existed) / psz,
-				     (run - res.done - res.existed) / psz, PS_MISSING);
-		}
-		off += run;
-	}
-	return 0;
+	return s == PS_MISSING || s == PS_REQUESTED;
 }
 
-/* The source could not give trustworthy bytes: never install them. */
-static void refuse(struct mreq *q)
+/* Install one run of owed pages at addr from data. MOVE when allowed,
+ * COPY otherwise (and for what MOVE refused). */
+static int install_run(struct mproc *p, struct mregion *r, uint64_t addr, const char *data,
+		       uint64_t len, bool move, struct fl_resolve *res)
 {
-	struct mproc *p = q->proc;
-	struct fl_monitor *m = p->mon;
-	const struct fl_region *g = &m->src->regions[q->req.region];
+	int ret;
 
-	mon_log(m, 0, "%s: source %s region %u (%s) bytes %#llx+%#llx unusable: %s; "
-		"those pages are poisoned (SIGBUS on access), never filled with zeros",
-		p->label, m->src->kind, q->req.region, g->name,
-		(unsigned long long)q->req.offset, (unsigned long long)q->req.len,
-		strerror(-q->req.result));
-	for (uint64_t off = 0; off < q->req.len && !p->dead; off += g->page_size) {
-		uint64_t addr;
-		struct mregion *r = proc_find_src(p, q->req.region, q->req.offset + off, &addr);
+	if (move && !r->no_move) {
+		ret = fl_uffd_move(p->uffd, addr, (uint64_t)(uintptr_t)data, len, r->page, 0, res);
+		if (ret == 0 || ret == -EAGAIN || ret == -ESRCH)
+			return ret;
+		/* Not anonymous private memory (shmem, hugetlb), or the
+		 * buffer's page is not exclusively ours: copy the rest. */
+		if (ret == -EINVAL)
+			r->no_move = true;
+		uint64_t skip = res->done + res->existed;
+		struct fl_resolve more = { 0 };
 
-		if (!r)
-			continue;
-		if (p->features & UFFD_FEATURE_POISON &&
-		    fl_uffd_poison(p->uffd, addr, g->page_size, g->page_size, 0, NULL) == 0)
-			ps_set(&r->ps, (addr - r->start) / g->page_size, PS_PRESENT);
-		/* else it stays REQUESTED: the thread waits, it never reads
-		 * garbage */
+		ret = fl_uffd_copy(p->uffd, addr + skip, data + skip, len - skip, r->page, 0, &more);
+		res->done += more.done;
+		res->existed += more.existed;
+		return ret;
 	}
+	return fl_uffd_copy(p->uffd, addr, data, len, r->page, 0, res);
+}
+
+/* Install what req brought into one process, wherever those source pages
+ * live in it now. -EAGAIN: some could not go in yet (retry later). */
+static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
+{
+	struct fl_monitor *m = p->mon;
+	bool urgent = req->urgent && !req->unasked;
+	int again = 0;
+
+	for (size_t i = 0; i < p->nregions && !p->dead; i++) {
+		struct mregion *r = &p->regions[i];
+		uint64_t lo, hi;
+
+		if (r->src_region != req->region)
+			continue;
+		lo = req->offset > r->src_offset ? req->offset : r->src_offset;
+		hi = req->offset + req->len < r->src_offset + r->len ? req->offset + req->len
+									: r->src_offset + r->len;
+		for (uint64_t off = lo; off < hi && !p->dead;) {
+			size_t page = (off - r->src_offset) / r->page, run;
+			uint64_t addr = r->start + (off - r->src_offset);
+			struct fl_resolve res = { 0 };
+			int ret;
+
+			if (!owed(ps_get(&r->ps, page))) {
+				off += r->page;
+				continue;
+			}
+			for (run = 1; off + run * r->page < hi &&
+				      owed(ps_get(&r->ps, page + run)); run++)
+				;
+			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
+					  run * r->page, move, &res);
+			ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
+			if (p->njoined)
+				joined_served(p, addr, res.done + res.existed);
+			if (urgent)
+				m->stats.pages_fault += res.done / r->page;
+			else
+				m->stats.pages_prefetched += res.done / r->page;
+			m->stats.pages_existed += res.existed / r->page;
+			if (ret == -EAGAIN) {
+				m->stats.eagain++;
+				again = -EAGAIN;
+				break; /* the rest of this region waits too */
+			}
+			if (ret == -ESRCH) {
+				proc_kill(p, "ESRCH while installing pages");
+				return 0;
+			}
+			if (ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
+				/* No mapping there and no UNMAP events to tell us:
+				 * the program unmapped it. Forget the range. */
+				ps_set_range(&r->ps, page, run, PS_ZERO);
+			} else if (ret < 0) {
+				/* ENOMEM, or ENOENT while an event is on its way:
+				 * owed again, fetched again later. */
+				uint64_t got = (res.done + res.existed) / r->page;
+
+				mon_log(m, ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%zu pages): %s",
+					p->label, (unsigned long long)(addr + got * r->page), run - got,
+					strerror(-ret));
+				ps_set_range(&r->ps, page + got, run - got, PS_MISSING);
+			}
+			off += run * r->page;
+		}
+	}
+	return again;
+}
+
+/* How many live processes owe any page of req's range. */
+static size_t owers(struct fl_monitor *m, const struct fl_source_req *req, bool requested_only)
+{
+	size_t n = 0;
+
+	for (struct mproc *p = m->procs; p; p = p->next) {
+		bool any = false;
+
+		for (size_t i = 0; !p->dead && !any && i < p->nregions; i++) {
+			struct mregion *r = &p->regions[i];
+			uint64_t lo, hi;
+
+			if (r->src_region != req->region)
+				continue;
+			lo = req->offset > r->src_offset ? req->offset : r->src_offset;
+			hi = req->offset + req->len < r->src_offset + r->len
+				     ? req->offset + req->len : r->src_offset + r->len;
+			for (uint64_t off = lo; off < hi && !any; off += r->page) {
+				enum page_state s = ps_get(&r->ps, (off - r->src_offset) / r->page);
+
+				any = requested_only ? s == PS_REQUESTED : owed(s);
+			}
+		}
+		n += any;
+	}
+	return n;
+}
+
+/* Install into every process that owes these pages. 0, or -EAGAIN when
+ * some process must be retried. */
+static int install_all(struct fl_monitor *m, struct fl_source_req *req)
+{
+	bool move = req->movable && owers(m, req, false) == 1;
+	int again = 0;
+
+	for (struct mproc *p = m->procs; p; p = p->next)
+		if (!p->dead && install_proc(p, req, move) == -EAGAIN)
+			again = -EAGAIN;
+	return again;
+}
+
+/* The pid to signal for p: its own, else the thread group of a thread
+ * seen faulting in it (a fork child comes without a pid). */
+static pid_t proc_pid(const struct mproc *p)
+{
+	char path[64], line[128];
+	FILE *f;
+	pid_t tgid = 0;
+
+	if (p->pid > 0)
+		return p->pid;
+	if (!p->last_tid)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%u/status", p->last_tid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid;
+}
+
+/* A process owes pages that can never come and cannot be made to SIGBUS
+ * (its userfaultfd has no POISON): it is killed, never fed zeros. */
+void fetch_doom(struct mproc *p, const char *why)
+{
+	pid_t pid = proc_pid(p);
+
+	if (!p->doomed)
+		mon_log(p->mon, 0, "%s: %s; its userfaultfd cannot poison pages (no "
+			"UFFD_FEATURE_POISON), so the process is killed rather than given "
+			"zeros", p->label, why);
+	p->doomed = true;
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		p->mon->stats.killed++;
+	} else {
+		mon_log(p->mon, 0, "%s: no pid known yet: killed at its next fault", p->label);
+	}
+}
+
+/* The source could not give trustworthy bytes for req: never install
+ * them. Every owed page of the range is poisoned in every process that
+ * owes it (SIGBUS on access), each named in the log. */
+static void refuse(struct fl_monitor *m, struct fl_source_req *req)
+{
+	const struct fl_region *g = &m->src->regions[req->region];
+
+	for (struct mproc *p = m->procs; p; p = p->next) {
+		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
+			struct mregion *r = &p->regions[i];
+			uint64_t lo, hi;
+
+			if (r->src_region != req->region)
+				continue;
+			lo = req->offset > r->src_offset ? req->offset : r->src_offset;
+			hi = req->offset + req->len < r->src_offset + r->len
+				     ? req->offset + req->len : r->src_offset + r->len;
+			for (uint64_t off = lo; off < hi && !p->dead; off += r->page) {
+				size_t page = (off - r->src_offset) / r->page;
+				uint64_t addr = r->start + page * r->page;
+				char why[256];
+				int ret;
+
+				if (!owed(ps_get(&r->ps, page)))
+					continue;
+				snprintf(why, sizeof(why), "page %#llx (source %s region %u '%s' "
+					 "offset %#llx) can never be had: %s",
+					 (unsigned long long)addr, m->src->kind, req->region, g->name,
+					 (unsigned long long)off, strerror(-req->result));
+				if (!(p->features & UFFD_FEATURE_POISON)) {
+					fetch_doom(p, why);
+					break;
+				}
+				ret = fl_uffd_poison(p->uffd, addr, r->page, r->page, 0, NULL);
+				if (ret == -EAGAIN) {
+					/* An event first: the page stays owed and is
+					 * refused again at the retry. */
+					m->stats.eagain++;
+					continue;
+				}
+				if (ret == -ESRCH) {
+					proc_kill(p, "ESRCH while poisoning");
+					break;
+				}
+				ps_set(&r->ps, page, PS_PRESENT);
+				m->stats.pages_poisoned++;
+				mon_log(m, 0, "%s: %s; poisoned: SIGBUS on access, never zeros",
+					p->label, why);
+			}
+		}
+	}
+}
+
+static void count_latency(struct fl_monitor *m, struct mreq *q)
+{
+	uint64_t ns;
+
+	if (!q->t_fault)
+		return;
+	ns = mon_now_ns() - q->t_fault;
+	hist_record(&m->stats.latency, ns);
+	if (q->tid)
+		stats_thread_blocked(&m->stats, q->tid, ns);
+	q->t_fault = 0;
+}
+
+/* One completion (asked or not): install, refuse, or queue for a retry. */
+static void complete(struct fl_monitor *m, struct fl_source_req *req)
+{
+	struct mreq *q = req->unasked ? NULL : (struct mreq *)req;
+
+	if (q && q->cancelled) { /* withdrawn too late to stop it */
+		finish(m, req);
+		return;
+	}
+	if (req->result < 0) {
+		if (q)
+			count_latency(m, q);
+		m->stats.reads_failed++;
+		refuse(m, req);
+		finish(m, req);
+		return;
+	}
+	if (q && !q->counted) {
+		m->stats.bytes_read += req->len;
+		q->counted = true;
+	}
+	if (install_all(m, req) == -EAGAIN) {
+		if (!q) {
+			/* Unasked pages cannot be held: whatever did not go
+			 * in is still owed and will be asked for. */
+			finish(m, req);
+			retry_arm(m);
+			return;
+		}
+		if (!q->deferred) {
+			q->deferred = true;
+			q->next = m->deferred;
+			m->deferred = q;
+		}
+		retry_arm(m);
+		return;
+	}
+	if (q)
+		count_latency(m, q);
+	finish(m, req);
 }
 
 void fetch_completed(struct fl_source_req *req, void *arg)
 {
-	struct mreq *q = (struct mreq *)req;
-	struct mproc *p = q->proc;
-	struct fl_monitor *m = arg;
+	complete(arg, req);
+}
 
-	if (q->t_fault && !p->dead) {
-		uint64_t ns = mon_now_ns() - q->t_fault;
+/* Retry every deferred completion once; those still refused stay queued. */
+bool fetch_retry_deferred(struct fl_monitor *m)
+{
+	struct mreq *list = m->deferred;
 
-		hist_record(&m->stats.latency, ns);
-		if (q->tid)
-			stats_thread_blocked(&m->stats, q->tid, ns);
-		q->t_fault = 0;
+	m->deferred = NULL;
+	while (list) {
+		struct mreq *q = list;
+
+		list = q->next;
+		q->deferred = false;
+		q->next = NULL;
+		complete(m, &q->req);
 	}
-	if (p->dead) {
-		release(q);
-		return;
-	}
-	if (req->result < 0) {
-		refuse(q);
-		release(q);
-		return;
-	}
-	if (req->result == 0 && !q->counted) {
-		m->stats.bytes_read += req->len;
-		q->counted = true;
-	}
-	if (install(q) == -EAGAIN) {
-		q->next = p->deferred;
-		p->deferred = q;
-		return;
-	}
-	release(q);
+	return m->deferred != NULL;
 }
 
 static bool pfault_push(struct pfault **v, size_t *n, size_t *cap, struct pfault f)
@@ -301,6 +517,7 @@ static void defer_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t
 	if (!pfault_push(&p->pending, &p->npending, &p->cap_pending,
 			 (struct pfault){ addr, t, tid }))
 		mon_log(p->mon, 0, "%s: out of memory queueing a fault", p->label);
+	retry_arm(p->mon);
 }
 
 static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
@@ -309,65 +526,108 @@ static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
 		fprintf(m->record, "%u %llu\n", region, (unsigned long long)offset);
 }
 
-/* An urgent one-page read for page of r. hurry: the page is already being
- * read in the background; this read only gets it sooner, so its bytes and
- * latency are not counted again (the joined fault's latency counts when
- * the page is installed, by whichever read lands first). 0, or -errno. */
-static int submit_urgent(struct mproc *p, struct mregion *r, size_t page, uint64_t t,
-			 uint32_t tid, bool hurry)
+/* Mark [offset, offset+len) of a source region REQUESTED in every live
+ * process where it is MISSING: one read serves them all. */
+static void mark_requested(struct fl_monitor *m, uint32_t region, uint64_t offset, uint64_t len)
 {
-	struct fl_monitor *m = p->mon;
-	uint64_t src_off = r->src_offset + page * r->page;
-	struct mreq *q = m->free_urgent;
+	for (struct mproc *p = m->procs; p; p = p->next)
+		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
+			struct mregion *r = &p->regions[i];
+			uint64_t lo, hi;
+
+			if (r->src_region != region)
+				continue;
+			lo = offset > r->src_offset ? offset : r->src_offset;
+			hi = offset + len < r->src_offset + r->len ? offset + len
+								   : r->src_offset + r->len;
+			for (uint64_t off = lo; off < hi; off += r->page) {
+				size_t page = (off - r->src_offset) / r->page;
+
+				if (ps_get(&r->ps, page) == PS_MISSING)
+					ps_set(&r->ps, page, PS_REQUESTED);
+			}
+		}
+}
+
+static int submit(struct fl_monitor *m, struct mreq *q, uint32_t region, uint64_t offset,
+		  uint64_t len, bool urgent)
+{
 	int ret;
 
-	if (!q)
-		return -EBUSY;
-	m->free_urgent = q->next;
-	m->urgent_inflight++;
-	memset(&q->req, 0, sizeof(q->req));
-	q->req.region = r->src_region;
-	q->req.offset = src_off;
-	q->req.len = r->page;
-	q->req.buf = q->buf;
-	q->req.urgent = true;
-	q->proc = p;
-	q->t_fault = hurry ? 0 : t;
-	q->tid = hurry ? 0 : tid;
-	q->counted = hurry;
+	q->req.region = region;
+	q->req.offset = offset;
+	q->req.len = len;
+	q->req.urgent = urgent;
+	q->req.cookie = q;
+	q->t_submit = mon_now_ns();
 	ret = fl_source_submit(m->src, &q->req);
 	if (ret < 0) {
 		req_put(m, q);
 		return ret;
 	}
-	p->inflight++;
-	ps_set(&r->ps, page, PS_REQUESTED);
-	fl_source_flush(m->src);
-	if (m->src->event_fd < 0)
-		fl_source_reap(m->src, fetch_completed, m);
+	mark_requested(m, region, offset, len);
 	return 0;
 }
 
-/* A fault on a page whose read is in flight waits for it (its COPY wakes
- * every thread there); its latency counts when the page is installed. A
- * source whose background reads complete only as a whole (remote) gets an
- * urgent read of just this page, once per page. */
-static void join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, uint64_t t,
-		 uint32_t tid)
+/* An urgent one-page read for page of r. hurry: the page is already being
+ * read; this read only gets it sooner, so its bytes and latency are not
+ * counted again (the joined fault's latency counts when the page is
+ * installed, by whichever read lands first). 0, or -errno. */
+static int submit_urgent(struct mproc *p, struct mregion *r, size_t page, uint64_t t,
+			 uint32_t tid, bool hurry)
+{
+	struct fl_monitor *m = p->mon;
+	struct mreq *q = req_get(m, true);
+	int ret;
+
+	if (!q)
+		return -EBUSY;
+	q->t_fault = hurry ? 0 : t;
+	q->tid = hurry ? 0 : tid;
+	q->counted = hurry;
+	ret = submit(m, q, r->src_region, r->src_offset + page * r->page, r->page, true);
+	if (ret == 0)
+		fl_source_flush(m->src);
+	return ret;
+}
+
+/* A fault on a page whose read is in flight waits for it (the install
+ * wakes every thread there); its latency counts when the page is
+ * installed. The first fault on the page also gets an urgent read of just
+ * that page: the read in flight may be a long background one. */
+static int join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, uint64_t t,
+		uint32_t tid)
 {
 	struct fl_monitor *m = p->mon;
 	uint64_t at = r->start + page * r->page;
 	bool first = true;
 
-	m->stats.faults_joined++;
 	if (p->njoined >= 1024)
 		joined_prune(p);
 	for (size_t i = 0; i < p->njoined && first; i++)
 		first = p->joined[i].addr < at || p->joined[i].addr >= at + r->page;
-	if (!pfault_push(&p->joined, &p->njoined, &p->cap_joined, (struct pfault){ addr, t, tid }))
-		return;
-	if (first && m->src->hurry_joined && submit_urgent(p, r, page, t, tid, true) == 0)
-		m->stats.faults_hurried++;
+	if (first) {
+		int ret = submit_urgent(p, r, page, t, tid, true);
+
+		if (ret == -EBUSY)
+			return ret; /* retried when a request comes back */
+		if (ret == 0)
+			m->stats.faults_hurried++;
+	}
+	m->stats.faults_joined++;
+	pfault_push(&p->joined, &p->njoined, &p->cap_joined, (struct pfault){ addr, t, tid });
+	return 0;
+}
+
+static int zero_fault(struct mproc *p, struct mregion *r, size_t page, uint64_t t)
+{
+	int ret = fetch_zero(p, r, page, 1);
+
+	if (ret == 0) {
+		p->mon->stats.faults_zero++;
+		hist_record(&p->mon->stats.latency, mon_now_ns() - t);
+	}
+	return ret == -EAGAIN ? ret : 0;
 }
 
 /* 0: handled (or joined); -EAGAIN/-EBUSY: try again later. */
@@ -377,12 +637,12 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	struct mregion *r = proc_find(p, addr);
 	uint64_t src_off;
 	size_t page;
-	int64_t z;
 	int ret;
 
 	if (!r) {
 		/* Registered memory the snapshot never had (an mremap grew a
-		 * region): it is new anonymous memory, so zeros are right. */
+		 * region): it is new anonymous memory, so zeros are right.
+		 * ENOENT: unmapped meanwhile; the UNMAP woke the thread. */
 		ret = fl_uffd_zeropage(p->uffd, addr & ~4095ULL, 4096, 4096, 0, NULL);
 		if (ret == 0)
 			m->stats.faults_new_memory++;
@@ -393,42 +653,34 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	page = (addr - r->start) / r->page;
 	src_off = r->src_offset + page * r->page;
 	switch (ps_get(&r->ps, page)) {
-	case PS_PRESENT: /* installed after the fault was raised */
+	case PS_PRESENT: /* installed (or poisoned) after the fault was raised */
 		m->stats.faults_spurious++;
 		fl_uffd_wake(p->uffd, r->start + page * r->page, r->page);
 		return 0;
 	case PS_REQUESTED:
-		join(p, r, page, addr, t, tid);
-		return 0;
+		return join(p, r, page, addr, t, tid);
 	case PS_ZERO:
-		ret = fetch_zero(p, r, page, 1);
-		if (ret == 0) {
-			m->stats.faults_zero++;
-			hist_record(&m->stats.latency, mon_now_ns() - t);
-		}
-		return ret == -EAGAIN ? ret : 0;
+		return zero_fault(p, r, page, t);
 	case PS_MISSING:
 		break;
 	}
 	policy_on_fault(m, p, r, page);
-	z = fl_source_zero_run(m->src, r->src_region, src_off, r->page);
-	if (z > 0) {
-		ret = fetch_zero(p, r, page, 1);
-		if (ret == 0) {
-			m->stats.faults_zero++;
-			hist_record(&m->stats.latency, mon_now_ns() - t);
-		}
-		return ret == -EAGAIN ? ret : 0;
-	}
+	if (fl_source_zero_run(m->src, r->src_region, src_off, r->page) > 0)
+		return zero_fault(p, r, page, t);
 	if (!m->free_urgent)
 		return -EBUSY;
 	record(m, r->src_region, src_off); /* pages read on a fault, in order */
 	ret = submit_urgent(p, r, page, t, tid, false);
 	if (ret == -EBUSY)
 		return ret;
-	if (ret < 0)
+	if (ret < 0) {
+		struct fl_source_req bad = { .region = r->src_region, .offset = src_off,
+					     .len = r->page, .result = ret };
+
 		mon_log(m, 0, "%s: the source refused page %#llx of region %u: %s", p->label,
 			(unsigned long long)src_off, r->src_region, strerror(-ret));
+		refuse(m, &bad);
+	}
 	return 0;
 }
 
@@ -437,30 +689,23 @@ void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read)
 	int ret;
 
 	p->mon->stats.faults++;
+	if (tid)
+		p->last_tid = tid;
+	if (p->doomed) {
+		fetch_doom(p, "it faulted on memory that can never be served");
+		return;
+	}
 	ret = fault_try(p, addr, tid, t_read);
 	if ((ret == -EAGAIN || ret == -EBUSY) && !p->dead)
 		defer_fault(p, addr, tid, t_read);
 }
 
-void fetch_retry_deferred(struct mproc *p)
+/* Retry the process's queued faults once, in order. Returns true if some
+ * are still queued. */
+bool fetch_retry_faults(struct mproc *p)
 {
-	struct mreq *list = p->deferred;
 	size_t n = p->npending;
 
-	p->deferred = NULL;
-	while (list && !p->dead) {
-		struct mreq *q = list;
-
-		list = q->next;
-		fetch_completed(&q->req, p->mon);
-	}
-	while (list) { /* the process died meanwhile */
-		struct mreq *q = list;
-
-		list = q->next;
-		release(q);
-	}
-	/* Faults: retry those queued before this pass, in order. */
 	for (size_t i = 0; i < n && !p->dead; i++) {
 		struct pfault f = p->pending[0];
 		int ret;
@@ -469,18 +714,95 @@ void fetch_retry_deferred(struct mproc *p)
 		p->npending--;
 		ret = fault_try(p, f.addr, f.tid, f.t_read);
 		if (ret == -EAGAIN || ret == -EBUSY)
-			defer_fault(p, f.addr, f.tid, f.t_read);
+			pfault_push(&p->pending, &p->npending, &p->cap_pending, f);
 	}
+	return !p->dead && p->npending;
 }
 
-/* Completions from an asynchronous source. */
+/* Completions from the source. */
 void fetch_source_ready(struct fl_monitor *m)
 {
 	fl_source_reap(m->src, fetch_completed, m);
-	/* Urgent buffers came back: faults that waited for one go now. */
-	for (struct mproc *p = m->procs; p; p = p->next)
-		if (!p->dead && (p->npending || p->deferred))
-			fetch_retry_deferred(p);
+}
+
+/* Withdraw reads that no live process waits for any more (after UNMAP,
+ * REMAP out of a region, or an exit): the source stops working on them,
+ * and their bytes reach nobody. */
+void fetch_cancel_unwanted(struct fl_monitor *m)
+{
+	for (size_t i = 0; i < m->nreqs; i++) {
+		struct mreq *q = &m->reqs[i];
+
+		if (!q->busy || q->cancelled || q->deferred || owers(m, &q->req, true))
+			continue;
+		m->stats.reads_cancelled++;
+		if (fl_source_cancel(m->src, &q->req) == 0)
+			req_put(m, q);
+		else
+			q->cancelled = true; /* its completion is on its way */
+	}
+}
+
+/* Urgent reads older than the deadline: the source is not answering. Each
+ * is withdrawn and its pages end as if the read failed (SIGBUS). */
+void fetch_check_deadlines(struct fl_monitor *m)
+{
+	uint64_t now = mon_now_ns(), limit = (uint64_t)m->opts.read_deadline_ms * 1000000;
+
+	if (!limit)
+		return;
+	for (size_t i = 0; i < m->nreqs; i++) {
+		struct mreq *q = &m->reqs[i];
+		struct fl_source_req failed;
+
+		if (!q->busy || q->cancelled || q->deferred || !q->req.urgent ||
+		    now - q->t_submit < limit)
+			continue;
+		mon_log(m, 0, "source %s: no answer for region %u offset %#llx within %u ms",
+			m->src->kind, q->req.region, (unsigned long long)q->req.offset,
+			m->opts.read_deadline_ms);
+		failed = q->req;
+		failed.result = -ETIMEDOUT;
+		if (fl_source_cancel(m->src, &q->req) == 0)
+			req_put(m, q);
+		else
+			q->cancelled = true;
+		m->stats.reads_failed++;
+		refuse(m, &failed);
+	}
+}
+
+/* Teardown: withdraw every read; completions that could not be withdrawn
+ * any more are collected and released. After this, nothing of ours is in
+ * the source. */
+static void release_only(struct fl_source_req *req, void *arg)
+{
+	finish(arg, req);
+}
+
+void fetch_cancel_all(struct fl_monitor *m)
+{
+	bool late = false;
+
+	while (m->deferred) {
+		struct mreq *q = m->deferred;
+
+		m->deferred = q->next;
+		q->deferred = false;
+		finish(m, &q->req);
+	}
+	for (size_t i = 0; i < m->nreqs; i++) {
+		struct mreq *q = &m->reqs[i];
+
+		if (!q->busy || q->cancelled)
+			continue;
+		if (fl_source_cancel(m->src, &q->req) == 0)
+			req_put(m, q);
+		else
+			q->cancelled = late = true;
+	}
+	(void)late;
+	fl_source_reap(m->src, release_only, m);
 }
 
 /* Ask for a pump after whatever is pending at higher priority (faults,
@@ -512,7 +834,8 @@ void fetch_pump(struct fl_monitor *m)
 				       n * r->page);
 		if (z > 0) {
 			if (fetch_zero(p, r, page, (size_t)z / r->page) < 0) {
-				more = false; /* an event is pending: its read pumps again */
+				retry_arm(m); /* an event is pending: pump again later */
+				more = false;
 				break;
 			}
 			continue;
@@ -521,39 +844,24 @@ void fetch_pump(struct fl_monitor *m)
 						       r->src_offset + (page + data) * r->page,
 						       r->page) == 0)
 			data++;
-		q = m->free_bg;
-		m->free_bg = q->next;
-		m->bg_inflight++;
-		memset(&q->req, 0, sizeof(q->req));
-		q->req.region = r->src_region;
-		q->req.offset = r->src_offset + page * r->page;
-		q->req.len = data * r->page;
-		q->req.buf = q->buf;
-		q->proc = p;
-		q->t_fault = 0;
-		q->tid = 0;
-		q->counted = false;
-		if (fl_source_submit(m->src, &q->req) < 0) {
-			req_put(m, q);
+		if ((uint64_t)data * r->page > m->src->max_req)
+			data = m->src->max_req / r->page;
+		q = req_get(m, false);
+		if (submit(m, q, r->src_region, r->src_offset + page * r->page, data * r->page,
+			   false) < 0)
 			break;
-		}
-		p->inflight++;
-		ps_set_range(&r->ps, page, data, PS_REQUESTED);
 		submitted = true;
 	}
-	if (submitted) {
+	if (submitted)
 		fl_source_flush(m->src);
-		if (m->src->event_fd < 0)
-			fl_source_reap(m->src, fetch_completed, m);
-	}
 	procs_reap(m);
 	{
-		uint64_t owed = 0;
+		uint64_t owed_pages = 0;
 
 		for (struct mproc *p = m->procs; p; p = p->next)
 			for (size_t i = 0; !p->dead && i < p->nregions; i++)
-				owed += p->regions[i].ps.owed;
-		atomic_store(&m->owed, owed);
+				owed_pages += p->regions[i].ps.owed;
+		atomic_store(&m->owed, owed_pages);
 	}
 	if (more)
 		fetch_kick(m);

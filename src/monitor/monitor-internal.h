@@ -3,6 +3,7 @@
 #ifndef FL_MONITOR_INTERNAL_H
 #define FL_MONITOR_INTERNAL_H
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@ struct mregion {
 	uint64_t src_offset;	/* source offset of `start` */
 	struct pagestate ps;
 	size_t cursor;		/* next page for background prefetch */
+	bool no_move;		/* UFFDIO_MOVE refused here (not anonymous) */
 };
 
 /* A served process (one userfaultfd, one mm). */
@@ -29,14 +31,14 @@ struct mproc {
 	int uffd, pidfd;
 	pid_t pid; /* 0 for a fork child (the FORK event carries no pid) */
 	uint64_t features;
-	char label[48];
+	char label[96];
 	struct mregion *regions; /* sorted by start, non-overlapping */
 	size_t nregions;
 	struct event *uffd_ev, *pidfd_ev;
-	int inflight;	       /* source requests that point at us */
-	bool dead;	       /* gone; freed when inflight drops to 0 */
-	struct mreq *deferred; /* installs waiting for an event (EAGAIN) */
-	struct pfault *pending; /* faults waiting (EAGAIN, or no buffer free) */
+	bool dead;	       /* gone; freed at the end of the callback */
+	bool doomed;	       /* owes pages that can never come, no POISON */
+	uint32_t last_tid;     /* a thread seen faulting (for a pid) */
+	struct pfault *pending; /* faults waiting (EAGAIN, or no request free) */
 	size_t npending, cap_pending;
 	struct pfault *joined;	/* faults waiting on a read in flight */
 	size_t njoined, cap_joined;
@@ -49,13 +51,16 @@ struct pfault {
 	uint32_t tid;
 };
 
-/* A read from the source on behalf of one process. */
+/* A read of source pages, for every process that owes them. */
 struct mreq {
 	struct fl_source_req req; /* first: the source hands it back */
-	struct mproc *proc;
 	uint64_t t_fault;  /* ns when the fault was read (urgent only) */
+	uint64_t t_submit; /* ns when submitted (the deadline counts from it) */
 	uint32_t tid;
-	char *buf;	   /* from the pool */
+	bool urgent_slot;  /* from the urgent pool */
+	bool busy;	   /* the source's, or held (deferred) */
+	bool cancelled;	   /* withdrawn; its completion only releases */
+	bool deferred;	   /* completed, waiting on the retry queue */
 	bool counted;	   /* bytes_read already counted */
 	struct mreq *next; /* free list / deferred list */
 };
@@ -71,11 +76,14 @@ struct fl_monitor {
 	/* The control sockets, one per protocol (enum control_proto). */
 	int listen_fd[2];
 	struct event *listen_ev[2];
-	struct mreq *free_urgent, *free_bg, *reqs;
-	char *pool;
-	size_t pool_len;
+	struct mreq *free_urgent, *free_bg, *reqs, *deferred;
+	size_t nreqs;
 	unsigned bg_inflight, urgent_inflight;
 	char *zeros; /* a zero page of the largest size, for hugetlb */
+	struct event *retry_ev;
+	unsigned retry_ms; /* the retry timer's backoff */
+	bool retry_armed;
+	bool check_unwanted; /* ranges or processes went: cancel idle reads */
 	struct stats stats;
 	FILE *record;
 	uint64_t *replay; /* (src_region << 48 | page) list */
@@ -100,12 +108,22 @@ bool proc_done(const struct mproc *p);
 void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
 void fetch_source_ready(struct fl_monitor *m);
 void fetch_completed(struct fl_source_req *req, void *arg);
-void fetch_retry_deferred(struct mproc *p);
+bool fetch_retry_deferred(struct fl_monitor *m);
+bool fetch_retry_faults(struct mproc *p);
+void fetch_cancel_unwanted(struct fl_monitor *m);
+void fetch_check_deadlines(struct fl_monitor *m);
+void fetch_cancel_all(struct fl_monitor *m);
+void fetch_doom(struct mproc *p, const char *why);
 void fetch_pump(struct fl_monitor *m);
 void fetch_kick(struct fl_monitor *m);
 int fetch_pool_init(struct fl_monitor *m);
 void fetch_pool_free(struct fl_monitor *m);
 int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
+
+/* retry.c: the one retry queue's driver. */
+void retry_arm(struct fl_monitor *m);
+void retry_drain(struct fl_monitor *m);
+int retry_init(struct fl_monitor *m);
 
 /* control.c */
 enum control_proto {

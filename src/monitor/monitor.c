@@ -41,11 +41,13 @@ void mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 static void on_source(evutil_socket_t fd, short what, void *arg)
 {
 	struct fl_monitor *m = arg;
-	uint64_t count;
+	uint64_t count = 0;
 
 	(void)what;
-	(void)!read((int)fd, &count, sizeof(count));
-	fetch_source_ready(m);
+	(void)fd;
+	(void)count;
+	fetch_source_ready(m); /* reap drains the eventfd itself */
+	retry_drain(m);
 	fetch_kick(m);
 }
 
@@ -63,6 +65,7 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	proc_kill(p, "pidfd");
+	retry_drain(p->mon);
 	fetch_kick(p->mon);
 }
 
@@ -84,6 +87,8 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 		    fl_uffd_writeprotect(p->uffd, 1ULL << 30, 4096, false,
 					 FL_RESOLVE_DONTWAKE) == -ESRCH)
 			proc_kill(p, "ESRCH from the liveness probe");
+	fetch_check_deadlines(m);
+	retry_drain(m);
 	fetch_kick(m);
 }
 
@@ -139,7 +144,22 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		fl_monitor_destroy(m);
 		return -ENOMEM;
 	}
+	if (source->event_fd < 0) {
+		snprintf(err, errlen, "the %s page source has no event fd", source->kind);
+		fl_monitor_destroy(m);
+		return -EINVAL;
+	}
+	if (source->max_req < (2u << 20)) {
+		snprintf(err, errlen, "the %s page source takes reads of at most %llu bytes "
+			 "(2 MiB needed)", source->kind, (unsigned long long)source->max_req);
+		fl_monitor_destroy(m);
+		return -EINVAL;
+	}
+	if (m->opts.bg_chunk > source->max_req)
+		m->opts.bg_chunk = source->max_req;
 	ret = fetch_pool_init(m);
+	if (!ret)
+		ret = retry_init(m);
 	if (ret) {
 		snprintf(err, errlen, "cannot allocate read buffers");
 		fl_monitor_destroy(m);
@@ -158,12 +178,9 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	event_add(m->int_ev, NULL);
 	m->usr1_ev = evsignal_new(m->base, SIGUSR1, on_signal, m);
 	event_add(m->usr1_ev, NULL);
-	if (source->event_fd >= 0) {
-		m->src_ev = event_new(m->base, source->event_fd, EV_READ | EV_PERSIST,
-				      on_source, m);
-		event_priority_set(m->src_ev, 0);
-		event_add(m->src_ev, NULL);
-	}
+	m->src_ev = event_new(m->base, source->event_fd, EV_READ | EV_PERSIST, on_source, m);
+	event_priority_set(m->src_ev, 0);
+	event_add(m->src_ev, NULL);
 	if (opts->replay_faults) {
 		ret = policy_load_replay(m, opts->replay_faults, err, errlen);
 		if (ret) {
@@ -421,15 +438,16 @@ void fl_monitor_destroy(struct fl_monitor *m)
 	for (struct mproc *p = m->procs; p; p = p->next)
 		if (!p->dead)
 			proc_kill(p, "monitor shutting down");
-	/* Reads still in flight point at processes: let the source finish. */
-	if (m->src && (m->urgent_inflight || m->bg_inflight))
-		fl_source_reap(m->src, fetch_completed, m);
+	/* Withdraw every read first: after this returns, no completion of
+	 * ours runs and nothing is installed anywhere. */
+	if (m->src && m->reqs)
+		fetch_cancel_all(m);
 	procs_reap(m);
 	if (m->record)
 		fclose(m->record);
 	free(m->replay);
 	struct event *evs[] = { m->src_ev, m->pump_ev, m->sig_ev, m->int_ev, m->usr1_ev,
-				m->probe_ev, m->stop_ev };
+				m->probe_ev, m->stop_ev, m->retry_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);

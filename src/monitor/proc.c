@@ -70,20 +70,16 @@ void proc_kill(struct mproc *p, const char *why)
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	p->uffd = p->pidfd = -1;
-	while (p->deferred) {
-		struct mreq *q = p->deferred;
-
-		p->deferred = q->next;
-		fetch_completed(&q->req, m); /* finds the process dead: recycles */
-	}
 	free_regions(p);
+	m->check_unwanted = true; /* its reads may serve nobody now */
 	m->nprocs--;
 	if (!m->nprocs && m->opts.exit_when_idle)
 		event_base_loopbreak(m->base);
 }
 
-/* Free dead processes that nothing points at any more. Called only at the
- * end of a top-level callback, where no caller holds a process. */
+/* Free dead processes. Called only at the end of a top-level callback,
+ * where no caller holds a process (reads point at source pages, never at
+ * a process). */
 void procs_reap(struct fl_monitor *m)
 {
 	struct mproc **pp = &m->procs;
@@ -91,7 +87,7 @@ void procs_reap(struct fl_monitor *m)
 	while (*pp) {
 		struct mproc *p = *pp;
 
-		if (p->dead && !p->inflight) {
+		if (p->dead) {
 			*pp = p->next;
 			free(p->pending);
 			free(p->joined);
@@ -217,6 +213,19 @@ static int add_regions(struct mproc *p, struct mregion *add, size_t n)
 	return 0;
 }
 
+/* A thread waiting on a page in [start, start+len) whose page was taken
+ * away (REMOVE, UNMAP, REMAP) must not sleep on a read that will now
+ * install nothing there: wake it; it faults again and is served by what
+ * the range is now (zeros, or SIGSEGV for memory that is gone). */
+static void wake_range(struct mproc *p, uint64_t start, uint64_t len)
+{
+	if (p->dead || !len)
+		return;
+	fl_uffd_wake(p->uffd, start, len);
+	p->mon->stats.wakes++;
+	p->mon->check_unwanted = true;
+}
+
 /* REMAP: the page states move with the pages. */
 static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len)
 {
@@ -233,6 +242,7 @@ static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t le
 	if (n && add_regions(p, moved, n))
 		proc_kill(p, "out of memory following mremap");
 	free(moved);
+	wake_range(p, from, len);
 }
 
 /* REMOVE: those pages are zeros now and must never be fetched again. */
@@ -246,10 +256,15 @@ static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
 		if (cs < ce)
 			ps_set_range(&r->ps, (cs - rs) / r->page, (ce - cs) / r->page, PS_ZERO);
 	}
+	wake_range(p, start, end - start);
 }
 
 /* FORK: a new process with a copy of the parent's page states at fork
- * time. Pages the parent had in flight are still owed to the child. */
+ * time. Pages the parent had in flight are still owed to the child, and
+ * stay REQUESTED there: a read installs into every process that owes its
+ * pages. (While the FORK event is unread, the kernel refuses installs into
+ * the parent with EAGAIN, so no page can go in between the child's copy of
+ * the page tables and our copy of the states.) */
 static void apply_fork(struct mproc *parent, int ufd)
 {
 	struct fl_monitor *m = parent->mon;
@@ -260,7 +275,8 @@ static void apply_fork(struct mproc *parent, int ufd)
 		mon_log(m, 0, "cannot follow a fork of %s: out of memory", parent->label);
 		return;
 	}
-	snprintf(c->label, sizeof(c->label), "fork child #%zu", m->ever);
+	snprintf(c->label, sizeof(c->label), "fork child #%zu of %.40s", m->ever, parent->label);
+	c->doomed = parent->doomed;
 	c->regions = calloc(parent->nregions ? parent->nregions : 1, sizeof(*c->regions));
 	for (size_t i = 0; c->regions && i < parent->nregions; i++) {
 		struct mregion *r = &c->regions[i];
@@ -268,9 +284,6 @@ static void apply_fork(struct mproc *parent, int ufd)
 		*r = parent->regions[i];
 		if (ps_slice(&r->ps, &parent->regions[i].ps, 0, parent->regions[i].ps.pages))
 			break;
-		for (size_t pg = 0; pg < r->ps.pages; pg++)
-			if (ps_get(&r->ps, pg) == PS_REQUESTED)
-				ps_set(&r->ps, pg, PS_MISSING);
 		c->nregions++;
 	}
 	if (c->nregions != parent->nregions)
@@ -312,6 +325,8 @@ int proc_read_events(struct mproc *p)
 				m->stats.unmap++;
 				if (cut(p, ev[i].range.start, ev[i].range.end, NULL, NULL))
 					proc_kill(p, "out of memory following munmap");
+				wake_range(p, ev[i].range.start,
+					   ev[i].range.end - ev[i].range.start);
 				break;
 			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
 				proc_kill(p, "exit event");
@@ -336,7 +351,6 @@ static void on_uffd(evutil_socket_t fd, short what, void *arg)
 	n = proc_read_events(p);
 	if (n < 0 && !p->dead)
 		mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
-	if (!p->dead && p->deferred)
-		fetch_retry_deferred(p);
+	retry_drain(p->mon);
 	fetch_kick(p->mon);
 }

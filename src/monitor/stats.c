@@ -86,14 +86,18 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
 			", \"bytes_read\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
 			", \"remap\": %" PRIu64 ", \"remove\": %" PRIu64 ", \"unmap\": %" PRIu64
-			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"handoffs\": %" PRIu64
+			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"retries\": %" PRIu64
+			", \"wakes\": %" PRIu64 ", \"pages_poisoned\": %" PRIu64
+			", \"killed\": %" PRIu64 ", \"reads_failed\": %" PRIu64
+			", \"reads_cancelled\": %" PRIu64 ", \"handoffs\": %" PRIu64
 			", \"handoffs_refused\": %" PRIu64
 			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
 			", \"threads\": [",
 			secs, s->faults, s->faults_joined, s->faults_hurried, s->faults_zero, s->faults_new_memory,
 			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_zeroed,
 			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
-			s->exits, s->eagain, s->handoffs, s->handoffs_refused,
+			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
+			s->reads_failed, s->reads_cancelled, s->handoffs, s->handoffs_refused,
 			us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
 			us(hist_percentile(h, 99)), us(h->max));
 		for (size_t i = 0; i < s->ntids; i++)
@@ -121,6 +125,11 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 		" handoffs (%" PRIu64 " refused)\n",
 		s->fork, s->remap, s->remove, s->unmap, s->exits, s->eagain, s->handoffs,
 		s->handoffs_refused);
+	fprintf(out, "  failures: %" PRIu64 " reads failed, %" PRIu64 " pages poisoned (SIGBUS), %"
+		PRIu64 " processes killed; %" PRIu64 " reads cancelled, %" PRIu64
+		" timer retries, %" PRIu64 " ranges woken after events\n",
+		s->reads_failed, s->pages_poisoned, s->killed, s->reads_cancelled, s->retries,
+		s->wakes);
 	for (size_t i = 0; i < s->ntids && i < 16; i++)
 		fprintf(out, "  thread %u: blocked %.1f us over %" PRIu64 " faults\n",
 			s->tids[i].tid, us(s->tids[i].blocked_ns), s->tids[i].faults);

@@ -29,6 +29,7 @@ struct stats {
 	uint64_t faults, faults_joined, faults_hurried, faults_zero, faults_new_memory, faults_spurious;
 	uint64_t pages_fault, pages_prefetched, pages_zeroed, pages_existed, bytes_read;
 	uint64_t fork, remap, remove, unmap, exits, eagain, handoffs, handoffs_refused;
+	uint64_t pages_poisoned, killed, reads_failed, reads_cancelled, retries, wakes;
 	struct hist latency;
 	struct tid_stat tids[STATS_TIDS];
 	size_t ntids;

@@ -120,7 +120,10 @@ static void complete_ready(struct fl_receiver *r)
 		 * only what can no longer arrive fails. */
 		if (all_here(r, q) || r->failed) {
 			if (all_here(r, q)) {
-				memcpy(q->buf, r->rg[q->region].staging + q->offset, q->len);
+				/* By reference: after the switch-over the source
+				 * is paused, so a page here never changes again
+				 * (a re-send carries the same bytes). */
+				q->data = r->rg[q->region].staging + q->offset;
 				q->result = 0;
 			} else {
 				q->result = -ECONNRESET;
@@ -134,6 +137,26 @@ static void complete_ready(struct fl_receiver *r)
 	r->npending = keep;
 	if (any)
 		announce(r);
+}
+
+/* Under the lock: pages the pushed stream brought that no request asked
+ * for are offered to the monitor at once, installed as they land. */
+static void offer(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len)
+{
+	struct fl_source_req *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return; /* then they wait to be asked for */
+	q->region = region;
+	q->offset = offset;
+	q->len = len;
+	q->data = r->rg[region].staging + offset;
+	q->unasked = true;
+	if (push(&r->done, &r->ndone, &r->cap_done, q)) {
+		free(q);
+		return;
+	}
+	announce(r);
 }
 
 static void fail(struct fl_receiver *r, const char *fmt, const char *detail)
@@ -164,10 +187,14 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 	struct rx_region *g = &r->rg[h->region];
 	uint64_t len = h->kind == FL_WIRE_ZERO ? h->count : h->length;
 	size_t first = h->offset / g->page, n = len / g->page;
+	bool unasked = true;
 
 	if (h->kind == FL_WIRE_ZERO) /* staging may hold an older copy */
 		madvise(g->staging + h->offset, len, MADV_DONTNEED);
 	pthread_mutex_lock(&r->lock);
+	for (size_t p = first; p < first + n; p++)
+		if (test_bit(g->asked, p) || test_bit(g->urgent, p))
+			unasked = false;
 	for (size_t p = first; p < first + n; p++) {
 		if (h->kind == FL_WIRE_ZERO)
 			set_bit(g->zero, p);
@@ -179,6 +206,8 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 			atomic_fetch_sub(&r->owed, 1);
 	}
 	r->bytes += h->kind == FL_WIRE_PAGES ? h->length : 0;
+	if (unasked && r->resumed && h->kind == FL_WIRE_PAGES)
+		offer(r, h->region, h->offset, len);
 	complete_ready(r);
 	pthread_mutex_unlock(&r->lock);
 }
@@ -316,6 +345,12 @@ static int rx_submit(struct fl_source *s, struct fl_source_req *q)
 
 	if (ret)
 		return ret;
+	if (q->len > s->max_req)
+		return -E2BIG;
+	q->result = 0;
+	q->data = NULL;
+	q->movable = false;
+	q->unasked = false;
 	pthread_mutex_lock(&r->lock);
 	ret = push(&r->pending, &r->npending, &r->cap_pending, q);
 	pthread_mutex_unlock(&r->lock);
@@ -355,6 +390,37 @@ static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	return (int)n;
 }
 
+static bool list_remove(struct fl_source_req **list, size_t *n, struct fl_source_req *q)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (list[i] == q) {
+			memmove(&list[i], &list[i + 1], (*n - i - 1) * sizeof(*list));
+			(*n)--;
+			return true;
+		}
+	return false;
+}
+
+static int rx_cancel(struct fl_source *s, struct fl_source_req *q)
+{
+	struct fl_receiver *r = rx(s);
+	bool found;
+
+	/* Pages already asked for still arrive into staging: harmless, the
+	 * request is simply never handed back. */
+	pthread_mutex_lock(&r->lock);
+	found = list_remove(r->pending, &r->npending, q) || list_remove(r->done, &r->ndone, q);
+	pthread_mutex_unlock(&r->lock);
+	return found ? 0 : -ENOENT;
+}
+
+static void rx_release(struct fl_source *s, struct fl_source_req *q)
+{
+	(void)s; /* staging is the receiver's for its whole life */
+	if (q->unasked)
+		free(q);
+}
+
 static int64_t rx_zero_run(struct fl_source *s, uint32_t region, uint64_t offset,
 			   uint64_t max)
 {
@@ -380,6 +446,8 @@ static const struct fl_source_ops receiver_ops = {
 	.submit = rx_submit,
 	.flush = rx_flush,
 	.reap = rx_reap,
+	.cancel = rx_cancel,
+	.release = rx_release,
 	.zero_run = rx_zero_run,
 	.destroy = rx_destroy,
 };
@@ -496,7 +564,7 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 	}
 	r->base.regions = r->regions;
 	r->base.nregions = r->n;
-	r->base.hurry_joined = true;
+	r->base.max_req = 64u << 20;
 	if (pthread_create(&r->ctl_thread, NULL, rx_control, r) == 0)
 		r->ctl_started = true;
 	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
@@ -611,6 +679,9 @@ void fl_receiver_destroy(struct fl_receiver *r)
 	free(r->regions);
 	free(r->blob);
 	free(r->pending);
+	for (size_t i = 0; i < r->ndone; i++)
+		if (r->done[i]->unasked)
+			free(r->done[i]);
 	free(r->done);
 	if (r->base.event_fd >= 0)
 		close(r->base.event_fd);

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <faultline/source.h>
+#include <faultline/source-rawfile.h>
 
 #include "data-map.h"
 #include "uring-reader.h"
@@ -92,6 +92,16 @@ static int raw_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	return uring_reader_reap(rs(s)->rd, done, arg);
 }
 
+static int raw_cancel(struct fl_source *s, struct fl_source_req *r)
+{
+	return uring_reader_cancel(rs(s)->rd, r);
+}
+
+static void raw_release(struct fl_source *s, struct fl_source_req *r)
+{
+	uring_reader_release(rs(s)->rd, r);
+}
+
 static int64_t raw_zero_run(struct fl_source *s, uint32_t region, uint64_t offset,
 			    uint64_t max)
 {
@@ -123,6 +133,8 @@ static const struct fl_source_ops rawfile_ops = {
 	.submit = raw_submit,
 	.flush = raw_flush,
 	.reap = raw_reap,
+	.cancel = raw_cancel,
+	.release = raw_release,
 	.zero_run = raw_zero_run,
 	.destroy = raw_destroy,
 };
@@ -196,6 +208,7 @@ int fl_source_rawfile_create(struct fl_source **out, const char *path,
 		return -ENOMEM;
 	m->base.ops = &rawfile_ops;
 	m->base.kind = "memory-file";
+	m->base.max_req = 64u << 20; /* reserved per slot, filled on use */
 	m->base.event_fd = -1;
 	m->fd = -1;
 	m->path = strdup(path);

@@ -39,7 +39,7 @@ static int snap_locate(struct fl_source *s, uint32_t region, uint64_t offset,
 static int snap_check(struct fl_source *s, const struct fl_source_req *r,
 		      char *err, size_t errlen)
 {
-	return snap_check_blocks(ss(s)->snap, r->region, r->offset, r->buf, r->len,
+	return snap_check_blocks(ss(s)->snap, r->region, r->offset, r->data, r->len,
 				 err, errlen);
 }
 
@@ -73,6 +73,16 @@ static int snap_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	return uring_reader_reap(ss(s)->rd, done, arg);
 }
 
+static int snap_cancel(struct fl_source *s, struct fl_source_req *r)
+{
+	return uring_reader_cancel(ss(s)->rd, r);
+}
+
+static void snap_release(struct fl_source *s, struct fl_source_req *r)
+{
+	uring_reader_release(ss(s)->rd, r);
+}
+
 static int64_t snap_zero_run(struct fl_source *s, uint32_t region,
 			     uint64_t offset, uint64_t max)
 {
@@ -89,6 +99,8 @@ static const struct fl_source_ops snapshot_ops = {
 	.submit = snap_submit,
 	.flush = snap_flush,
 	.reap = snap_reap,
+	.cancel = snap_cancel,
+	.release = snap_release,
 	.zero_run = snap_zero_run,
 	.destroy = snap_destroy,
 };
@@ -106,6 +118,7 @@ int fl_source_snapshot_create(struct fl_source **out, struct fl_snapshot *snap,
 		return -ENOMEM;
 	m->base.ops = &snapshot_ops;
 	m->base.kind = "snapshot";
+	m->base.max_req = 64u << 20; /* reserved per slot, filled on use */
 	m->base.regions = snap->m.regions;
 	m->base.nregions = snap->m.nregions;
 	m->snap = snap;

@@ -8,6 +8,15 @@
  * background backlog (page-cache hits complete inside io_uring_enter;
  * misses go to io-wq workers in the order they were submitted).
  *
+ * Buffers: the reader owns one buffer per slot (max_req bytes of private
+ * anonymous memory, reserved lazily), reads into it, and hands it back by
+ * reference with the completion; the slot stays taken until release(), so
+ * a caller may install straight from it, or move its pages away.
+ *
+ * Cancel: a queued read is dropped; a read in the kernel is left to finish
+ * into the slot's own buffer and the slot is freed at its completion,
+ * which is never handed back. Nothing else ever sees its bytes.
+ *
  * Completions: an eventfd registered with the ring (the source's event_fd)
  * becomes readable when a read completes; reap() first drains the eventfd
  * and then the completion queue, so a completion that lands in between
@@ -23,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "source-internal.h"
@@ -31,10 +41,14 @@
 #define READ_MAX (1u << 30) /* one SQE reads at most this (its length is 32-bit) */
 #define DEPTH_MAX 32768u
 
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_READING, SLOT_HANDED, SLOT_CANCELLED };
+
 struct slot {
 	struct fl_source_req *req;
+	char *buf;	/* max_req bytes, the reader's own */
 	uint64_t done;	/* bytes read so far */
 	int next;	/* in a queue, or the free list; -1 ends */
+	enum slot_state state;
 };
 
 struct queue {
@@ -48,6 +62,8 @@ struct uring_reader {
 	bool ring_ok;
 	unsigned depth, bg_max, bg_inflight, inflight;
 	struct slot *slots;
+	char *bufs;
+	size_t bufs_len;
 	int free;
 	struct queue urgent, background;
 	bool bg_held;	/* flushed background reads held back by bg_max */
@@ -87,21 +103,73 @@ static struct queue *queue_of(struct uring_reader *u, const struct fl_source_req
 	return r->urgent ? &u->urgent : &u->background;
 }
 
+static void slot_free(struct uring_reader *u, int i)
+{
+	u->slots[i].req = NULL;
+	u->slots[i].state = SLOT_FREE;
+	u->slots[i].next = u->free;
+	u->free = i;
+}
+
+/* The next slot of q still wanted: cancelled ones are freed on the way. */
+static int pop_live(struct uring_reader *u, struct queue *q)
+{
+	int i;
+
+	while ((i = pop(u, q)) >= 0 && u->slots[i].state == SLOT_CANCELLED)
+		slot_free(u, i);
+	return i;
+}
+
 int uring_reader_submit(struct uring_reader *u, struct fl_source_req *r)
 {
 	int i, ret = source_req_check(u->src, r);
 
 	if (ret)
 		return ret;
+	if (r->len > u->src->max_req)
+		return -E2BIG;
 	if (u->free < 0)
 		return -EBUSY;
 	i = u->free;
 	u->free = u->slots[i].next;
 	u->slots[i].req = r;
 	u->slots[i].done = 0;
+	u->slots[i].state = SLOT_QUEUED;
 	r->result = 0;
+	r->data = NULL;
+	r->movable = false;
+	r->unasked = false;
+	r->priv = (uint64_t)i;
 	push(u, queue_of(u, r), i, false);
 	return 0;
+}
+
+static struct slot *slot_of(struct uring_reader *u, const struct fl_source_req *r)
+{
+	if (r->priv >= u->depth || u->slots[r->priv].req != r)
+		return NULL;
+	return &u->slots[r->priv];
+}
+
+int uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
+{
+	struct slot *sl = slot_of(u, r);
+
+	if (!sl || (sl->state != SLOT_QUEUED && sl->state != SLOT_READING))
+		return -ENOENT;
+	/* Queued: skipped (and freed) when popped. Reading: freed when the
+	 * kernel is done with its buffer. Either way never handed back. */
+	sl->state = SLOT_CANCELLED;
+	return 0;
+}
+
+void uring_reader_release(struct uring_reader *u, struct fl_source_req *r)
+{
+	struct slot *sl = slot_of(u, r);
+
+	if (sl && sl->state == SLOT_HANDED)
+		slot_free(u, (int)r->priv);
 }
 
 static bool start_read(struct uring_reader *u, int i)
@@ -119,12 +187,13 @@ static bool start_read(struct uring_reader *u, int i)
 			return false;
 	}
 	fd = u->hooks->locate(u->src, r->region, r->offset + sl->done, &pos);
-	io_uring_prep_read(sqe, fd, (char *)r->buf + sl->done,
+	io_uring_prep_read(sqe, fd, sl->buf + sl->done,
 			   left < READ_MAX ? (unsigned)left : READ_MAX, pos);
 	io_uring_sqe_set_data64(sqe, (uint64_t)i);
 	u->inflight++;
 	if (!r->urgent)
 		u->bg_inflight++;
+	sl->state = SLOT_READING;
 	return true;
 }
 
@@ -132,12 +201,12 @@ int uring_reader_flush(struct uring_reader *u)
 {
 	int i, ret;
 
-	while ((i = pop(u, &u->urgent)) >= 0)
+	while ((i = pop_live(u, &u->urgent)) >= 0)
 		if (!start_read(u, i)) {
 			push(u, &u->urgent, i, true);
 			break;
 		}
-	while (u->bg_inflight < u->bg_max && (i = pop(u, &u->background)) >= 0)
+	while (u->bg_inflight < u->bg_max && (i = pop_live(u, &u->background)) >= 0)
 		if (!start_read(u, i)) {
 			push(u, &u->background, i, true);
 			break;
@@ -167,6 +236,11 @@ int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 		u->inflight--;
 		if (!r->urgent)
 			u->bg_inflight--;
+		if (sl->state == SLOT_CANCELLED) {
+			slot_free(u, i);
+			requeued = true; /* a background place came free */
+			continue;
+		}
 		if (res > 0)
 			sl->done += (unsigned)res;
 		if (res == -EAGAIN || res == -EINTR || (res > 0 && sl->done < r->len)) {
@@ -175,16 +249,18 @@ int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 			requeued = true;
 			continue;
 		}
+		sl->state = SLOT_HANDED;
 		if (res > 0) {
+			r->data = sl->buf;
 			r->result = h->check ? h->check(u->src, r, u->err, sizeof(u->err)) : 0;
+			r->movable = r->result == 0;
 		} else {
 			r->result = res ? res : -EIO;
 			h->read_failed(u->src, r, sl->done, res, u->err, sizeof(u->err));
 		}
+		if (r->result)
+			r->data = NULL;
 		u->finished[n++] = r;
-		sl->req = NULL;
-		sl->next = u->free;
-		u->free = i;
 	}
 	if (requeued || u->bg_held) {
 		int ret = uring_reader_flush(u);
@@ -192,8 +268,8 @@ int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 		if (ret < 0)
 			return ret;
 	}
-	/* Slots are free before done() runs: it may submit and flush again
-	 * (but not reap: finished[] is in use). */
+	/* done() may submit and flush again, and cancel or release (but not
+	 * reap: finished[] is in use). A slot stays taken until release. */
 	for (int k = 0; k < n; k++)
 		done(u->finished[k], arg);
 	return n;
@@ -220,6 +296,8 @@ void uring_reader_destroy(struct uring_reader *u)
 		}
 		io_uring_queue_exit(&u->ring);
 	}
+	if (u->bufs)
+		munmap(u->bufs, u->bufs_len);
 	if (u->src->event_fd >= 0)
 		close(u->src->event_fd);
 	u->src->event_fd = -1;
@@ -252,8 +330,19 @@ int uring_reader_create(struct uring_reader **out, struct fl_source *s,
 	u->finished = calloc(depth, sizeof(*u->finished));
 	if (!u->slots || !u->finished)
 		goto oom;
-	for (unsigned i = 0; i < depth; i++)
+	/* Reserved, not committed: a slot's pages come when a read fills
+	 * them, and go when the caller moves them away. */
+	u->bufs_len = (size_t)depth * s->max_req;
+	u->bufs = mmap(NULL, u->bufs_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (u->bufs == MAP_FAILED) {
+		u->bufs = NULL;
+		goto oom;
+	}
+	for (unsigned i = 0; i < depth; i++) {
 		u->slots[i].next = i + 1 < depth ? (int)i + 1 : -1;
+		u->slots[i].buf = u->bufs + (size_t)i * s->max_req;
+	}
 	u->free = 0;
 	/* One SQE per slot at most: the rings can never overflow. */
 	ret = io_uring_queue_init(depth, &u->ring, 0);

@@ -21,7 +21,7 @@ struct uring_reader_hooks {
 	 * in it. Called for every SQE, so cheap. */
 	int (*locate)(struct fl_source *s, uint32_t region, uint64_t offset,
 		      uint64_t *pos);
-	/* r's bytes are all in r->buf: 0, or -errno with err saying why.
+	/* r's bytes are all in r->data: 0, or -errno with err saying why.
 	 * NULL: a full read is good as it is. */
 	int (*check)(struct fl_source *s, const struct fl_source_req *r,
 		     char *err, size_t errlen);
@@ -32,8 +32,8 @@ struct uring_reader_hooks {
 };
 
 /* A reader for source s (its regions bound submit()), queueing up to depth
- * requests with at most bg_max background reads in the kernel at once.
- * Sets s->event_fd. On failure -errno, and err (if not NULL) says which
+ * requests with at most bg_max background reads in the kernel at once,
+ * each of at most s->max_req bytes (set it first). Sets s->event_fd. On failure -errno, and err (if not NULL) says which
  * step failed. */
 int uring_reader_create(struct uring_reader **out, struct fl_source *s,
 			const struct uring_reader_hooks *hooks, unsigned depth,
@@ -43,11 +43,13 @@ int uring_reader_create(struct uring_reader **out, struct fl_source *s,
 int uring_reader_submit(struct uring_reader *u, struct fl_source_req *r);
 int uring_reader_flush(struct uring_reader *u);
 int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg);
+int uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r);
+void uring_reader_release(struct uring_reader *u, struct fl_source_req *r);
 
 /* The last read error ("" if none). */
 const char *uring_reader_error(const struct uring_reader *u);
 
-/* Waits for the reads in flight, then frees everything and closes the
+/* Waits for the reads in flight (into its own buffers), then frees everything and closes the
  * eventfd. NULL is fine. */
 void uring_reader_destroy(struct uring_reader *u);
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <poll.h>
+#include <string.h>
 
 #include "reap.h"
 #include "runner.h"
@@ -10,10 +11,17 @@ void collect(struct fl_source_req *req, void *arg)
 
 	assert_true(r->n < (int)(sizeof(r->order) / sizeof(r->order[0])));
 	r->order[r->n++] = req;
+	if (req->result == 0) {
+		assert_non_null(req->data);
+		if (req->cookie)
+			memcpy(req->cookie, req->data, req->len);
+	}
+	fl_source_release(r->src, req);
 }
 
 void reap_all(struct fl_source *src, struct reaped *r, int want)
 {
+	r->src = src;
 	while (r->n < want) {
 		struct pollfd p = { .fd = src->event_fd, .events = POLLIN };
 		int got = fl_source_reap(src, collect, r);

@@ -82,7 +82,7 @@ static void done_cb(struct fl_source_req *req, void *arg)
 
 static int fetch(struct fl_source *s, uint64_t page, void *buf, bool urgent)
 {
-	struct fl_source_req q = { .region = 0, .offset = page * PG, .len = PG, .buf = buf,
+	struct fl_source_req q = { .region = 0, .offset = page * PG, .len = PG,
 				   .urgent = urgent, .result = 1 };
 	int n = 0;
 
@@ -94,6 +94,9 @@ static int fetch(struct fl_source *s, uint64_t page, void *buf, bool urgent)
 		assert_int_equal(poll(&p, 1, 10000), 1);
 		fl_source_reap(s, done_cb, &n);
 	}
+	if (q.result == 0)
+		memcpy(buf, q.data, PG); /* by reference: the source's bytes */
+	fl_source_release(s, &q);
 	return q.result;
 }
 

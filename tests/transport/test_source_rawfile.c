@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <faultline/source.h>
+#include <faultline/source-rawfile.h>
 
 #include "runner.h"
 #include "reap.h"
@@ -80,7 +80,7 @@ static void test_every_page_of_two_regions_reads_as_the_file(const struct fl_cas
 		memset(buf[r], 0xEE, two[r].len);
 		for (uint64_t off = 0; off < two[r].len; off += 4096) {
 			reqs[n] = (struct fl_source_req){ .region = r, .offset = off, .len = 4096,
-							  .buf = buf[r] + off, .urgent = off % 3 == 0 };
+							  .cookie = buf[r] + off, .urgent = off % 3 == 0 };
 			while (fl_source_submit(src, &reqs[n]) == -EBUSY) {
 				assert_int_equal(fl_source_flush(src), 0);
 				reap_all(src, &got, got.n + 1);
@@ -183,7 +183,7 @@ static void test_file_that_shrinks_after_open_fails_reads_never_zeros(const stru
 	if (fl_source_rawfile_create(&src, path, two, two_off, 2, err, sizeof(err)))
 		fail_msg("%s", err);
 	assert_int_equal(truncate(path, 4 * MIB), 0);
-	req = (struct fl_source_req){ .region = 1, .offset = 2 * MIB, .len = 4096, .buf = buf,
+	req = (struct fl_source_req){ .region = 1, .offset = 2 * MIB, .len = 4096, .cookie = buf,
 				      .urgent = true };
 	assert_int_equal(fl_source_submit(src, &req), 0);
 	assert_int_equal(fl_source_flush(src), 0);
