@@ -252,6 +252,8 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 				joined_served(p, addr, res.done + res.existed);
 			if (urgent)
 				m->stats.pages_fault += res.done / r->page;
+			else if (req->unasked)
+				m->stats.pages_pushed += res.done / r->page;
 			else
 				m->stats.pages_prefetched += res.done / r->page;
 			m->stats.pages_existed += res.existed / r->page;

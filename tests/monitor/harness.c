@@ -11,6 +11,7 @@
 
 #include "harness.h"
 #include "memtypes.h"
+#include "source-inject.h"
 #include "runner.h"
 
 void expect_page(size_t i, void *buf)
@@ -38,7 +39,14 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 	struct fl_monitor_opts o = *opts;
 	char err[256] = "";
 
-	memset(h, 0, sizeof(*h));
+	{
+		const struct inject_opts *io = h->inject;
+		bool no = h->no_inject;
+
+		memset(h, 0, sizeof(*h));
+		h->inject = io;
+		h->no_inject = no;
+	}
 	h->data = malloc(DATA_PAGES * PG);
 	assert_non_null(h->data);
 	for (size_t i = 0; i < DATA_PAGES; i++)
@@ -46,6 +54,22 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 	data[0] = h->data;
 	data[1] = NULL;
 	assert_int_equal(fl_source_memory_create(&h->src, regions, 2, data), 0);
+	if (!h->no_inject) {
+		/* Every monitor test runs its async paths for real: completions
+		 * late, out of order, and pages pushed unasked, from a seed
+		 * (FL_SEED) printed so a failure repeats. */
+		struct inject_opts io = { .seed = 1, .max_delay_us = 300,
+					  .unasked_permille = 50, .split_permille = 50 };
+		struct fl_source *inner = h->src;
+
+		if (getenv("FL_SEED"))
+			io.seed = strtoull(getenv("FL_SEED"), NULL, 0);
+		if (h->inject)
+			io = *h->inject;
+		printf("# page source: memory behind the fault injector, seed %llu\n",
+		       (unsigned long long)io.seed);
+		assert_int_equal(inject_source_create(&h->src, inner, &io), 0);
+	}
 	snprintf(h->sock, sizeof(h->sock), "/tmp/fl-test-%d.sock", getpid());
 	o.socket_path = h->sock;
 	o.keep_caps = true; /* capabilities are per thread: keep the test's */

@@ -23,9 +23,14 @@ struct harness {
 	char sock[108];
 	char *data;
 	int run_ret;
+	/* Set before harness_create (else zeroed): the injector's settings
+	 * (NULL: a light default), or no injector at all. */
+	const struct inject_opts *inject;
+	bool no_inject;
 };
 
-/* Create the monitor (its socket listens at once), then run it on a
+/* Create the monitor (its socket listens at once). h->inject and
+ * h->no_inject are read first; everything else of h is reset.  Then, then run it on a
  * thread. Workloads are spawned between the two: see spawn(). */
 void harness_create(struct harness *h, const struct fl_monitor_opts *opts);
 void harness_run(struct harness *h);

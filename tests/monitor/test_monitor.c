@@ -19,6 +19,7 @@
 #include <faultline/handoff.h>
 
 #include "harness.h"
+#include "source-inject.h"
 #include "toucher.h"
 #include "runner.h"
 
@@ -56,7 +57,7 @@ static void run_one(const struct fl_monitor_opts *o, void (*wl)(const char *),
 
 static void test_restored_memory_equals_the_source(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_read_all, &h);
 	/* Every data page read from the source exactly once, every zero page
@@ -87,7 +88,7 @@ static void wl_remove_then_fault(const char *sock)
 
 static void test_remove_then_fault_gets_zero_page(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_remove_then_fault, &h);
 	assert_true(harness_stat(&h, "remove") >= 2);
@@ -117,7 +118,7 @@ static void wl_fork(const char *sock)
 
 static void test_fork_child_starts_with_parent_page_states(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_fork, &h);
 	assert_int_equal(harness_stat(&h, "fork"), 1);
@@ -149,7 +150,7 @@ static void wl_mremap(const char *sock)
 
 static void test_mremap_moves_page_states(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_mremap, &h);
 	assert_int_equal(harness_stat(&h, "remap"), 1);
@@ -168,7 +169,7 @@ static void wl_munmap(const char *sock)
 
 static void test_munmap_drops_the_range(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_munmap, &h);
 	assert_true(harness_stat(&h, "unmap") >= 1);
@@ -199,7 +200,7 @@ static void wl_exit_mid_faults(const char *sock)
 
 static void test_exit_with_faults_in_flight(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_exit_mid_faults, &h);
 	assert_int_equal(harness_stat(&h, "exit"), 1);
@@ -239,7 +240,7 @@ static void wl_disconnect_mid_handoff(const char *sock)
 
 static void test_bad_restorers_do_not_disturb_the_others(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 	pid_t good, bad, gone;
 
 	(void)c;
@@ -292,7 +293,7 @@ static void wl_threads_on_same_pages(const char *sock)
 
 static void test_faults_race_background_copies(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	run_one(c->a, wl_threads_on_same_pages, &h);
 	/* Four threads on the same pages, the stream as well: one read each. */
@@ -306,14 +307,18 @@ static void test_record_and_replay_fault_order(const struct fl_case *c)
 {
 	char rec[64], err[256] = "";
 	struct fl_monitor_opts o = faults_only;
-	struct harness h;
+	struct harness h = { 0 };
 	struct fl_monitor *m;
 	unsigned region;
 	unsigned long long off;
 	size_t lines = 0;
 	FILE *f;
+	/* Late and reordered completions, but no pages pushed unasked: every
+	 * page must be faulted to be recorded. */
+	static const struct inject_opts late_only = { .seed = 3, .max_delay_us = 300 };
 
 	(void)c;
+	h.inject = &late_only;
 	snprintf(rec, sizeof(rec), "/tmp/fl-test-faults-%d", getpid());
 	o.record_faults = rec;
 	run_one(&o, wl_read_all, &h);
@@ -408,7 +413,7 @@ static pid_t spawn_monitor(char *sock, size_t len)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct harness h;
+		struct harness h = { 0 };
 
 		harness_start(&h, &faults_only);
 		(void)!write(p[1], h.sock, strlen(h.sock) + 1);
@@ -518,7 +523,7 @@ static void test_fault_read_by_a_dead_monitor_is_served(const struct fl_case *c)
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
 			      .msg_controllen = sizeof(ctrl) };
 	struct fl_uffd_event ev;
-	struct harness h;
+	struct harness h = { 0 };
 	pid_t wl;
 	int fd;
 
