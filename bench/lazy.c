@@ -56,6 +56,7 @@ static struct lazy_run run(size_t len, const char *dir, int touches)
 				 .prot = 3, .name = "bench" };
 	struct fl_monitor_opts o = { .keep_caps = true };
 	struct fl_handoff_region hr = { .len = len, .page_size = PG };
+	struct fl_handoff h;
 	struct fl_snapshot *snap = NULL;
 	struct fl_source *src = NULL;
 	struct fl_monitor *m = NULL;
@@ -86,10 +87,16 @@ static struct lazy_run run(size_t len, const char *dir, int touches)
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	madvise(mem, len, MADV_NOHUGEPAGE);
 	hr.addr = (uint64_t)(uintptr_t)mem;
+	/* This process never forks with the restored memory: no EVENT_FORK. */
 	if ((out.err = fl_uffd_create(&u, 0, UFFD_FEATURE_THREAD_ID, 0, NULL)) ||
-	    (out.err = fl_uffd_register(u.fd, hr.addr, len, UFFDIO_REGISTER_MODE_MISSING, NULL)) ||
-	    (out.err = fl_monitor_adopt(m, dup(u.fd), 0, u.features, &hr, 1, err, sizeof(err))))
+	    (out.err = fl_uffd_register(u.fd, hr.addr, len, UFFDIO_REGISTER_MODE_MISSING, NULL)))
 		goto done;
+	h = (struct fl_handoff){ .uffd = dup(u.fd), .features = u.features,
+				 .flags = FL_HANDOFF_F_NO_FORK, .regions = &hr, .nregions = 1 };
+	if ((out.err = fl_monitor_adopt_handoff(m, &h, err, sizeof(err)))) {
+		close(h.uffd);
+		goto done;
+	}
 	pthread_create(&th, NULL, monitor_thread, m);
 	/* First instruction: the program touches its first page. */
 	(void)*(volatile char *)mem;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer target: Firecracker's region list (src/monitor/firecracker.c),
+ * libFuzzer target: Firecracker's region list (src/handoff/firecracker.c),
  * the JSON a VMM sends `faultline monitor --firecracker-socket`. Checks
  * beyond "no crash":
  *   - a refusal (-EINVAL) always says why; -EAGAIN only for a message that

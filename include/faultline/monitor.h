@@ -5,7 +5,9 @@
  * A monitor serves the userfaultfds of one or more processes from a page
  * source: faults first, the rest streamed in the background; it follows
  * fork, mremap, MADV_DONTNEED, munmap and exit. One libevent loop, one
- * thread.
+ * thread. It knows no sockets: processes come to it through
+ * fl_monitor_adopt*(), from handoff servers (faultline/handoff.h) that the
+ * caller runs on the monitor's loop, or from the caller itself.
  */
 #ifndef FAULTLINE_MONITOR_H
 #define FAULTLINE_MONITOR_H
@@ -23,9 +25,8 @@ extern "C" {
 #endif
 
 struct fl_monitor_opts {
-	const char *socket_path;   /* accept handoffs here (NULL: none) */
 	int verbose;		   /* 0 quiet, 1 progress, 2 debug */
-	bool keep_caps;		   /* don't drop capabilities after set-up */
+	bool keep_caps;		   /* don't drop capabilities when the loop starts */
 	bool no_prefetch;	   /* serve faults only */
 	const char *record_faults; /* append each fault's source page here */
 	const char *replay_faults; /* prefetch a recorded order first */
@@ -38,28 +39,46 @@ struct fl_monitor_opts {
 	unsigned read_deadline_ms;
 	bool exit_when_idle;	   /* exit once every process is gone (default
 				      for the command; tests may adopt later) */
-	/* Accept Firecracker's page-fault handler connections here (NULL:
-	 * none): one JSON region list with the userfaultfd attached, regions
-	 * at their offsets in the source laid end to end as one memory file.
-	 * The fd is assumed to have been opened with exactly
-	 * UFFD_FEATURE_EVENT_REMOVE, as Firecracker does (it has done
-	 * UFFDIO_API, so the features cannot be asked again). */
-	const char *firecracker_socket;
 };
 
 struct fl_monitor;
+struct event_base;
 
 int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		      const struct fl_monitor_opts *opts, char *err, size_t errlen);
 
-/* Serve a process: its userfaultfd (the monitor takes it over), its pid
- * (0 if unknown) and its regions, validated against the source. */
+/* Serve a process: its userfaultfd (the monitor takes it over on success;
+ * it stays the caller's on failure), its pid (0 if unknown) and its
+ * regions, validated against the source. An fd without
+ * UFFD_FEATURE_EVENT_FORK is refused: a child the process forks would read
+ * zeros where it had data (see fl_monitor_adopt_handoff() to accept it). */
 int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 		     uint64_t features, const struct fl_handoff_region *r,
 		     size_t n, char *err, size_t errlen);
 
+/* The same for a handoff, as a handoff server produces it (the accept
+ * function of fl_handoff_server_create() calls this on the monitor's
+ * loop, or a caller builds one itself): on success the monitor takes
+ * h->uffd and sets it to -1, and counts the handoff; on failure err says
+ * why and the refusal is counted. An fd without EVENT_FORK is served only
+ * with FL_HANDOFF_F_NO_FORK in h->flags. */
+int fl_monitor_adopt_handoff(struct fl_monitor *m, struct fl_handoff *h, char *err,
+			     size_t errlen);
+
+/* Count a handoff refused before it reached the monitor (a malformed
+ * message, a restorer that gave up): the statistics show every refusal.
+ * For a handoff server's `refused` callback. */
+void fl_monitor_count_refused_handoff(struct fl_monitor *m);
+
+/* The monitor's event loop (libevent), for what the caller runs on it,
+ * such as handoff servers (faultline/handoff.h): events there run on the
+ * monitor's thread, between its own. Destroy them before the monitor. */
+struct event_base *fl_monitor_event_base(struct fl_monitor *m);
+
 /* Run until every process served is gone (after at least one came), or
- * fl_monitor_stop(). Returns 0 or -errno. */
+ * fl_monitor_stop(). Set-up ends here: unless keep_caps, the calling
+ * thread drops every capability first (sockets on the loop are bound by
+ * then). Returns 0 or -errno. */
 int fl_monitor_run(struct fl_monitor *m);
 void fl_monitor_stop(struct fl_monitor *m);
 

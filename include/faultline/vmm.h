@@ -130,10 +130,11 @@ int fl_vmm_dest_check(char *err, size_t errlen);
  *
  * To serve from a separate monitor process instead (`faultline receive
  * --exec VMM`), the VMM maps RAM and calls fl_restore_handoff()
- * (faultline/handoff.h) with the regions of $FAULTLINE_REGIONS. Check
- * fl_vmm_dest_check() first there: fl_restore_handoff() falls back to a
- * user-mode-only userfaultfd when it may not have more, and KVM_RUN
- * would then fail with EFAULT on the first missing page.
+ * (faultline/handoff.h) with the regions of $FAULTLINE_REGIONS. That
+ * call refuses, naming the fix, when it may not have a userfaultfd that
+ * serves KVM's faults; never pass allow_user_mode_only from a VMM (KVM_RUN
+ * would fail with EFAULT on the first missing page). fl_vmm_dest_check()
+ * asks the same question before anything is mapped.
  */
 int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		      const struct fl_vmm_ram *ram, size_t n,

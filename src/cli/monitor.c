@@ -13,6 +13,7 @@
 #include <faultline/source-rawfile.h>
 
 #include "cli.h"
+#include "handoffs.h"
 
 static void usage(FILE *out)
 {
@@ -53,7 +54,8 @@ static void usage(FILE *out)
 }
 
 /* The memory file as one region from offset 0: Firecracker's regions name
- * their own offsets in it (fc_map_regions()). Its length is the file's,
+ * their own offsets in it (the handoff server maps them onto the source's
+ * regions laid end to end: here just this one). Its length is the file's,
  * rounded down to whole pages: a region reaching past it is refused when
  * Firecracker connects, naming the sizes. */
 static int open_memory_file(const char *path, bool huge, struct fl_source **src, char *err,
@@ -97,19 +99,20 @@ int cmd_monitor(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fl_monitor_opts o = { .verbose = 1, .exit_when_idle = true };
-	const char *dir = NULL, *json = NULL, *memfile = NULL;
+	const char *dir = NULL, *json = NULL, *memfile = NULL, *sock = NULL, *fc_sock = NULL;
 	bool huge = false;
 	struct fl_snapshot *snap = NULL;
 	struct fl_source *src = NULL;
 	struct fl_monitor *m = NULL;
+	struct fl_handoff_server *srv = NULL, *fc_srv = NULL;
 	char err[512] = "";
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, "s:S:F:m:Hnr:R:j:kvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': dir = optarg; break;
-		case 'S': o.socket_path = optarg; break;
-		case 'F': o.firecracker_socket = optarg; break;
+		case 'S': sock = optarg; break;
+		case 'F': fc_sock = optarg; break;
 		case 'm': memfile = optarg; break;
 		case 'H': huge = true; break;
 		case 'n': o.no_prefetch = true; break;
@@ -123,8 +126,7 @@ int cmd_monitor(int argc, char **argv)
 		default: usage(stderr); return CLI_USAGE;
 		}
 	}
-	if (optind < argc || (!o.socket_path && !o.firecracker_socket) || !dir == !memfile ||
-	    (memfile && !o.firecracker_socket)) {
+	if (optind < argc || (!sock && !fc_sock) || !dir == !memfile || (memfile && !fc_sock)) {
 		fprintf(stderr, "faultline monitor: give --snapshot DIR and --socket PATH, or "
 			"--firecracker-socket PATH with --memory-file FILE (or --snapshot DIR)\n");
 		usage(stderr);
@@ -150,22 +152,29 @@ int cmd_monitor(int argc, char **argv)
 			return CLI_FAILED;
 		}
 	}
+	/* The monitor, then the sockets on its loop: both before it drops its
+	 * capabilities, which fl_monitor_run() does first. */
 	ret = fl_monitor_create(&m, src, &o, err, sizeof(err));
+	if (!ret && sock)
+		ret = cli_serve_handoffs(&srv, m, src, sock, FL_HANDOFF_FAULTLINE, o.verbose, err,
+					 sizeof(err));
+	if (!ret && fc_sock)
+		ret = cli_serve_handoffs(&fc_srv, m, src, fc_sock, FL_HANDOFF_FIRECRACKER,
+					 o.verbose, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "faultline monitor: %s\n", err);
 		goto out;
 	}
-	if (o.verbose && snap && o.socket_path)
+	if (o.verbose && snap && sock)
 		fprintf(stderr, "monitor: serving %s (%zu regions, %.1f MiB of data) on %s\n",
-			dir, src->nregions, (double)fl_snapshot_data_bytes(snap) / (1 << 20),
-			o.socket_path);
-	if (o.verbose && o.firecracker_socket) {
+			dir, src->nregions, (double)fl_snapshot_data_bytes(snap) / (1 << 20), sock);
+	if (o.verbose && fc_sock) {
 		uint64_t bytes = 0;
 
 		for (size_t i = 0; i < src->nregions; i++)
 			bytes += src->regions[i].len;
 		fprintf(stderr, "monitor: serving Firecracker from %s (%.1f MiB) on %s\n",
-			memfile ? memfile : dir, (double)bytes / (1 << 20), o.firecracker_socket);
+			memfile ? memfile : dir, (double)bytes / (1 << 20), fc_sock);
 	}
 	ret = fl_monitor_run(m);
 	fl_monitor_print_stats(m, stdout, false);
@@ -181,6 +190,8 @@ int cmd_monitor(int argc, char **argv)
 		}
 	}
 out:
+	fl_handoff_server_destroy(srv);
+	fl_handoff_server_destroy(fc_srv);
 	fl_monitor_destroy(m);
 	fl_source_destroy(src);
 	fl_snapshot_close(snap);

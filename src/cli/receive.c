@@ -26,6 +26,7 @@
 #include <faultline/monitor.h>
 
 #include "cli.h"
+#include "handoffs.h"
 #include "tls-opts.h"
 
 static void usage(FILE *out)
@@ -132,6 +133,7 @@ int cmd_receive(int argc, char **argv)
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
 	struct fl_receiver *r = NULL;
 	struct mon_thread mt = { 0 };
+	struct fl_handoff_server *srv = NULL;
 	pthread_t th;
 	const void *blob = NULL;
 	size_t blob_len = 0, n;
@@ -193,9 +195,10 @@ int cmd_receive(int argc, char **argv)
 		}
 		fclose(f);
 	}
-	mo.socket_path = sock;
 	mo.verbose = verbose;
-	if (fl_monitor_create(&mt.m, fl_receiver_source(r), &mo, err, sizeof(err))) {
+	if (fl_monitor_create(&mt.m, fl_receiver_source(r), &mo, err, sizeof(err)) ||
+	    cli_serve_handoffs(&srv, mt.m, fl_receiver_source(r), sock, FL_HANDOFF_FAULTLINE,
+			       verbose, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
 	}
@@ -254,6 +257,7 @@ int cmd_receive(int argc, char **argv)
 out:
 	if (lfd >= 0)
 		close(lfd);
+	fl_handoff_server_destroy(srv);
 	fl_monitor_destroy(mt.m);
 	fl_receiver_destroy(r);
 	if (state[0])

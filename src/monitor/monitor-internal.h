@@ -73,9 +73,6 @@ struct fl_monitor {
 	size_t nprocs, ever;
 	struct event *src_ev, *pump_ev, *sig_ev, *int_ev, *usr1_ev, *probe_ev, *stop_ev;
 	int stop_fd;
-	/* The control sockets, one per protocol (enum control_proto). */
-	int listen_fd[2];
-	struct event *listen_ev[2];
 	struct mreq *free_urgent, *free_bg, *reqs, *deferred;
 	size_t nreqs;
 	unsigned bg_inflight, urgent_inflight;
@@ -90,7 +87,6 @@ struct fl_monitor {
 	size_t nreplay, replay_pos;
 	bool stopping;
 	_Atomic uint64_t owed; /* pages owed, summed at the end of each pump */
-	struct control_conn *conns;
 };
 
 /* proc.c */
@@ -124,15 +120,6 @@ int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
 void retry_arm(struct fl_monitor *m);
 void retry_drain(struct fl_monitor *m);
 int retry_init(struct fl_monitor *m);
-
-/* control.c */
-enum control_proto {
-	PROTO_FAULTLINE,   /* faultline/handoff.h */
-	PROTO_FIRECRACKER, /* Firecracker's JSON region list (firecracker.h) */
-};
-int control_listen(struct fl_monitor *m, const char *path, enum control_proto proto,
-		   char *err, size_t errlen);
-void control_close(struct fl_monitor *m);
 
 /* policy.c */
 bool policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,

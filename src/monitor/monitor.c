@@ -133,7 +133,6 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		return -ENOMEM;
 	m->src = source;
 	m->opts = *opts;
-	m->listen_fd[0] = m->listen_fd[1] = -1;
 	if (!m->opts.bg_inflight)
 		m->opts.bg_inflight = 4;
 	if (!m->opts.bg_chunk)
@@ -198,23 +197,7 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 			return ret;
 		}
 	}
-	if (opts->socket_path) {
-		ret = control_listen(m, opts->socket_path, PROTO_FAULTLINE, err, errlen);
-		if (ret) {
-			fl_monitor_destroy(m);
-			return ret;
-		}
-	}
-	if (opts->firecracker_socket) {
-		ret = control_listen(m, opts->firecracker_socket, PROTO_FIRECRACKER, err, errlen);
-		if (ret) {
-			fl_monitor_destroy(m);
-			return ret;
-		}
-	}
 	m->stats.t_start = mon_now_ns();
-	if (!opts->keep_caps)
-		drop_capabilities(m);
 	*out = m;
 	return 0;
 }
@@ -285,9 +268,9 @@ static int validate(struct fl_monitor *m, struct fl_handoff_region *r, size_t n,
 	return 0;
 }
 
-int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
-		     uint64_t features, const struct fl_handoff_region *regions,
-		     size_t n, char *err, size_t errlen)
+static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
+		 uint32_t flags, const struct fl_handoff_region *regions, size_t n,
+		 char *err, size_t errlen)
 {
 	struct fl_handoff_region *r;
 	struct mproc *p;
@@ -296,6 +279,20 @@ int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 	if (!is_userfaultfd(uffd)) {
 		snprintf(err, errlen, "the fd handed over is not a userfaultfd");
 		return -EBADF;
+	}
+	/* Without EVENT_FORK the kernel drops the registration in a fork
+	 * child: its missing pages would read as zeros, silently. Only the
+	 * sender can know that no child will need them. */
+	if (!(features & UFFD_FEATURE_EVENT_FORK) && !(flags & FL_HANDOFF_F_NO_FORK)) {
+		char who[32] = "";
+
+		if (pid)
+			snprintf(who, sizeof(who), " of pid %d", (int)pid);
+		snprintf(err, errlen, "the userfaultfd%s lacks UFFD_FEATURE_EVENT_FORK: a "
+			 "child the process forks would read zeros where it had data. Create it "
+			 "with EVENT_FORK (needs CAP_SYS_PTRACE) or, if the process never forks, "
+			 "say so (allow_no_fork, FL_HANDOFF_F_NO_FORK)", who);
+		return -EPERM;
 	}
 	if (!n || n > FL_HANDOFF_MAX_REGIONS) {
 		snprintf(err, errlen, "%zu regions (1..%d allowed)", n, FL_HANDOFF_MAX_REGIONS);
@@ -356,8 +353,44 @@ int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 	return 0;
 }
 
+int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
+		     uint64_t features, const struct fl_handoff_region *regions,
+		     size_t n, char *err, size_t errlen)
+{
+	return adopt(m, uffd, pid, features, 0, regions, n, err, errlen);
+}
+
+int fl_monitor_adopt_handoff(struct fl_monitor *m, struct fl_handoff *h, char *err,
+			     size_t errlen)
+{
+	int ret = adopt(m, h->uffd, h->pid, h->features, h->flags, h->regions, h->nregions,
+			err, errlen);
+
+	if (ret) {
+		m->stats.handoffs_refused++;
+		return ret;
+	}
+	h->uffd = -1; /* ours now */
+	m->stats.handoffs++;
+	fetch_kick(m);
+	return 0;
+}
+
+void fl_monitor_count_refused_handoff(struct fl_monitor *m)
+{
+	m->stats.handoffs_refused++;
+}
+
+struct event_base *fl_monitor_event_base(struct fl_monitor *m)
+{
+	return m->base;
+}
+
 int fl_monitor_run(struct fl_monitor *m)
 {
+	/* Set-up is over: the caller's sockets on our loop are bound. */
+	if (!m->opts.keep_caps)
+		drop_capabilities(m);
 	fetch_kick(m);
 	if (m->ever && !m->nprocs && m->opts.exit_when_idle)
 		return 0;
@@ -434,7 +467,6 @@ void fl_monitor_destroy(struct fl_monitor *m)
 {
 	if (!m)
 		return;
-	control_close(m);
 	for (struct mproc *p = m->procs; p; p = p->next)
 		if (!p->dead)
 			proc_kill(p, "monitor shutting down");

@@ -175,7 +175,14 @@ int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		snprintf(err, errlen, "dup: %s", strerror(errno));
 		goto fail;
 	}
-	ret = fl_monitor_adopt(d->m, fd, getpid(), d->u.features, hr, n, err, errlen);
+	{
+		/* No EVENT_FORK was asked for (see `want`): say it is meant. */
+		struct fl_handoff h = { .uffd = fd, .pid = getpid(), .features = d->u.features,
+					.flags = FL_HANDOFF_F_NO_FORK, .regions = hr,
+					.nregions = n };
+
+		ret = fl_monitor_adopt_handoff(d->m, &h, err, errlen);
+	}
 	if (ret) {
 		close(fd);
 		goto fail;

@@ -19,6 +19,19 @@ void expect_page(size_t i, void *buf)
 	fill_pattern(buf, PG, 0xC0FFEE00ULL + i);
 }
 
+static int adopt(void *arg, struct fl_handoff *h, char *err, size_t errlen)
+{
+	return fl_monitor_adopt_handoff(arg, h, err, errlen);
+}
+
+static void refused(void *arg, pid_t peer, int status, const char *why)
+{
+	(void)peer;
+	(void)status;
+	(void)why;
+	fl_monitor_count_refused_handoff(arg);
+}
+
 static void *run(void *arg)
 {
 	struct harness *h = arg;
@@ -37,6 +50,7 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 	};
 	const void *data[2];
 	struct fl_monitor_opts o = *opts;
+	struct fl_handoff_server_opts so = { .verbose = opts->verbose, .refused = refused };
 	char err[256] = "";
 
 	{
@@ -71,11 +85,13 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 		assert_int_equal(inject_source_create(&h->src, inner, &io), 0);
 	}
 	snprintf(h->sock, sizeof(h->sock), "/tmp/fl-test-%d.sock", getpid());
-	o.socket_path = h->sock;
 	o.keep_caps = true; /* capabilities are per thread: keep the test's */
 	o.exit_when_idle = true;
 	if (fl_monitor_create(&h->mon, h->src, &o, err, sizeof(err)))
 		fail_msg("monitor: %s", err);
+	if (fl_handoff_server_create(&h->srv, fl_monitor_event_base(h->mon), h->sock,
+				     FL_HANDOFF_FAULTLINE, &so, adopt, h->mon, err, sizeof(err)))
+		fail_msg("handoff server: %s", err);
 }
 
 void harness_run(struct harness *h)
@@ -97,6 +113,7 @@ void harness_join(struct harness *h)
 
 void harness_free(struct harness *h)
 {
+	fl_handoff_server_destroy(h->srv);
 	fl_monitor_destroy(h->mon);
 	fl_source_destroy(h->src);
 	free(h->data);

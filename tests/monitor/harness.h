@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <faultline/handoff.h>
 #include <faultline/monitor.h>
 
 #define PG 4096UL
@@ -19,6 +20,7 @@
 struct harness {
 	struct fl_source *src;
 	struct fl_monitor *mon;
+	struct fl_handoff_server *srv; /* faultline's handoff socket, on the monitor's loop */
 	pthread_t thread;
 	char sock[108];
 	char *data;
@@ -29,9 +31,10 @@ struct harness {
 	bool no_inject;
 };
 
-/* Create the monitor (its socket listens at once). h->inject and
- * h->no_inject are read first; everything else of h is reset.  Then, then run it on a
- * thread. Workloads are spawned between the two: see spawn(). */
+/* Create the monitor and its handoff server (the socket listens at once).
+ * h->inject and h->no_inject are read first; everything else of h is
+ * reset. Then run it on a thread (harness_run). Workloads are spawned
+ * between the two: see spawn(). */
 void harness_create(struct harness *h, const struct fl_monitor_opts *opts);
 void harness_run(struct harness *h);
 void harness_start(struct harness *h, const struct fl_monitor_opts *opts);

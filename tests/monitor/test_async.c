@@ -308,6 +308,8 @@ static void test_destroy_with_reads_in_flight_cancels_them(const struct fl_case 
 	assert_true(inject_outstanding(h.src) >= 1);
 	fl_monitor_stop(h.mon);
 	harness_join(&h);
+	fl_handoff_server_destroy(h.srv);
+	h.srv = NULL;
 	fl_monitor_destroy(h.mon);
 	h.mon = NULL;
 	/* Nothing of the monitor's is left in the source. */

@@ -258,6 +258,58 @@ static void test_bad_restorers_do_not_disturb_the_others(const struct fl_case *c
 	harness_free(&h);
 }
 
+/* An fd opened without EVENT_FORK is refused, and the restorer told why,
+ * naming fork: a child would read zeros where the parent had data. The
+ * same fd with the sender's word that the process never forks is served. */
+static int connect_to(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, sock);
+	CHECK(s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	return s;
+}
+
+static void wl_no_event_fork(const char *sock)
+{
+	size_t len = DATA_PAGES * PG;
+	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r = { (uint64_t)(uintptr_t)base, len, 0, 0, PG };
+	struct fl_uffd u;
+	char err[256] = "";
+	int s;
+
+	CHECK(base != MAP_FAILED);
+	madvise(base, len, MADV_NOHUGEPAGE);
+	CHECK(fl_uffd_create(&u, FL_UFFD_USER_MODE_ONLY, UFFD_FEATURE_THREAD_ID, 0, NULL) == 0);
+	CHECK(!fl_uffd_has(&u, UFFD_FEATURE_EVENT_FORK));
+	CHECK(fl_uffd_register(u.fd, r.addr, len, UFFDIO_REGISTER_MODE_MISSING, NULL) == 0);
+	s = connect_to(sock);
+	CHECK(fl_handoff_send(s, &u, 0, &r, 1, err, sizeof(err)) == -EPERM);
+	fprintf(stderr, "workload: %s\n", err);
+	CHECK(strstr(err, "monitor refused the handoff") != NULL);
+	CHECK(strstr(err, "UFFD_FEATURE_EVENT_FORK") != NULL);
+	CHECK(strstr(err, "child the process forks") != NULL);
+	close(s);
+	s = connect_to(sock);
+	CHECK(fl_handoff_send_flags(s, &u, 0, FL_HANDOFF_F_NO_FORK, &r, 1, err, sizeof(err)) == 0);
+	close(s);
+	CHECK(check_pages(base, 0, DATA_PAGES));
+}
+
+static void test_fd_without_event_fork_is_refused_naming_fork(const struct fl_case *c)
+{
+	struct harness h;
+
+	(void)c;
+	run_one(&faults_only, wl_no_event_fork, &h);
+	assert_int_equal(harness_stat(&h, "handoffs"), 1);
+	assert_int_equal(harness_stat(&h, "handoffs_refused"), 1);
+	assert_int_equal(harness_stat(&h, "bytes_read"), DATA_PAGES * PG);
+	harness_free(&h);
+}
+
 /* Several threads read the same pages at once while the background
  * stream runs: joined faults, one read per page, every page right. */
 static void *reader(void *arg)
@@ -498,7 +550,9 @@ static void wl_fault_read_by_a_dead_monitor(const char *sock)
 		strcpy(sa.sun_path, sock);
 		s = socket(AF_UNIX, SOCK_STREAM, 0);
 		CHECK(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-		CHECK(fl_handoff_send(s, &u, 0, &r, 1, err, sizeof(err)) == 0);
+		/* Its fd has no EVENT_FORK: this workload never forks. */
+		CHECK(fl_handoff_send_flags(s, &u, 0, FL_HANDOFF_F_NO_FORK, &r, 1, err,
+					    sizeof(err)) == 0);
 		toucher_join(&t);
 		CHECK(!t.sigbus);
 		{
@@ -581,5 +635,7 @@ int main(int argc, char **argv)
 		    "test_fault_read_by_a_dead_monitor_is_served");
 	fl_case_add(&cases, &n, test_record_and_replay_fault_order, NULL, NULL,
 		    "test_record_and_replay_fault_order");
+	fl_case_add(&cases, &n, test_fd_without_event_fork_is_refused_naming_fork, NULL, NULL,
+		    "test_fd_without_event_fork_is_refused_naming_fork");
 	return fl_run_cases(cases, n, argc, argv);
 }

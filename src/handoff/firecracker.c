@@ -2,7 +2,7 @@
 /*
  * Firecracker's region list (firecracker.h): a small strict JSON parser
  * for exactly that message, and the mapping of its regions onto a page
- * source. The bytes come from another process, so every path is bounded:
+ * source's regions laid end to end (plain lengths: no source is touched). The bytes come from another process, so every path is bounded:
  * nesting depth, message length, region count, and every number is checked
  * for overflow before it is used. The fuzzer (fuzz/fuzz_firecracker.c)
  * feeds fc_parse() arbitrary bytes.
@@ -465,29 +465,30 @@ int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
 	return 0;
 }
 
-int fc_map_regions(const struct fl_source *src, const struct fc_region *r, size_t n,
-		   struct fl_handoff_region *out, char *err, size_t errlen)
+int fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
+		   const struct fc_region *r, size_t n, struct fl_handoff_region *out,
+		   char *err, size_t errlen)
 {
 	uint64_t total = 0;
 
-	for (size_t k = 0; k < src->nregions; k++)
-		total += src->regions[k].len;
+	for (size_t k = 0; k < nparts; k++)
+		total += parts[k].len;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t at = 0;
 		size_t k;
 
-		for (k = 0; k < src->nregions; k++) {
-			if (r[i].offset < at + src->regions[k].len)
+		for (k = 0; k < nparts; k++) {
+			if (r[i].offset < at + parts[k].len)
 				break;
-			at += src->regions[k].len;
+			at += parts[k].len;
 		}
-		if (k == src->nregions || r[i].size > at + src->regions[k].len - r[i].offset) {
-			if (k < src->nregions && r[i].offset + r[i].size <= total) {
+		if (k == nparts || r[i].size > at + parts[k].len - r[i].offset) {
+			if (k < nparts && r[i].offset + r[i].size <= total) {
 				snprintf(err, errlen, "Firecracker region %zu (file bytes %llu..%llu) "
 					 "spans two regions of the %s source: its layout is not "
 					 "Firecracker's; serve the raw memory file with --memory-file",
 					 i, (unsigned long long)r[i].offset,
-					 (unsigned long long)(r[i].offset + r[i].size), src->kind);
+					 (unsigned long long)(r[i].offset + r[i].size), kind);
 				return -EINVAL;
 			}
 			snprintf(err, errlen, "Firecracker region %zu needs file bytes %llu..%llu "
@@ -496,14 +497,14 @@ int fc_map_regions(const struct fl_source *src, const struct fc_region *r, size_
 				 (unsigned long long)r[i].offset,
 				 (unsigned long long)(r[i].offset + r[i].size),
 				 (unsigned long long)r[i].size, (unsigned long long)r[i].offset,
-				 src->nregions == 1 && !strcmp(src->kind, "memory-file")
+				 nparts == 1 && !strcmp(kind, "memory-file")
 					 ? "memory file" : "source", (unsigned long long)total);
 			return -ERANGE;
 		}
-		if (src->regions[k].page_size != r[i].page_size) {
+		if (parts[k].page_size != r[i].page_size) {
 			snprintf(err, errlen, "Firecracker region %zu uses %llu-byte pages but the "
 				 "source serves %u-byte pages%s", i,
-				 (unsigned long long)r[i].page_size, src->regions[k].page_size,
+				 (unsigned long long)r[i].page_size, parts[k].page_size,
 				 r[i].page_size == (2u << 20) ? ": start the monitor with --huge-pages"
 							      : ": start the monitor without --huge-pages");
 			return -EINVAL;

@@ -6,9 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <faultline/source.h>
-
-#include "../../src/monitor/firecracker.h"
+#include "../../src/handoff/firecracker.h"
 #include "runner.h"
 
 static const char good[] =
@@ -196,22 +194,14 @@ static void test_more_regions_than_the_limit_are_refused(const struct fl_case *c
 
 /* A source of two regions laid end to end (a snapshot of a VM's memory
  * file in two pieces): bytes 0..8 MiB and 8..12 MiB. */
-static struct fl_source *two_piece_source(uint32_t page)
-{
-	static struct fl_region g[2];
-	struct fl_source *s;
-
-	g[0] = (struct fl_region){ .start = 0x10000000, .len = 8 << 20, .page_size = page,
-				   .name = "low" };
-	g[1] = (struct fl_region){ .start = 0x40000000, .len = 4 << 20, .page_size = page,
-				   .name = "high" };
-	assert_int_equal(fl_source_memory_create(&s, g, 2, (const void *const[]){ NULL, NULL }), 0);
-	return s;
-}
+static const struct fl_handoff_file_part two_pieces[2] = {
+	{ .len = 8 << 20, .page_size = 4096 },
+	{ .len = 4 << 20, .page_size = 4096 },
+};
 
 static void test_regions_map_onto_source_regions_laid_end_to_end(const struct fl_case *c)
 {
-	struct fl_source *s = two_piece_source(4096);
+	const struct fl_handoff_file_part *s = two_pieces;
 	struct fc_region r[2] = {
 		{ .base = 0x7f0000000000, .size = 8 << 20, .offset = 0, .page_size = 4096 },
 		{ .base = 0x7f1000000000, .size = 2 << 20, .offset = 10 << 20, .page_size = 4096 },
@@ -220,7 +210,7 @@ static void test_regions_map_onto_source_regions_laid_end_to_end(const struct fl
 	char err[384] = "";
 
 	(void)c;
-	if (fc_map_regions(s, r, 2, h, err, sizeof(err)))
+	if (fc_map_regions(s, 2, "memory", r, 2, h, err, sizeof(err)))
 		fail_msg("%s", err);
 	assert_int_equal(h[0].source_region, 0);
 	assert_int_equal(h[0].source_offset, 0);
@@ -231,21 +221,20 @@ static void test_regions_map_onto_source_regions_laid_end_to_end(const struct fl
 	/* Straddling the two pieces: not Firecracker's layout. */
 	r[1].offset = 6 << 20;
 	r[1].size = 4 << 20;
-	assert_int_equal(fc_map_regions(s, r + 1, 1, h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "spans two regions"));
 	assert_non_null(strstr(err, "--memory-file"));
 	/* Past the end of everything. */
 	r[1].offset = 10 << 20;
 	r[1].size = 4 << 20;
-	assert_int_equal(fc_map_regions(s, r + 1, 1, h, err, sizeof(err)), -ERANGE);
+	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -ERANGE);
 	assert_non_null(strstr(err, "region 0 needs file bytes 10485760..14680064"));
 	assert_non_null(strstr(err, "only 12582912 bytes"));
 	/* Huge pages against a 4 KiB source. */
 	r[1].size = 2 << 20;
 	r[1].page_size = 2 << 20;
-	assert_int_equal(fc_map_regions(s, r + 1, 1, h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "--huge-pages"));
-	fl_source_destroy(s);
 }
 
 int main(int argc, char **argv)

@@ -15,14 +15,13 @@
  * "page_size_kib" instead, holding bytes despite its name. Nothing comes
  * back: Firecracker never reads the socket in this mode.
  */
-#ifndef FL_MONITOR_FIRECRACKER_H
-#define FL_MONITOR_FIRECRACKER_H
+#ifndef FL_HANDOFF_FIRECRACKER_H
+#define FL_HANDOFF_FIRECRACKER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <faultline/handoff.h>
-#include <faultline/source.h>
 
 #define FC_MSG_MAX (64u << 10) /* bytes; real messages are a few hundred */
 #define FC_REGIONS_MAX 256
@@ -51,12 +50,15 @@ int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
 
 /*
  * Where each Firecracker region's pages come from in a page source: the
- * source's regions, laid end to end in their order, are the memory file
- * (one region for a raw memory file; a snapshot of the file's regions
- * otherwise). A region must fall inside one source region with the same
- * page size. Fills out[0..n). -ERANGE / -EINVAL with err naming the region.
+ * source's regions (`parts`, their lengths and page sizes), laid end to
+ * end in their order, are the memory file (one region for a raw memory
+ * file; a snapshot of the file's regions otherwise). A region must fall
+ * inside one part with the same page size. `kind` names the source in
+ * messages ("memory-file" for a raw memory file). Fills out[0..n).
+ * -ERANGE / -EINVAL with err naming the region.
  */
-int fc_map_regions(const struct fl_source *src, const struct fc_region *r, size_t n,
-		   struct fl_handoff_region *out, char *err, size_t errlen);
+int fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
+		   const struct fc_region *r, size_t n, struct fl_handoff_region *out,
+		   char *err, size_t errlen);
 
 #endif
