@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ struct inject_source {
 	struct rule rules[64];
 	size_t nrules;
 	uint64_t cancelled;
+	int timer_fd; /* comes due with the earliest held completion */
 };
 
 static struct inject_source *is(struct fl_source *s)
@@ -143,6 +145,23 @@ static void inner_done(struct fl_source_req *req, void *arg)
 	q->due_ns = now_ns() + delay;
 }
 
+/* The timer for the earliest held completion (or off): event_fd is an
+ * epoll set of it and the wrapped source's event_fd. */
+static void arm(struct inject_source *m)
+{
+	uint64_t first = 0;
+	struct itimerspec t = { 0 };
+
+	for (size_t i = 0; i < m->nlive; i++)
+		if (m->live[i]->state == HELD && (!first || m->live[i]->due_ns < first))
+			first = m->live[i]->due_ns;
+	if (first) {
+		t.it_value.tv_sec = (time_t)(first / 1000000000ull);
+		t.it_value.tv_nsec = (long)(first % 1000000000ull);
+	}
+	timerfd_settime(m->timer_fd, TFD_TIMER_ABSTIME, &t, NULL);
+}
+
 static int inj_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
 	struct inject_source *m = is(s);
@@ -151,7 +170,7 @@ static int inj_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	struct ireq *due[256];
 	size_t ndue = 0;
 
-	(void)!read(s->event_fd, &v, sizeof(v));
+	(void)!read(m->timer_fd, &v, sizeof(v));
 	fl_source_reap(m->in, inner_done, m);
 	now = now_ns();
 	for (size_t i = 0; i < m->nlive && ndue < 256;) {
@@ -190,6 +209,7 @@ static int inj_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 		done(r, arg);
 		n++;
 	}
+	arm(m);
 	return (int)n;
 }
 
@@ -260,6 +280,7 @@ static void inj_destroy(struct fl_source *s)
 	free(m->live);
 	fl_source_destroy(m->in);
 	close(s->event_fd);
+	close(m->timer_fd);
 	free(m);
 }
 
@@ -277,8 +298,7 @@ int inject_source_create(struct fl_source **out, struct fl_source *inner,
 			 const struct inject_opts *o)
 {
 	struct inject_source *m = calloc(1, sizeof(*m));
-	/* Ticks every ms: held completions come due without any other event. */
-	struct itimerspec tick = { { 0, 1000000 }, { 0, 1000000 } };
+	struct epoll_event ev = { .events = EPOLLIN };
 
 	*out = NULL;
 	if (!m)
@@ -291,10 +311,19 @@ int inject_source_create(struct fl_source **out, struct fl_source *inner,
 	m->base.regions = inner->regions;
 	m->base.nregions = inner->nregions;
 	m->base.max_req = inner->max_req;
-	m->base.event_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (m->base.event_fd < 0 || timerfd_settime(m->base.event_fd, 0, &tick, NULL)) {
+	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	m->base.event_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (m->timer_fd < 0 || m->base.event_fd < 0 ||
+	    epoll_ctl(m->base.event_fd, EPOLL_CTL_ADD, m->timer_fd, &ev) ||
+	    epoll_ctl(m->base.event_fd, EPOLL_CTL_ADD, inner->event_fd, &ev)) {
+		int ret = -errno;
+
+		if (m->timer_fd >= 0)
+			close(m->timer_fd);
+		if (m->base.event_fd >= 0)
+			close(m->base.event_fd);
 		free(m);
-		return -errno;
+		return ret;
 	}
 	*out = &m->base;
 	return 0;
