@@ -119,9 +119,6 @@ uint64_t fl_receiver_owed(const struct fl_receiver *r);
  * values[0] = faults, [1] = fault p50 ns, [2] = fault p99 ns). */
 int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n);
 
-/* fl_receiver_finish() with the statistics of the monitor that served the
- * program: fault count, latency and its most blocked threads. */
-int fl_receiver_finish_monitor(struct fl_receiver *r, struct fl_monitor *m);
 
 void fl_receiver_destroy(struct fl_receiver *r);
 

@@ -118,7 +118,9 @@ int fl_vmm_dest_check(char *err, size_t errlen);
  * From here until fl_vmm_dest_wait_complete() returns, a page of RAM the
  * guest or the VMM touches may block for a network round trip, and
  * MADV_DONTNEED, munmap or mremap of the RAM are followed (as the
- * program's own), never turned into zeros by the monitor.
+ * program's own), never turned into zeros by the monitor. Guest RAM is
+ * marked MADV_DONTFORK: a child the VMM forks does not inherit it (the
+ * userfaultfd does not follow fork; QEMU marks its RAM the same way).
  *
  * `r` stays the caller's and must outlive the fl_vmm_dest.
  *
@@ -139,6 +141,30 @@ int fl_vmm_dest_check(char *err, size_t errlen);
 int fl_vmm_dest_start(struct fl_vmm_dest **out, struct fl_receiver *r,
 		      const struct fl_vmm_ram *ram, size_t n,
 		      const struct fl_vmm_dest_opts *opts, char *err, size_t errlen);
+
+/*
+ * The composition under fl_vmm_dest_start(), for a destination whose
+ * program hands its memory over itself (`faultline receive` runs it with a
+ * handoff server on the monitor's loop): serve() creates a monitor over
+ * the receiver, not yet running; attach what adopts processes to
+ * fl_vmm_dest_monitor() (fl_monitor_adopt_handoff, a handoff server on
+ * fl_monitor_event_base()); run() starts the monitor's thread and the
+ * watcher that tells the source it may let go once every page arrived.
+ */
+int fl_vmm_dest_serve(struct fl_vmm_dest **out, struct fl_receiver *r,
+		      const struct fl_monitor_opts *mo, char *err, size_t errlen);
+struct fl_monitor *fl_vmm_dest_monitor(struct fl_vmm_dest *d);
+int fl_vmm_dest_run(struct fl_vmm_dest *d, char *err, size_t errlen);
+/* The monitor's loop has ended (every process it served is gone). */
+bool fl_vmm_dest_monitor_done(const struct fl_vmm_dest *d);
+/* Tell the source it may let go, with the monitor's fault statistics, if
+ * not done yet (the watcher does it once every page arrived). Returns 0 or
+ * the connection's error. */
+int fl_vmm_dest_finish(struct fl_vmm_dest *d);
+/* Stop the monitor and the watcher and wait for their threads; then
+ * whatever runs on the monitor's loop may be destroyed, before
+ * fl_vmm_dest_destroy(). */
+void fl_vmm_dest_stop(struct fl_vmm_dest *d);
 
 /* Pages still to arrive from the source (safe from any thread). */
 uint64_t fl_vmm_dest_owed(const struct fl_vmm_dest *d);

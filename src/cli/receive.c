@@ -24,6 +24,7 @@
 
 #include <faultline/migrate.h>
 #include <faultline/monitor.h>
+#include <faultline/vmm.h>
 
 #include "cli.h"
 #include "handoffs.h"
@@ -42,19 +43,6 @@ static void usage(FILE *out)
 		"  --stats-json FILE    the monitor's statistics as JSON\n"
 		TLS_USAGE
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
-}
-
-struct mon_thread {
-	struct fl_monitor *m;
-	int ret;
-};
-
-static void *run_monitor(void *arg)
-{
-	struct mon_thread *t = arg;
-
-	t->ret = fl_monitor_run(t->m);
-	return NULL;
 }
 
 static char *regions_env(const struct fl_region *g, size_t n)
@@ -132,9 +120,8 @@ int cmd_receive(int argc, char **argv)
 	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
 	struct fl_receiver *r = NULL;
-	struct mon_thread mt = { 0 };
+	struct fl_vmm_dest *d = NULL;
 	struct fl_handoff_server *srv = NULL;
-	pthread_t th;
 	const void *blob = NULL;
 	size_t blob_len = 0, n;
 	int c, lfd, port = 0, status = 0, verbose = 1, ret = CLI_FAILED;
@@ -196,9 +183,11 @@ int cmd_receive(int argc, char **argv)
 		fclose(f);
 	}
 	mo.verbose = verbose;
-	if (fl_monitor_create(&mt.m, fl_receiver_source(r), &mo, err, sizeof(err)) ||
-	    cli_serve_handoffs(&srv, mt.m, fl_receiver_source(r), sock, FL_HANDOFF_FAULTLINE,
-			       verbose, err, sizeof(err))) {
+	/* The destination composition a VMM uses (src/vmm/dest.c), with the
+	 * restorer handing its memory over a socket instead. */
+	if (fl_vmm_dest_serve(&d, r, &mo, err, sizeof(err)) ||
+	    cli_serve_handoffs(&srv, fl_vmm_dest_monitor(d), fl_receiver_source(r), sock,
+			       FL_HANDOFF_FAULTLINE, verbose, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
 	}
@@ -210,14 +199,18 @@ int cmd_receive(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
-	pthread_create(&th, NULL, run_monitor, &mt);
-	/* The source keeps the memory until we have every page; a program
-	 * may run on for ever, so say so as soon as it is true. */
+	if (fl_vmm_dest_run(d, err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		kill(child, SIGKILL);
+		waitpid(child, &status, 0);
+		goto out;
+	}
+	/* The source keeps the memory until we have every page (the watcher
+	 * tells it as soon as that is true); a program may run on for ever. */
 	for (;;) {
 		pid_t w = waitpid(child, &status, WNOHANG);
 
-		if (!done && fl_receiver_owed(r) == 0) {
-			fl_receiver_finish_monitor(r, mt.m);
+		if (!done && fl_vmm_dest_owed(d) == 0) {
 			done = true;
 			if (verbose)
 				fprintf(stderr, "receive: every page has arrived; the source may let go\n");
@@ -228,24 +221,18 @@ int cmd_receive(int argc, char **argv)
 	}
 	/* Its processes may outlive it (forks): the monitor ends by itself
 	 * when they are gone. If nothing was ever handed over, stop it. */
-	while (pthread_tryjoin_np(th, NULL) == EBUSY) {
-		if (!fl_monitor_ever_served(mt.m)) {
-			fl_monitor_stop(mt.m);
-			pthread_join(th, NULL);
-			break;
-		}
+	while (!fl_vmm_dest_monitor_done(d) &&
+	       fl_monitor_ever_served(fl_vmm_dest_monitor(d)))
 		usleep(10000);
-	}
-	if (!done) {
-		fl_receiver_finish_monitor(r, mt.m);
-	}
+	fl_vmm_dest_stop(d);
+	fl_vmm_dest_finish(d); /* if the watcher had not yet */
 	if (verbose)
-		fl_monitor_print_stats(mt.m, stderr, false);
+		fl_vmm_dest_print_stats(d, stderr, false);
 	if (json) {
 		FILE *f = fopen(json, "we");
 
 		if (f) {
-			fl_monitor_print_stats(mt.m, f, true);
+			fl_vmm_dest_print_stats(d, f, true);
 			fclose(f);
 		}
 	}
@@ -257,8 +244,10 @@ int cmd_receive(int argc, char **argv)
 out:
 	if (lfd >= 0)
 		close(lfd);
-	fl_handoff_server_destroy(srv);
-	fl_monitor_destroy(mt.m);
+	if (d)
+		fl_vmm_dest_stop(d);
+	fl_handoff_server_destroy(srv); /* on the monitor's loop: after it stopped */
+	fl_vmm_dest_destroy(d);
 	fl_receiver_destroy(r);
 	if (state[0])
 		unlink(state);

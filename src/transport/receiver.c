@@ -633,21 +633,6 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	return ret;
 }
 
-int fl_receiver_finish_monitor(struct fl_receiver *r, struct fl_monitor *m)
-{
-	uint64_t v[FL_WIRE_STATS_MAX];
-	struct fl_thread_stat t[FL_MIGRATE_THREADS_MAX];
-	size_t n = fl_monitor_thread_stats(m, t, FL_MIGRATE_THREADS_MAX);
-
-	fl_monitor_fault_stats(m, &v[0], &v[1], &v[2]);
-	for (size_t i = 0; i < n; i++) {
-		v[3 + 3 * i] = t[i].tid;
-		v[4 + 3 * i] = t[i].blocked_ns;
-		v[5 + 3 * i] = t[i].faults;
-	}
-	return fl_receiver_finish(r, v, 3 + 3 * n);
-}
-
 void fl_receiver_destroy(struct fl_receiver *r)
 {
 	if (!r)
