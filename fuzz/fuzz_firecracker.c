@@ -6,7 +6,7 @@
  *   - a refusal (-EINVAL) always says why; -EAGAIN only for a message that
  *     may still go on, so it must never be returned once a prefix was
  *     already refused;
- *   - whatever is accepted obeys every promise of fc_parse(): page sizes,
+ *   - whatever is accepted obeys every promise of fl__fc_parse(): page sizes,
  *     alignment, no wrap, no overlap;
  *   - feeding the same bytes split at any point gives the same answer for
  *     the whole (the parser keeps no state between calls).
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int ret;
 
 	err[0] = '\0';
-	ret = fc_parse(buf, size, out, FC_REGIONS_MAX, &n, err, sizeof(err));
+	ret = fl__fc_parse(buf, size, out, FC_REGIONS_MAX, &n, err, sizeof(err));
 	if (ret != 0 && ret != -EAGAIN && ret != -EINVAL)
 		abort();
 	if (ret == -EINVAL && !err[0])
@@ -58,11 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accepted(out, n);
 	/* A refused prefix can't become good by appending bytes. */
 	half = size / 2;
-	if (half && fc_parse(buf, half, out, FC_REGIONS_MAX, &n, err, sizeof(err)) == -EINVAL &&
+	if (half && fl__fc_parse(buf, half, out, FC_REGIONS_MAX, &n, err, sizeof(err)) == -EINVAL &&
 	    ret != -EINVAL)
 		abort();
 	/* Deterministic: the same bytes, the same answer. */
-	if (fc_parse(buf, size, out, FC_REGIONS_MAX, &n, err, sizeof(err)) != ret)
+	if (fl__fc_parse(buf, size, out, FC_REGIONS_MAX, &n, err, sizeof(err)) != ret)
 		abort();
 	return 0;
 }

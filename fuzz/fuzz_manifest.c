@@ -18,14 +18,14 @@ static void round_trip(const struct snap_manifest *m)
 	void *buf;
 	size_t len;
 
-	if (snap_manifest_encode(m, &buf, &len))
+	if (fl__snap_manifest_encode(m, &buf, &len))
 		return;
-	if (snap_manifest_decode(buf, len, &again, NULL, 0))
+	if (fl__snap_manifest_decode(buf, len, &again, NULL, 0))
 		abort(); /* we wrote something we refuse to read */
 	if (again.nregions != m->nregions || again.blocks != m->blocks ||
 	    memcmp(again.regions, m->regions, m->nregions * sizeof(*m->regions)))
 		abort();
-	snap_manifest_free(&again);
+	fl__snap_manifest_free(&again);
 	free(buf);
 }
 
@@ -34,9 +34,9 @@ static void decode(const uint8_t *data, size_t size)
 	struct snap_manifest m;
 	char err[512];
 
-	if (snap_manifest_decode(data, size, &m, err, sizeof(err)) == 0) {
+	if (fl__snap_manifest_decode(data, size, &m, err, sizeof(err)) == 0) {
 		round_trip(&m);
-		snap_manifest_free(&m);
+		fl__snap_manifest_free(&m);
 	} else if (!err[0]) {
 		abort(); /* every refusal says why */
 	}

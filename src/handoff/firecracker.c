@@ -5,7 +5,7 @@
  * source's regions laid end to end (plain lengths: no source is touched). The bytes come from another process, so every path is bounded:
  * nesting depth, message length, region count, and every number is checked
  * for overflow before it is used. The fuzzer (fuzz/fuzz_firecracker.c)
- * feeds fc_parse() arbitrary bytes.
+ * feeds fl__fc_parse() arbitrary bytes.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -408,7 +408,7 @@ static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
-int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
+int fl__fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
 	     size_t *n, char *err, size_t errlen)
 {
 	struct parser ps = { buf, buf + len, false, -1, err, errlen };
@@ -465,7 +465,7 @@ int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
 	return 0;
 }
 
-int fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
+int fl__fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
 		   const struct fc_region *r, size_t n, struct fl_handoff_region *out,
 		   char *err, size_t errlen)
 {

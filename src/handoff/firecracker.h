@@ -45,7 +45,7 @@ struct fc_region {
  * Regions must be page aligned, non-empty, not wrap around, not overlap
  * (in memory or in the file), with 4 KiB or 2 MiB pages.
  */
-int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
+int fl__fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
 	     size_t *n, char *err, size_t errlen);
 
 /*
@@ -57,7 +57,7 @@ int fc_parse(const char *buf, size_t len, struct fc_region *out, size_t max,
  * messages ("memory-file" for a raw memory file). Fills out[0..n).
  * -ERANGE / -EINVAL with err naming the region.
  */
-int fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
+int fl__fc_map_regions(const struct fl_handoff_file_part *parts, size_t nparts, const char *kind,
 		   const struct fc_region *r, size_t n, struct fl_handoff_region *out,
 		   char *err, size_t errlen);
 

@@ -257,7 +257,7 @@ static void fc_finish(struct conn *c, const struct fc_region *r, size_t n)
 		refuse(c, -ENOMEM, "out of memory", true);
 		return;
 	}
-	ret = fc_map_regions(s->parts, s->nparts, s->kind, r, n, h.regions, err, sizeof(err));
+	ret = fl__fc_map_regions(s->parts, s->nparts, s->kind, r, n, h.regions, err, sizeof(err));
 	if (ret) {
 		free(h.regions);
 		refuse(c, ret, err, true);
@@ -285,7 +285,7 @@ static void fc_received(struct conn *c)
 	struct fc_region r[FC_REGIONS_MAX];
 	char err[256] = "";
 	size_t n;
-	int ret = fc_parse(c->msg.json, c->have, r, FC_REGIONS_MAX, &n, err, sizeof(err));
+	int ret = fl__fc_parse(c->msg.json, c->have, r, FC_REGIONS_MAX, &n, err, sizeof(err));
 
 	if (ret == -EAGAIN && c->have == sizeof(c->msg.json)) {
 		snprintf(err, sizeof(err), "Firecracker message: longer than %zu bytes",

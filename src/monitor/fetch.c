@@ -39,7 +39,7 @@
 #define URGENT_REQS 256
 #define MAX_PAGE (2UL << 20)
 
-int fetch_pool_init(struct fl_monitor *m)
+int fl__fetch_pool_init(struct fl_monitor *m)
 {
 	size_t nbg = m->opts.bg_inflight;
 	struct mreq *reqs = calloc(URGENT_REQS + nbg, sizeof(*reqs));
@@ -64,7 +64,7 @@ int fetch_pool_init(struct fl_monitor *m)
 	return 0;
 }
 
-void fetch_pool_free(struct fl_monitor *m)
+void fl__fetch_pool_free(struct fl_monitor *m)
 {
 	free(m->reqs);
 	free(m->zeros);
@@ -118,7 +118,7 @@ static void finish(struct fl_monitor *m, struct fl_source_req *req)
 
 /* Zeros for [page, page+n) of r: ZEROPAGE, or COPY of zeros on hugetlb
  * (which has no zero page). Pages done are marked present. */
-int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
+int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 {
 	struct fl_monitor *m = p->mon;
 	uint64_t addr = r->start + page * r->page;
@@ -137,13 +137,13 @@ int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 	} else {
 		ret = fl_uffd_zeropage(p->uffd, addr, n * r->page, r->page, 0, &res);
 	}
-	ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
+	fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 	m->stats.pages_zeroed += res.done / r->page;
 	m->stats.pages_existed += res.existed / r->page;
 	if (ret == -EAGAIN)
 		m->stats.eagain++;
 	if (ret == -ESRCH)
-		proc_kill(p, "ESRCH while installing zeros");
+		fl__proc_kill(p, "ESRCH while installing zeros");
 	return ret;
 }
 
@@ -162,10 +162,10 @@ static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 			continue;
 		}
 		if (!now)
-			now = mon_now_ns();
-		hist_record(&m->stats.latency, now - f->t_read);
+			now = fl__mon_now_ns();
+		fl__hist_record(&m->stats.latency, now - f->t_read);
 		if (f->tid)
-			stats_thread_blocked(&m->stats, f->tid, now - f->t_read);
+			fl__stats_thread_blocked(&m->stats, f->tid, now - f->t_read);
 		*f = p->joined[--p->njoined];
 	}
 }
@@ -175,7 +175,7 @@ static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 static void joined_prune(struct mproc *p)
 {
 	for (size_t i = 0; i < p->njoined;) {
-		struct mregion *r = proc_find(p, p->joined[i].addr);
+		struct mregion *r = fl__proc_find(p, p->joined[i].addr);
 
 		if (r && ps_get(&r->ps, (p->joined[i].addr - r->start) / r->page) == PS_REQUESTED)
 			i++;
@@ -247,7 +247,7 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 				;
 			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
 					  run * r->page, move, &res);
-			ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
+			fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 			if (p->njoined)
 				joined_served(p, addr, res.done + res.existed);
 			if (urgent)
@@ -263,22 +263,22 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 				break; /* the rest of this region waits too */
 			}
 			if (ret == -ESRCH) {
-				proc_kill(p, "ESRCH while installing pages");
+				fl__proc_kill(p, "ESRCH while installing pages");
 				return 0;
 			}
 			if (ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
 				/* No mapping there and no UNMAP events to tell us:
 				 * the program unmapped it. Forget the range. */
-				ps_set_range(&r->ps, page, run, PS_ZERO);
+				fl__ps_set_range(&r->ps, page, run, PS_ZERO);
 			} else if (ret < 0) {
 				/* ENOMEM, or ENOENT while an event is on its way:
 				 * owed again, fetched again later. */
 				uint64_t got = (res.done + res.existed) / r->page;
 
-				mon_log(m, ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%zu pages): %s",
+				fl__mon_log(m, ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%zu pages): %s",
 					p->label, (unsigned long long)(addr + got * r->page), run - got,
 					strerror(-ret));
-				ps_set_range(&r->ps, page + got, run - got, PS_MISSING);
+				fl__ps_set_range(&r->ps, page + got, run - got, PS_MISSING);
 			}
 			off += run * r->page;
 		}
@@ -352,12 +352,12 @@ static pid_t proc_pid(const struct mproc *p)
 
 /* A process owes pages that can never come and cannot be made to SIGBUS
  * (its userfaultfd has no POISON): it is killed, never fed zeros. */
-void fetch_doom(struct mproc *p, const char *why)
+void fl__fetch_doom(struct mproc *p, const char *why)
 {
 	pid_t pid = proc_pid(p);
 
 	if (!p->doomed)
-		mon_log(p->mon, 0, "%s: %s; its userfaultfd cannot poison pages (no "
+		fl__mon_log(p->mon, 0, "%s: %s; its userfaultfd cannot poison pages (no "
 			"UFFD_FEATURE_POISON), so the process is killed rather than given "
 			"zeros", p->label, why);
 	p->doomed = true;
@@ -365,7 +365,7 @@ void fetch_doom(struct mproc *p, const char *why)
 		kill(pid, SIGKILL);
 		p->mon->stats.killed++;
 	} else {
-		mon_log(p->mon, 0, "%s: no pid known yet: killed at its next fault", p->label);
+		fl__mon_log(p->mon, 0, "%s: no pid known yet: killed at its next fault", p->label);
 	}
 }
 
@@ -399,7 +399,7 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 					 (unsigned long long)addr, m->src->kind, req->region, g->name,
 					 (unsigned long long)off, strerror(-req->result));
 				if (!(p->features & UFFD_FEATURE_POISON)) {
-					fetch_doom(p, why);
+					fl__fetch_doom(p, why);
 					break;
 				}
 				ret = fl_uffd_poison(p->uffd, addr, r->page, r->page, 0, NULL);
@@ -410,12 +410,12 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 					continue;
 				}
 				if (ret == -ESRCH) {
-					proc_kill(p, "ESRCH while poisoning");
+					fl__proc_kill(p, "ESRCH while poisoning");
 					break;
 				}
-				ps_set(&r->ps, page, PS_PRESENT);
+				fl__ps_set(&r->ps, page, PS_PRESENT);
 				m->stats.pages_poisoned++;
-				mon_log(m, 0, "%s: %s; poisoned: SIGBUS on access, never zeros",
+				fl__mon_log(m, 0, "%s: %s; poisoned: SIGBUS on access, never zeros",
 					p->label, why);
 			}
 		}
@@ -428,10 +428,10 @@ static void count_latency(struct fl_monitor *m, struct mreq *q)
 
 	if (!q->t_fault)
 		return;
-	ns = mon_now_ns() - q->t_fault;
-	hist_record(&m->stats.latency, ns);
+	ns = fl__mon_now_ns() - q->t_fault;
+	fl__hist_record(&m->stats.latency, ns);
 	if (q->tid)
-		stats_thread_blocked(&m->stats, q->tid, ns);
+		fl__stats_thread_blocked(&m->stats, q->tid, ns);
 	q->t_fault = 0;
 }
 
@@ -461,7 +461,7 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 			/* Unasked pages cannot be held: whatever did not go
 			 * in is still owed and will be asked for. */
 			finish(m, req);
-			retry_arm(m);
+			fl__retry_arm(m);
 			return;
 		}
 		if (!q->deferred) {
@@ -469,7 +469,7 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 			q->next = m->deferred;
 			m->deferred = q;
 		}
-		retry_arm(m);
+		fl__retry_arm(m);
 		return;
 	}
 	if (q)
@@ -477,13 +477,13 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 	finish(m, req);
 }
 
-void fetch_completed(struct fl_source_req *req, void *arg)
+void fl__fetch_completed(struct fl_source_req *req, void *arg)
 {
 	complete(arg, req);
 }
 
 /* Retry every deferred completion once; those still refused stay queued. */
-bool fetch_retry_deferred(struct fl_monitor *m)
+bool fl__fetch_retry_deferred(struct fl_monitor *m)
 {
 	struct mreq *list = m->deferred;
 
@@ -518,8 +518,8 @@ static void defer_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t
 {
 	if (!pfault_push(&p->pending, &p->npending, &p->cap_pending,
 			 (struct pfault){ addr, t, tid }))
-		mon_log(p->mon, 0, "%s: out of memory queueing a fault", p->label);
-	retry_arm(p->mon);
+		fl__mon_log(p->mon, 0, "%s: out of memory queueing a fault", p->label);
+	fl__retry_arm(p->mon);
 }
 
 static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
@@ -546,7 +546,7 @@ static void mark_requested(struct fl_monitor *m, uint32_t region, uint64_t offse
 				size_t page = (off - r->src_offset) / r->page;
 
 				if (ps_get(&r->ps, page) == PS_MISSING)
-					ps_set(&r->ps, page, PS_REQUESTED);
+					fl__ps_set(&r->ps, page, PS_REQUESTED);
 			}
 		}
 }
@@ -561,7 +561,7 @@ static int submit(struct fl_monitor *m, struct mreq *q, uint32_t region, uint64_
 	q->req.len = len;
 	q->req.urgent = urgent;
 	q->req.cookie = q;
-	q->t_submit = mon_now_ns();
+	q->t_submit = fl__mon_now_ns();
 	ret = fl_source_submit(m->src, &q->req);
 	if (ret < 0) {
 		req_put(m, q);
@@ -623,11 +623,11 @@ static int join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, 
 
 static int zero_fault(struct mproc *p, struct mregion *r, size_t page, uint64_t t)
 {
-	int ret = fetch_zero(p, r, page, 1);
+	int ret = fl__fetch_zero(p, r, page, 1);
 
 	if (ret == 0) {
 		p->mon->stats.faults_zero++;
-		hist_record(&p->mon->stats.latency, mon_now_ns() - t);
+		fl__hist_record(&p->mon->stats.latency, fl__mon_now_ns() - t);
 	}
 	return ret == -EAGAIN ? ret : 0;
 }
@@ -636,7 +636,7 @@ static int zero_fault(struct mproc *p, struct mregion *r, size_t page, uint64_t 
 static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 {
 	struct fl_monitor *m = p->mon;
-	struct mregion *r = proc_find(p, addr);
+	struct mregion *r = fl__proc_find(p, addr);
 	uint64_t src_off;
 	size_t page;
 	int ret;
@@ -649,7 +649,7 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 		if (ret == 0)
 			m->stats.faults_new_memory++;
 		if (ret == -ESRCH)
-			proc_kill(p, "ESRCH serving a fault");
+			fl__proc_kill(p, "ESRCH serving a fault");
 		return ret == -EAGAIN ? ret : 0;
 	}
 	page = (addr - r->start) / r->page;
@@ -666,7 +666,7 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	case PS_MISSING:
 		break;
 	}
-	policy_on_fault(m, p, r, page);
+	fl__policy_on_fault(m, p, r, page);
 	if (fl_source_zero_run(m->src, r->src_region, src_off, r->page) > 0)
 		return zero_fault(p, r, page, t);
 	if (!m->free_urgent)
@@ -679,14 +679,14 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 		struct fl_source_req bad = { .region = r->src_region, .offset = src_off,
 					     .len = r->page, .result = ret };
 
-		mon_log(m, 0, "%s: the source refused page %#llx of region %u: %s", p->label,
+		fl__mon_log(m, 0, "%s: the source refused page %#llx of region %u: %s", p->label,
 			(unsigned long long)src_off, r->src_region, strerror(-ret));
 		refuse(m, &bad);
 	}
 	return 0;
 }
 
-void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read)
+void fl__fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read)
 {
 	int ret;
 
@@ -694,7 +694,7 @@ void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read)
 	if (tid)
 		p->last_tid = tid;
 	if (p->doomed) {
-		fetch_doom(p, "it faulted on memory that can never be served");
+		fl__fetch_doom(p, "it faulted on memory that can never be served");
 		return;
 	}
 	ret = fault_try(p, addr, tid, t_read);
@@ -704,7 +704,7 @@ void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read)
 
 /* Retry the process's queued faults once, in order. Returns true if some
  * are still queued. */
-bool fetch_retry_faults(struct mproc *p)
+bool fl__fetch_retry_faults(struct mproc *p)
 {
 	size_t n = p->npending;
 
@@ -722,15 +722,15 @@ bool fetch_retry_faults(struct mproc *p)
 }
 
 /* Completions from the source. */
-void fetch_source_ready(struct fl_monitor *m)
+void fl__fetch_source_ready(struct fl_monitor *m)
 {
-	fl_source_reap(m->src, fetch_completed, m);
+	fl_source_reap(m->src, fl__fetch_completed, m);
 }
 
 /* Withdraw reads that no live process waits for any more (after UNMAP,
  * REMAP out of a region, or an exit): the source stops working on them,
  * and their bytes reach nobody. */
-void fetch_cancel_unwanted(struct fl_monitor *m)
+void fl__fetch_cancel_unwanted(struct fl_monitor *m)
 {
 	for (size_t i = 0; i < m->nreqs; i++) {
 		struct mreq *q = &m->reqs[i];
@@ -747,9 +747,9 @@ void fetch_cancel_unwanted(struct fl_monitor *m)
 
 /* Urgent reads older than the deadline: the source is not answering. Each
  * is withdrawn and its pages end as if the read failed (SIGBUS). */
-void fetch_check_deadlines(struct fl_monitor *m)
+void fl__fetch_check_deadlines(struct fl_monitor *m)
 {
-	uint64_t now = mon_now_ns(), limit = (uint64_t)m->opts.read_deadline_ms * 1000000;
+	uint64_t now = fl__mon_now_ns(), limit = (uint64_t)m->opts.read_deadline_ms * 1000000;
 
 	if (!limit)
 		return;
@@ -760,7 +760,7 @@ void fetch_check_deadlines(struct fl_monitor *m)
 		if (!q->busy || q->cancelled || q->deferred || !q->req.urgent ||
 		    now - q->t_submit < limit)
 			continue;
-		mon_log(m, 0, "source %s: no answer for region %u offset %#llx within %u ms",
+		fl__mon_log(m, 0, "source %s: no answer for region %u offset %#llx within %u ms",
 			m->src->kind, q->req.region, (unsigned long long)q->req.offset,
 			m->opts.read_deadline_ms);
 		failed = q->req;
@@ -782,7 +782,7 @@ static void release_only(struct fl_source_req *req, void *arg)
 	finish(arg, req);
 }
 
-void fetch_cancel_all(struct fl_monitor *m)
+void fl__fetch_cancel_all(struct fl_monitor *m)
 {
 	bool late = false;
 
@@ -809,7 +809,7 @@ void fetch_cancel_all(struct fl_monitor *m)
 
 /* Ask for a pump after whatever is pending at higher priority (faults,
  * completions) has run. */
-void fetch_kick(struct fl_monitor *m)
+void fl__fetch_kick(struct fl_monitor *m)
 {
 	if (m->pump_ev)
 		event_active(m->pump_ev, EV_TIMEOUT, 0);
@@ -817,7 +817,7 @@ void fetch_kick(struct fl_monitor *m)
 
 /* Top up background reads; schedule another round if work remains. Runs
  * only from the low-priority pump event. */
-void fetch_pump(struct fl_monitor *m)
+void fl__fetch_pump(struct fl_monitor *m)
 {
 	bool more = false, submitted = false;
 
@@ -828,15 +828,15 @@ void fetch_pump(struct fl_monitor *m)
 		struct mreq *q;
 		int64_t z;
 
-		if (!policy_next(m, &p, &r, &page, &n))
+		if (!fl__policy_next(m, &p, &r, &page, &n))
 			break;
 		more = true;
 		/* Zero runs are mapped, not read. */
 		z = fl_source_zero_run(m->src, r->src_region, r->src_offset + page * r->page,
 				       n * r->page);
 		if (z > 0) {
-			if (fetch_zero(p, r, page, (size_t)z / r->page) < 0) {
-				retry_arm(m); /* an event is pending: pump again later */
+			if (fl__fetch_zero(p, r, page, (size_t)z / r->page) < 0) {
+				fl__retry_arm(m); /* an event is pending: pump again later */
 				more = false;
 				break;
 			}
@@ -856,7 +856,7 @@ void fetch_pump(struct fl_monitor *m)
 	}
 	if (submitted)
 		fl_source_flush(m->src);
-	procs_reap(m);
+	fl__procs_reap(m);
 	{
 		uint64_t owed_pages = 0;
 
@@ -866,5 +866,5 @@ void fetch_pump(struct fl_monitor *m)
 		atomic_store(&m->owed, owed_pages);
 	}
 	if (more)
-		fetch_kick(m);
+		fl__fetch_kick(m);
 }

@@ -90,46 +90,46 @@ struct fl_monitor {
 };
 
 /* proc.c */
-struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features);
-void proc_kill(struct mproc *p, const char *why);
-void procs_reap(struct fl_monitor *m);
-struct mregion *proc_find(struct mproc *p, uint64_t addr);
+struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features);
+void fl__proc_kill(struct mproc *p, const char *why);
+void fl__procs_reap(struct fl_monitor *m);
+struct mregion *fl__proc_find(struct mproc *p, uint64_t addr);
 /* Where a source page lives in this process now, or NULL. */
-struct mregion *proc_find_src(struct mproc *p, uint32_t src_region,
+struct mregion *fl__proc_find_src(struct mproc *p, uint32_t src_region,
 			      uint64_t src_off, uint64_t *addr);
-int proc_read_events(struct mproc *p);
-bool proc_done(const struct mproc *p);
+int fl__proc_read_events(struct mproc *p);
+bool fl__proc_done(const struct mproc *p);
 
 /* fetch.c */
-void fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
-void fetch_source_ready(struct fl_monitor *m);
-void fetch_completed(struct fl_source_req *req, void *arg);
-bool fetch_retry_deferred(struct fl_monitor *m);
-bool fetch_retry_faults(struct mproc *p);
-void fetch_cancel_unwanted(struct fl_monitor *m);
-void fetch_check_deadlines(struct fl_monitor *m);
-void fetch_cancel_all(struct fl_monitor *m);
-void fetch_doom(struct mproc *p, const char *why);
-void fetch_pump(struct fl_monitor *m);
-void fetch_kick(struct fl_monitor *m);
-int fetch_pool_init(struct fl_monitor *m);
-void fetch_pool_free(struct fl_monitor *m);
-int fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
+void fl__fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
+void fl__fetch_source_ready(struct fl_monitor *m);
+void fl__fetch_completed(struct fl_source_req *req, void *arg);
+bool fl__fetch_retry_deferred(struct fl_monitor *m);
+bool fl__fetch_retry_faults(struct mproc *p);
+void fl__fetch_cancel_unwanted(struct fl_monitor *m);
+void fl__fetch_check_deadlines(struct fl_monitor *m);
+void fl__fetch_cancel_all(struct fl_monitor *m);
+void fl__fetch_doom(struct mproc *p, const char *why);
+void fl__fetch_pump(struct fl_monitor *m);
+void fl__fetch_kick(struct fl_monitor *m);
+int fl__fetch_pool_init(struct fl_monitor *m);
+void fl__fetch_pool_free(struct fl_monitor *m);
+int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
 
 /* retry.c: the one retry queue's driver. */
-void retry_arm(struct fl_monitor *m);
-void retry_drain(struct fl_monitor *m);
-int retry_init(struct fl_monitor *m);
+void fl__retry_arm(struct fl_monitor *m);
+void fl__retry_drain(struct fl_monitor *m);
+int fl__retry_init(struct fl_monitor *m);
 
 /* policy.c */
-bool policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
+bool fl__policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
 		 size_t *page, size_t *n);
-void policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
+void fl__policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
 		     size_t page);
-int policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen);
+int fl__policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen);
 
-void mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
+void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-uint64_t mon_now_ns(void);
+uint64_t fl__mon_now_ns(void);
 
 #endif

@@ -17,7 +17,7 @@
 
 #define PROBE_INTERVAL_MS 200
 
-uint64_t mon_now_ns(void)
+uint64_t fl__mon_now_ns(void)
 {
 	struct timespec t;
 
@@ -25,7 +25,7 @@ uint64_t mon_now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-void mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
+void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -46,16 +46,16 @@ static void on_source(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)fd;
 	(void)count;
-	fetch_source_ready(m); /* reap drains the eventfd itself */
-	retry_drain(m);
-	fetch_kick(m);
+	fl__fetch_source_ready(m); /* reap drains the eventfd itself */
+	fl__retry_drain(m);
+	fl__fetch_kick(m);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	fetch_pump(arg);
+	fl__fetch_pump(arg);
 }
 
 static void on_pidfd(evutil_socket_t fd, short what, void *arg)
@@ -64,9 +64,9 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	proc_kill(p, "pidfd");
-	retry_drain(p->mon);
-	fetch_kick(p->mon);
+	fl__proc_kill(p, "pidfd");
+	fl__retry_drain(p->mon);
+	fl__fetch_kick(p->mon);
 }
 
 /*
@@ -86,10 +86,10 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 		if (!p->dead && p->pidfd < 0 && !(p->features & UFFD_FEATURE_EVENT_EXIT) &&
 		    fl_uffd_writeprotect(p->uffd, 1ULL << 30, 4096, false,
 					 FL_RESOLVE_DONTWAKE) == -ESRCH)
-			proc_kill(p, "ESRCH from the liveness probe");
-	fetch_check_deadlines(m);
-	retry_drain(m);
-	fetch_kick(m);
+			fl__proc_kill(p, "ESRCH from the liveness probe");
+	fl__fetch_check_deadlines(m);
+	fl__retry_drain(m);
+	fl__fetch_kick(m);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg);
@@ -103,7 +103,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		fl_monitor_print_stats(m, stderr, false);
 		return;
 	}
-	mon_log(m, 0, "signal %d: stopping", (int)sig);
+	fl__mon_log(m, 0, "signal %d: stopping", (int)sig);
 	fl_monitor_stop(m);
 }
 
@@ -114,9 +114,9 @@ static void drop_capabilities(struct fl_monitor *m)
 	cap_t none = cap_init();
 
 	if (none && cap_set_proc(none) == 0)
-		mon_log(m, 2, "dropped every capability (none is needed after set-up)");
+		fl__mon_log(m, 2, "dropped every capability (none is needed after set-up)");
 	else
-		mon_log(m, 0, "could not drop capabilities: %s", strerror(errno));
+		fl__mon_log(m, 0, "could not drop capabilities: %s", strerror(errno));
 	if (none)
 		cap_free(none);
 }
@@ -156,9 +156,9 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	}
 	if (m->opts.bg_chunk > source->max_req)
 		m->opts.bg_chunk = source->max_req;
-	ret = fetch_pool_init(m);
+	ret = fl__fetch_pool_init(m);
 	if (!ret)
-		ret = retry_init(m);
+		ret = fl__retry_init(m);
 	if (ret) {
 		snprintf(err, errlen, "cannot allocate read buffers");
 		fl_monitor_destroy(m);
@@ -181,7 +181,7 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	event_priority_set(m->src_ev, 0);
 	event_add(m->src_ev, NULL);
 	if (opts->replay_faults) {
-		ret = policy_load_replay(m, opts->replay_faults, err, errlen);
+		ret = fl__policy_load_replay(m, opts->replay_faults, err, errlen);
 		if (ret) {
 			fl_monitor_destroy(m);
 			return ret;
@@ -197,7 +197,7 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 			return ret;
 		}
 	}
-	m->stats.t_start = mon_now_ns();
+	m->stats.t_start = fl__mon_now_ns();
 	*out = m;
 	return 0;
 }
@@ -307,7 +307,7 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 		free(r);
 		return ret;
 	}
-	p = proc_new(m, uffd, pid, features);
+	p = fl__proc_new(m, uffd, pid, features);
 	if (!p) {
 		free(r);
 		return -ENOMEM;
@@ -325,14 +325,14 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 		g->page = r[i].page_size;
 		g->src_region = r[i].source_region;
 		g->src_offset = r[i].source_offset;
-		if (ps_init(&g->ps, r[i].len / r[i].page_size))
+		if (fl__ps_init(&g->ps, r[i].len / r[i].page_size))
 			break;
 		p->nregions++;
 	}
 	free(r);
 	if (p->nregions != n) {
 		p->uffd = dup(uffd); /* the caller still owns uffd on failure */
-		proc_kill(p, "out of memory");
+		fl__proc_kill(p, "out of memory");
 		return -ENOMEM;
 	}
 	if (pid > 0) {
@@ -349,7 +349,7 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 	 * is seen here. Harmless when nobody waits (a first handoff). */
 	for (size_t i = 0; i < p->nregions; i++)
 		fl_uffd_wake(p->uffd, p->regions[i].start, p->regions[i].len);
-	mon_log(m, 1, "serving %s: %zu regions", p->label, n);
+	fl__mon_log(m, 1, "serving %s: %zu regions", p->label, n);
 	return 0;
 }
 
@@ -372,7 +372,7 @@ int fl_monitor_adopt_handoff(struct fl_monitor *m, struct fl_handoff *h, char *e
 	}
 	h->uffd = -1; /* ours now */
 	m->stats.handoffs++;
-	fetch_kick(m);
+	fl__fetch_kick(m);
 	return 0;
 }
 
@@ -391,7 +391,7 @@ int fl_monitor_run(struct fl_monitor *m)
 	/* Set-up is over: the caller's sockets on our loop are bound. */
 	if (!m->opts.keep_caps)
 		drop_capabilities(m);
-	fetch_kick(m);
+	fl__fetch_kick(m);
 	if (m->ever && !m->nprocs && m->opts.exit_when_idle)
 		return 0;
 	return event_base_dispatch(m->base) < 0 ? -EIO : 0;
@@ -418,15 +418,15 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
 void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json)
 {
-	stats_print(&m->stats, out, json, mon_now_ns());
+	fl__stats_print(&m->stats, out, json, fl__mon_now_ns());
 }
 
 void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,
 			    uint64_t *p99_ns)
 {
 	*faults = m->stats.faults;
-	*p50_ns = hist_percentile(&m->stats.latency, 50);
-	*p99_ns = hist_percentile(&m->stats.latency, 99);
+	*p50_ns = fl__hist_percentile(&m->stats.latency, 50);
+	*p99_ns = fl__hist_percentile(&m->stats.latency, 99);
 }
 
 static int by_blocked(const void *a, const void *b)
@@ -469,12 +469,12 @@ void fl_monitor_destroy(struct fl_monitor *m)
 		return;
 	for (struct mproc *p = m->procs; p; p = p->next)
 		if (!p->dead)
-			proc_kill(p, "monitor shutting down");
+			fl__proc_kill(p, "monitor shutting down");
 	/* Withdraw every read first: after this returns, no completion of
 	 * ours runs and nothing is installed anywhere. */
 	if (m->src && m->reqs)
-		fetch_cancel_all(m);
-	procs_reap(m);
+		fl__fetch_cancel_all(m);
+	fl__procs_reap(m);
 	if (m->record)
 		fclose(m->record);
 	free(m->replay);
@@ -483,7 +483,7 @@ void fl_monitor_destroy(struct fl_monitor *m)
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
-	fetch_pool_free(m);
+	fl__fetch_pool_free(m);
 	if (m->stop_fd > 0)
 		close(m->stop_fd);
 	if (m->base)

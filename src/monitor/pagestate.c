@@ -9,7 +9,7 @@ static size_t words(size_t pages)
 	return (pages + 31) / 32;
 }
 
-int ps_init(struct pagestate *ps, size_t pages)
+int fl__ps_init(struct pagestate *ps, size_t pages)
 {
 	ps->bits = calloc(words(pages) ? words(pages) : 1, sizeof(uint64_t));
 	ps->pages = pages;
@@ -17,7 +17,7 @@ int ps_init(struct pagestate *ps, size_t pages)
 	return ps->bits ? 0 : -ENOMEM;
 }
 
-void ps_free(struct pagestate *ps)
+void fl__ps_free(struct pagestate *ps)
 {
 	free(ps->bits);
 	ps->bits = NULL;
@@ -29,7 +29,7 @@ static int owed(enum page_state s)
 	return s == PS_MISSING || s == PS_REQUESTED;
 }
 
-void ps_set(struct pagestate *ps, size_t i, enum page_state s)
+void fl__ps_set(struct pagestate *ps, size_t i, enum page_state s)
 {
 	uint64_t *w = &ps->bits[i / 32];
 	unsigned shift = 2 * (i % 32);
@@ -39,25 +39,25 @@ void ps_set(struct pagestate *ps, size_t i, enum page_state s)
 	*w = (*w & ~(3ULL << shift)) | ((uint64_t)s << shift);
 }
 
-void ps_set_range(struct pagestate *ps, size_t first, size_t n, enum page_state s)
+void fl__ps_set_range(struct pagestate *ps, size_t first, size_t n, enum page_state s)
 {
 	for (size_t i = first; i < first + n; i++)
-		ps_set(ps, i, s);
+		fl__ps_set(ps, i, s);
 }
 
-int ps_slice(struct pagestate *dst, const struct pagestate *src, size_t first, size_t n)
+int fl__ps_slice(struct pagestate *dst, const struct pagestate *src, size_t first, size_t n)
 {
-	int ret = ps_init(dst, n);
+	int ret = fl__ps_init(dst, n);
 
 	if (ret)
 		return ret;
-	dst->owed = n; /* all MISSING; ps_set keeps the count right */
+	dst->owed = n; /* all MISSING; fl__ps_set keeps the count right */
 	for (size_t i = 0; i < n; i++)
-		ps_set(dst, i, ps_get(src, first + i));
+		fl__ps_set(dst, i, ps_get(src, first + i));
 	return 0;
 }
 
-size_t ps_run(const struct pagestate *ps, size_t i, enum page_state s, size_t max)
+size_t fl__ps_run(const struct pagestate *ps, size_t i, enum page_state s, size_t max)
 {
 	size_t n = 0;
 
@@ -66,7 +66,7 @@ size_t ps_run(const struct pagestate *ps, size_t i, enum page_state s, size_t ma
 	return n;
 }
 
-size_t ps_find(const struct pagestate *ps, size_t from, enum page_state s)
+size_t fl__ps_find(const struct pagestate *ps, size_t from, enum page_state s)
 {
 	for (size_t i = from; i < ps->pages; i++) {
 		/* Skip whole words that cannot match. */

@@ -21,21 +21,21 @@ struct pagestate {
 	size_t owed; /* pages MISSING or REQUESTED */
 };
 
-int ps_init(struct pagestate *ps, size_t pages);
-void ps_free(struct pagestate *ps);
+int fl__ps_init(struct pagestate *ps, size_t pages);
+void fl__ps_free(struct pagestate *ps);
 
 static inline enum page_state ps_get(const struct pagestate *ps, size_t i)
 {
 	return (enum page_state)((ps->bits[i / 32] >> (2 * (i % 32))) & 3);
 }
 
-void ps_set(struct pagestate *ps, size_t i, enum page_state s);
-void ps_set_range(struct pagestate *ps, size_t first, size_t n, enum page_state s);
+void fl__ps_set(struct pagestate *ps, size_t i, enum page_state s);
+void fl__ps_set_range(struct pagestate *ps, size_t first, size_t n, enum page_state s);
 /* A new state array holding pages [first, first+n) of src. */
-int ps_slice(struct pagestate *dst, const struct pagestate *src, size_t first, size_t n);
+int fl__ps_slice(struct pagestate *dst, const struct pagestate *src, size_t first, size_t n);
 /* Length of the run of pages in state s starting at i, at most max. */
-size_t ps_run(const struct pagestate *ps, size_t i, enum page_state s, size_t max);
+size_t fl__ps_run(const struct pagestate *ps, size_t i, enum page_state s, size_t max);
 /* First page >= from in state s, or ps->pages. */
-size_t ps_find(const struct pagestate *ps, size_t from, enum page_state s);
+size_t fl__ps_find(const struct pagestate *ps, size_t from, enum page_state s);
 
 #endif

@@ -15,7 +15,7 @@
 
 #include "monitor-internal.h"
 
-void policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
+void fl__policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
 		     size_t page)
 {
 	(void)m;
@@ -46,7 +46,7 @@ static bool replay_next(struct fl_monitor *m, struct mproc **pp, struct mregion 
 
 			if (p->dead)
 				continue;
-			r = proc_find_src(p, region, off, &addr);
+			r = fl__proc_find_src(p, region, off, &addr);
 			if (!r)
 				continue;
 			pg = (addr - r->start) / r->page;
@@ -55,7 +55,7 @@ static bool replay_next(struct fl_monitor *m, struct mproc **pp, struct mregion 
 			*pp = p;
 			*rp = r;
 			*page = pg;
-			*n = ps_run(&r->ps, pg, PS_MISSING, max_pages(m, r));
+			*n = fl__ps_run(&r->ps, pg, PS_MISSING, max_pages(m, r));
 			return true;
 		}
 	}
@@ -68,18 +68,18 @@ static bool region_next(struct fl_monitor *m, struct mregion *r, size_t *page, s
 
 	if (!r->ps.owed)
 		return false;
-	i = ps_find(&r->ps, r->cursor, PS_MISSING);
+	i = fl__ps_find(&r->ps, r->cursor, PS_MISSING);
 	if (i == r->ps.pages && r->cursor)
-		i = ps_find(&r->ps, 0, PS_MISSING);
+		i = fl__ps_find(&r->ps, 0, PS_MISSING);
 	if (i == r->ps.pages)
 		return false;
 	*page = i;
-	*n = ps_run(&r->ps, i, PS_MISSING, max_pages(m, r));
+	*n = fl__ps_run(&r->ps, i, PS_MISSING, max_pages(m, r));
 	r->cursor = i + *n;
 	return true;
 }
 
-bool policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
+bool fl__policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
 		 size_t *page, size_t *n)
 {
 	if (replay_next(m, pp, rp, page, n))
@@ -102,7 +102,7 @@ bool policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,
 	return false;
 }
 
-int policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen)
+int fl__policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	unsigned region;

@@ -16,7 +16,7 @@
 
 static void on_uffd(evutil_socket_t fd, short what, void *arg);
 
-struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features)
+struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features)
 {
 	struct mproc *p = calloc(1, sizeof(*p));
 
@@ -44,7 +44,7 @@ struct mproc *proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t featu
 static void free_regions(struct mproc *p)
 {
 	for (size_t i = 0; i < p->nregions; i++)
-		ps_free(&p->regions[i].ps);
+		fl__ps_free(&p->regions[i].ps);
 	free(p->regions);
 	p->regions = NULL;
 	p->nregions = 0;
@@ -52,7 +52,7 @@ static void free_regions(struct mproc *p)
 
 /* The process is gone (pidfd, ESRCH, or the liveness probe): drop its
  * state now; the struct itself waits for reads still in flight. */
-void proc_kill(struct mproc *p, const char *why)
+void fl__proc_kill(struct mproc *p, const char *why)
 {
 	struct fl_monitor *m = p->mon;
 
@@ -60,7 +60,7 @@ void proc_kill(struct mproc *p, const char *why)
 		return;
 	p->dead = true;
 	m->stats.exits++;
-	mon_log(m, 1, "%s exited (%s)", p->label, why);
+	fl__mon_log(m, 1, "%s exited (%s)", p->label, why);
 	if (p->uffd_ev)
 		event_free(p->uffd_ev);
 	if (p->pidfd_ev)
@@ -80,7 +80,7 @@ void proc_kill(struct mproc *p, const char *why)
 /* Free dead processes. Called only at the end of a top-level callback,
  * where no caller holds a process (reads point at source pages, never at
  * a process). */
-void procs_reap(struct fl_monitor *m)
+void fl__procs_reap(struct fl_monitor *m)
 {
 	struct mproc **pp = &m->procs;
 
@@ -98,7 +98,7 @@ void procs_reap(struct fl_monitor *m)
 	}
 }
 
-struct mregion *proc_find(struct mproc *p, uint64_t addr)
+struct mregion *fl__proc_find(struct mproc *p, uint64_t addr)
 {
 	size_t lo = 0, hi = p->nregions;
 
@@ -116,7 +116,7 @@ struct mregion *proc_find(struct mproc *p, uint64_t addr)
 	return NULL;
 }
 
-struct mregion *proc_find_src(struct mproc *p, uint32_t src_region,
+struct mregion *fl__proc_find_src(struct mproc *p, uint32_t src_region,
 			      uint64_t src_off, uint64_t *addr)
 {
 	for (size_t i = 0; i < p->nregions; i++) {
@@ -131,7 +131,7 @@ struct mregion *proc_find_src(struct mproc *p, uint32_t src_region,
 	return NULL;
 }
 
-bool proc_done(const struct mproc *p)
+bool fl__proc_done(const struct mproc *p)
 {
 	for (size_t i = 0; i < p->nregions; i++)
 		if (p->regions[i].ps.owed)
@@ -178,7 +178,7 @@ static int cut(struct mproc *p, uint64_t start, uint64_t end, struct mregion **o
 			piece.len = b - a;
 			piece.src_offset = r->src_offset + (a - rs);
 			piece.cursor = 0;
-			if (ps_slice(&piece.ps, &r->ps, (a - rs) / r->page, (b - a) / r->page)) {
+			if (fl__ps_slice(&piece.ps, &r->ps, (a - rs) / r->page, (b - a) / r->page)) {
 				free(keep);
 				return -ENOMEM;
 			}
@@ -186,13 +186,13 @@ static int cut(struct mproc *p, uint64_t start, uint64_t end, struct mregion **o
 				if (out) {
 					(*out)[(*nout)++] = piece;
 				} else {
-					ps_free(&piece.ps);
+					fl__ps_free(&piece.ps);
 				}
 			} else {
 				keep[nk++] = piece;
 			}
 		}
-		ps_free(&r->ps);
+		fl__ps_free(&r->ps);
 	}
 	free(p->regions);
 	p->regions = keep;
@@ -234,13 +234,13 @@ static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t le
 
 	if (!moved || cut(p, from, from + len, &moved, &n)) {
 		free(moved);
-		proc_kill(p, "out of memory following mremap");
+		fl__proc_kill(p, "out of memory following mremap");
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
 		moved[i].start = to + (moved[i].start - from);
 	if (n && add_regions(p, moved, n))
-		proc_kill(p, "out of memory following mremap");
+		fl__proc_kill(p, "out of memory following mremap");
 	free(moved);
 	wake_range(p, from, len);
 }
@@ -254,7 +254,7 @@ static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
 		uint64_t cs = start > rs ? start : rs, ce = end < re ? end : re;
 
 		if (cs < ce)
-			ps_set_range(&r->ps, (cs - rs) / r->page, (ce - cs) / r->page, PS_ZERO);
+			fl__ps_set_range(&r->ps, (cs - rs) / r->page, (ce - cs) / r->page, PS_ZERO);
 	}
 	wake_range(p, start, end - start);
 }
@@ -268,11 +268,11 @@ static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
 static void apply_fork(struct mproc *parent, int ufd)
 {
 	struct fl_monitor *m = parent->mon;
-	struct mproc *c = proc_new(m, ufd, 0, parent->features);
+	struct mproc *c = fl__proc_new(m, ufd, 0, parent->features);
 
 	if (!c) {
 		close(ufd);
-		mon_log(m, 0, "cannot follow a fork of %s: out of memory", parent->label);
+		fl__mon_log(m, 0, "cannot follow a fork of %s: out of memory", parent->label);
 		return;
 	}
 	snprintf(c->label, sizeof(c->label), "fork child #%zu of %.40s", m->ever, parent->label);
@@ -282,22 +282,22 @@ static void apply_fork(struct mproc *parent, int ufd)
 		struct mregion *r = &c->regions[i];
 
 		*r = parent->regions[i];
-		if (ps_slice(&r->ps, &parent->regions[i].ps, 0, parent->regions[i].ps.pages))
+		if (fl__ps_slice(&r->ps, &parent->regions[i].ps, 0, parent->regions[i].ps.pages))
 			break;
 		c->nregions++;
 	}
 	if (c->nregions != parent->nregions)
-		proc_kill(c, "out of memory copying page states");
-	mon_log(m, 1, "%s forked: following the child", parent->label);
+		fl__proc_kill(c, "out of memory copying page states");
+	fl__mon_log(m, 1, "%s forked: following the child", parent->label);
 }
 
 /* Read everything pending on the process's userfaultfd: apply events at
  * once, serve faults. Returns the number of messages, or -errno. */
-int proc_read_events(struct mproc *p)
+int fl__proc_read_events(struct mproc *p)
 {
 	struct fl_monitor *m = p->mon;
 	struct fl_uffd_event ev[64];
-	uint64_t now = mon_now_ns();
+	uint64_t now = fl__mon_now_ns();
 	int n, total = 0;
 
 	do {
@@ -307,7 +307,7 @@ int proc_read_events(struct mproc *p)
 		for (int i = 0; i < n && !p->dead; i++) {
 			switch (ev[i].kind) {
 			case FL_EVENT_PAGEFAULT:
-				fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
+				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
 				break;
 			case FL_EVENT_FORK:
 				m->stats.fork++;
@@ -324,15 +324,15 @@ int proc_read_events(struct mproc *p)
 			case FL_EVENT_UNMAP:
 				m->stats.unmap++;
 				if (cut(p, ev[i].range.start, ev[i].range.end, NULL, NULL))
-					proc_kill(p, "out of memory following munmap");
+					fl__proc_kill(p, "out of memory following munmap");
 				wake_range(p, ev[i].range.start,
 					   ev[i].range.end - ev[i].range.start);
 				break;
 			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
-				proc_kill(p, "exit event");
+				fl__proc_kill(p, "exit event");
 				break;
 			default:
-				mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
+				fl__mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
 					p->label, ev[i].unknown.type);
 			}
 		}
@@ -348,9 +348,9 @@ static void on_uffd(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = proc_read_events(p);
+	n = fl__proc_read_events(p);
 	if (n < 0 && !p->dead)
-		mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
-	retry_drain(p->mon);
-	fetch_kick(p->mon);
+		fl__mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
+	fl__retry_drain(p->mon);
+	fl__fetch_kick(p->mon);
 }

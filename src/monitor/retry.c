@@ -25,11 +25,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	m->retry_armed = false;
 	m->stats.retries++;
-	retry_drain(m);
-	fetch_kick(m);
+	fl__retry_drain(m);
+	fl__fetch_kick(m);
 }
 
-int retry_init(struct fl_monitor *m)
+int fl__retry_init(struct fl_monitor *m)
 {
 	m->retry_ev = event_new(m->base, -1, 0, on_retry, m);
 	if (!m->retry_ev)
@@ -40,7 +40,7 @@ int retry_init(struct fl_monitor *m)
 }
 
 /* Something waits on the queue: make sure the timer will come. */
-void retry_arm(struct fl_monitor *m)
+void fl__retry_arm(struct fl_monitor *m)
 {
 	struct timeval tv;
 
@@ -55,19 +55,19 @@ void retry_arm(struct fl_monitor *m)
 }
 
 /* One pass over the queue. Leaves the timer armed while anything waits. */
-void retry_drain(struct fl_monitor *m)
+void fl__retry_drain(struct fl_monitor *m)
 {
-	bool left = fetch_retry_deferred(m);
+	bool left = fl__fetch_retry_deferred(m);
 
 	if (m->check_unwanted) {
 		m->check_unwanted = false;
-		fetch_cancel_unwanted(m);
+		fl__fetch_cancel_unwanted(m);
 	}
 	for (struct mproc *p = m->procs; p; p = p->next)
 		if (!p->dead && p->npending)
-			left |= fetch_retry_faults(p);
+			left |= fl__fetch_retry_faults(p);
 	if (left)
-		retry_arm(m);
+		fl__retry_arm(m);
 	else
 		m->retry_ms = RETRY_FIRST_MS;
 }

@@ -23,7 +23,7 @@ static uint64_t bucket_value(unsigned b)
 	return ((8ULL | (b & 7)) << (msb - 3)) + ((1ULL << (msb - 3)) >> 1);
 }
 
-void hist_record(struct hist *h, uint64_t v)
+void fl__hist_record(struct hist *h, uint64_t v)
 {
 	h->count[bucket(v)]++;
 	h->n++;
@@ -31,7 +31,7 @@ void hist_record(struct hist *h, uint64_t v)
 		h->max = v;
 }
 
-uint64_t hist_percentile(const struct hist *h, double p)
+uint64_t fl__hist_percentile(const struct hist *h, double p)
 {
 	uint64_t want, seen = 0;
 
@@ -51,7 +51,7 @@ uint64_t hist_percentile(const struct hist *h, double p)
 	return h->max;
 }
 
-void stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns)
+void fl__stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns)
 {
 	size_t i;
 
@@ -72,7 +72,7 @@ static double us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
-void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
+void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 {
 	double secs = (double)(now - s->t_start) / 1e9;
 	const struct hist *h = &s->latency;
@@ -99,8 +99,8 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
 			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
 			s->reads_failed, s->reads_cancelled, s->handoffs, s->handoffs_refused,
-			us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
-			us(hist_percentile(h, 99)), us(h->max));
+			us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
+			us(fl__hist_percentile(h, 99)), us(h->max));
 		for (size_t i = 0; i < s->ntids; i++)
 			fprintf(out, "%s{\"tid\": %u, \"faults\": %" PRIu64 ", \"blocked_us\": %.1f}",
 				i ? ", " : "", s->tids[i].tid, s->tids[i].faults,
@@ -119,8 +119,8 @@ void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 		s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_zeroed, s->pages_existed,
 		(double)s->bytes_read / (1 << 20));
 	fprintf(out, "  fault service latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
-		us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
-		us(hist_percentile(h, 99)), us(h->max));
+		us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
+		us(fl__hist_percentile(h, 99)), us(h->max));
 	fprintf(out, "  events: %" PRIu64 " fork, %" PRIu64 " remap, %" PRIu64 " remove, %" PRIu64
 		" unmap, %" PRIu64 " exit; %" PRIu64 " EAGAIN retries; %" PRIu64
 		" handoffs (%" PRIu64 " refused)\n",

@@ -15,8 +15,8 @@ struct hist {
 	uint64_t n, max;
 };
 
-void hist_record(struct hist *h, uint64_t v);
-uint64_t hist_percentile(const struct hist *h, double p);
+void fl__hist_record(struct hist *h, uint64_t v);
+uint64_t fl__hist_percentile(const struct hist *h, double p);
 
 #define STATS_TIDS 512
 struct tid_stat {
@@ -35,7 +35,7 @@ struct stats {
 	size_t ntids;
 };
 
-void stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns);
-void stats_print(const struct stats *s, FILE *out, bool json, uint64_t now);
+void fl__stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns);
+void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now);
 
 #endif

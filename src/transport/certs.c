@@ -127,19 +127,19 @@ static int write_pem(const char *dir, const char *name, X509 *cert, EVP_PKEY *ke
 	/* A key is created private (0600); a certificate is public. */
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, key ? 0600 : 0644);
 	if (fd < 0) {
-		wire_err(err, errlen, "%s: %s", path, strerror(errno));
+		fl__wire_err(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
-		wire_err(err, errlen, "%s: %s", path, strerror(errno));
+		fl__wire_err(err, errlen, "%s: %s", path, strerror(errno));
 		return -ENOMEM;
 	}
 	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
 	if (fclose(f) || !ok) {
 		ossl_reason(why, sizeof(why));
-		wire_err(err, errlen, "%s: cannot write: %s", path, ok ? strerror(errno) : why);
+		fl__wire_err(err, errlen, "%s: cannot write: %s", path, ok ? strerror(errno) : why);
 		return -EIO;
 	}
 	return 0;
@@ -154,17 +154,17 @@ int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 	int ret = 0;
 
 	if (days <= 0 || days > 36500) {
-		wire_err(err, errlen, "--days %d: must be 1 to 36500", days);
+		fl__wire_err(err, errlen, "--days %d: must be 1 to 36500", days);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!good_host(hosts[i])) {
-			wire_err(err, errlen, "host name '%s': use letters, digits, '.', '-', '_', ':' (and not 'ca')",
+			fl__wire_err(err, errlen, "host name '%s': use letters, digits, '.', '-', '_', ':' (and not 'ca')",
 				 hosts[i]);
 			return -EINVAL;
 		}
 	if (mkdir(dir, 0700) && errno != EEXIST) {
-		wire_err(err, errlen, "%s: cannot create the directory: %s", dir, strerror(errno));
+		fl__wire_err(err, errlen, "%s: cannot create the directory: %s", dir, strerror(errno));
 		return -errno;
 	}
 	ERR_clear_error();
@@ -172,7 +172,7 @@ int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 	ca = ca_key ? make_cert(ca_key, "faultline test CA", NULL, NULL, days) : NULL;
 	if (!ca) {
 		ossl_reason(why, sizeof(why));
-		wire_err(err, errlen, "making the CA: %s", why);
+		fl__wire_err(err, errlen, "making the CA: %s", why);
 		ret = -EIO;
 		goto out;
 	}
@@ -184,7 +184,7 @@ int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 		cert = key ? make_cert(key, hosts[i], ca, ca_key, days) : NULL;
 		if (!cert) {
 			ossl_reason(why, sizeof(why));
-			wire_err(err, errlen, "making the certificate of %s: %s", hosts[i], why);
+			fl__wire_err(err, errlen, "making the certificate of %s: %s", hosts[i], why);
 			ret = -EIO;
 			break;
 		}

@@ -148,7 +148,7 @@ static int plain_allowed(const struct fl_tls_config *cfg, const struct sockaddr 
 	if (!cfg->plain)
 		return 0;
 	if (!cfg->force_plain && !is_loopback(sa)) {
-		wire_err(err, errlen, "%s: plain TCP (no TLS) is allowed only on loopback; this peer is not: use TLS, or force plain TCP if the network is trusted",
+		fl__wire_err(err, errlen, "%s: plain TCP (no TLS) is allowed only on loopback; this peer is not: use TLS, or force plain TCP if the network is trusted",
 			 who);
 		return -EPERM;
 	}
@@ -167,19 +167,19 @@ static int conn_start(struct fl_conn **out, int fd, const struct fl_tls_config *
 
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl)) {
 		ret = -errno;
-		wire_err(err, errlen, "getpeername: %s", strerror(errno));
+		fl__wire_err(err, errlen, "getpeername: %s", strerror(errno));
 		close(fd);
 		return ret;
 	}
 	c = conn_new(fd, (struct sockaddr *)&ss);
 	if (!c) {
 		close(fd);
-		wire_err(err, errlen, "out of memory");
+		fl__wire_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	ret = set_socket_options(fd);
 	if (ret) {
-		wire_err(err, errlen, "%s: socket options: %s", c->peer, strerror(-ret));
+		fl__wire_err(err, errlen, "%s: socket options: %s", c->peer, strerror(-ret));
 		goto fail;
 	}
 	if (cfg->plain) {
@@ -189,12 +189,12 @@ static int conn_start(struct fl_conn **out, int fd, const struct fl_tls_config *
 		*out = c;
 		return 0;
 	}
-	c->ssl = wire_tls_new(fd, cfg, server, c->peer, err, errlen);
+	c->ssl = fl__wire_tls_new(fd, cfg, server, c->peer, err, errlen);
 	if (!c->ssl) {
 		ret = -EINVAL;
 		goto fail;
 	}
-	ret = wire_tls_handshake(c->ssl, fd, server, c->peer, HANDSHAKE_TIMEOUT_MS, err, errlen);
+	ret = fl__wire_tls_handshake(c->ssl, fd, server, c->peer, HANDSHAKE_TIMEOUT_MS, err, errlen);
 	if (ret)
 		goto fail;
 	*out = c;
@@ -214,7 +214,7 @@ static int connect_one(const struct addrinfo *ai, int *fdp, char *err, size_t er
 	addr_str(ai->ai_addr, who, sizeof(who));
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
 	if (fd < 0) {
-		wire_err(err, errlen, "%s: socket: %s", who, strerror(errno));
+		fl__wire_err(err, errlen, "%s: socket: %s", who, strerror(errno));
 		return -errno;
 	}
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
@@ -234,7 +234,7 @@ static int connect_one(const struct addrinfo *ai, int *fdp, char *err, size_t er
 	*fdp = fd;
 	return 0;
 fail:
-	wire_err(err, errlen, "%s: connect: %s", who, strerror(e ? e : errno));
+	fl__wire_err(err, errlen, "%s: connect: %s", who, strerror(e ? e : errno));
 	close(fd);
 	return -(e ? e : errno);
 }
@@ -249,12 +249,12 @@ int fl_conn_connect(struct fl_conn **out, const char *host_port,
 
 	*out = NULL;
 	if (split_host_port(host_port, host, sizeof(host), port, sizeof(port))) {
-		wire_err(err, errlen, "'%s' is not host:port (IPv6 in brackets: [::1]:7700)", host_port);
+		fl__wire_err(err, errlen, "'%s' is not host:port (IPv6 in brackets: [::1]:7700)", host_port);
 		return -EINVAL;
 	}
 	r = getaddrinfo(host, port, &hints, &res);
 	if (r) {
-		wire_err(err, errlen, "%s: %s", host_port, gai_strerror(r));
+		fl__wire_err(err, errlen, "%s: %s", host_port, gai_strerror(r));
 		return -EHOSTUNREACH;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -287,24 +287,24 @@ int fl_conn_listen(const char *addr_port, int *port, char *err, size_t errlen)
 	int fd, one = 1, r, ret;
 
 	if (split_host_port(addr_port, host, sizeof(host), ps, sizeof(ps))) {
-		wire_err(err, errlen, "'%s' is not addr:port (0.0.0.0:7700, [::]:7700, 127.0.0.1:0)", addr_port);
+		fl__wire_err(err, errlen, "'%s' is not addr:port (0.0.0.0:7700, [::]:7700, 127.0.0.1:0)", addr_port);
 		return -EINVAL;
 	}
 	r = getaddrinfo(host[0] ? host : NULL, ps, &hints, &res);
 	if (r) {
-		wire_err(err, errlen, "%s: %s", addr_port, gai_strerror(r));
+		fl__wire_err(err, errlen, "%s: %s", addr_port, gai_strerror(r));
 		return -EINVAL;
 	}
 	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
 	if (fd < 0) {
 		ret = -errno;
-		wire_err(err, errlen, "%s: socket: %s", addr_port, strerror(errno));
+		fl__wire_err(err, errlen, "%s: socket: %s", addr_port, strerror(errno));
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
 		ret = -errno;
-		wire_err(err, errlen, "%s: cannot listen: %s", addr_port, strerror(errno));
+		fl__wire_err(err, errlen, "%s: cannot listen: %s", addr_port, strerror(errno));
 		close(fd);
 		goto out;
 	}
@@ -329,7 +329,7 @@ int fl_conn_accept(struct fl_conn **out, int listen_fd,
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0) {
-		wire_err(err, errlen, "accept: %s", strerror(errno));
+		fl__wire_err(err, errlen, "accept: %s", strerror(errno));
 		return -errno;
 	}
 	return conn_start(out, fd, cfg, true, err, errlen);
@@ -366,7 +366,7 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 			e = r ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
 			if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ &&
 			    e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_ZERO_RETURN)
-				wire_tls_reason(c->ssl, why, sizeof(why));
+				fl__wire_tls_reason(c->ssl, why, sizeof(why));
 			pthread_mutex_unlock(&c->io_lock);
 			if (r)
 				return (ssize_t)n;
@@ -377,7 +377,7 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 			else if (e != SSL_ERROR_WANT_READ) {
 				if (atomic_load(&c->shut))
 					return 0;
-				wire_err(err, errlen, "%s: TLS: %s", c->peer, why);
+				fl__wire_err(err, errlen, "%s: TLS: %s", c->peer, why);
 				return -ECONNABORTED;
 			}
 		} else {
@@ -388,7 +388,7 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				int e = errno;
 
-				wire_err(err, errlen, "%s: %s", c->peer, strerror(e));
+				fl__wire_err(err, errlen, "%s: %s", c->peer, strerror(e));
 				return -e;
 			}
 		}
@@ -581,18 +581,18 @@ int fl_conn_recv(struct fl_conn *c, struct fl_wire_hdr *h, struct fl_ctl *ctl,
 	if (ret)
 		return ret;
 	if (got == 0) {
-		wire_err(err, errlen, "%s: %s", c->peer,
+		fl__wire_err(err, errlen, "%s: %s", c->peer,
 			 atomic_load(&c->shut) ? "the connection was shut down" : "the peer closed the connection");
 		return -ECONNRESET;
 	}
 	if (got < sizeof(hdr)) {
-		wire_err(err, errlen, "%s: frame header truncated: the stream ended after %zu of %d bytes",
+		fl__wire_err(err, errlen, "%s: frame header truncated: the stream ended after %zu of %d bytes",
 			 c->peer, got, FL_WIRE_HDR_SIZE);
 		return -EPROTO;
 	}
 	ret = fl_wire_hdr_unpack(hdr, h, c->regions, c->nregions, why, sizeof(why));
 	if (ret) {
-		wire_err(err, errlen, "%s: %s", c->peer, why);
+		fl__wire_err(err, errlen, "%s: %s", c->peer, why);
 		return ret;
 	}
 
@@ -600,14 +600,14 @@ int fl_conn_recv(struct fl_conn *c, struct fl_wire_hdr *h, struct fl_ctl *ctl,
 	case FL_WIRE_CONTROL:
 		payload = malloc(h->length ? h->length : 1);
 		if (!payload) {
-			wire_err(err, errlen, "%s: out of memory for a %u-byte control message", c->peer, h->length);
+			fl__wire_err(err, errlen, "%s: out of memory for a %u-byte control message", c->peer, h->length);
 			return -ENOMEM;
 		}
 		ret = read_full(c, payload, h->length, &got, err, errlen);
 		if (ret)
 			break;
 		if (got < h->length) {
-			wire_err(err, errlen, "%s: control payload truncated: the stream ended after %zu of %u bytes",
+			fl__wire_err(err, errlen, "%s: control payload truncated: the stream ended after %zu of %u bytes",
 				 c->peer, got, h->length);
 			ret = -EPROTO;
 			break;
@@ -616,12 +616,12 @@ int fl_conn_recv(struct fl_conn *c, struct fl_wire_hdr *h, struct fl_ctl *ctl,
 			ctl = &dropped;
 		ret = fl_ctl_decode(payload, h->length, ctl, why, sizeof(why));
 		if (!ret && c->regions) {
-			ret = wire_ctl_check_regions(ctl, c->regions, c->nregions, why, sizeof(why));
+			ret = fl__wire_ctl_check_regions(ctl, c->regions, c->nregions, why, sizeof(why));
 			if (ret)
 				fl_ctl_free(ctl);
 		}
 		if (ret)
-			wire_err(err, errlen, "%s: %s", c->peer, why);
+			fl__wire_err(err, errlen, "%s: %s", c->peer, why);
 		else if (ctl == &dropped)
 			fl_ctl_free(ctl);
 		break;
@@ -632,7 +632,7 @@ int fl_conn_recv(struct fl_conn *c, struct fl_wire_hdr *h, struct fl_ctl *ctl,
 		else
 			ret = drain(c, h->length, &got, err, errlen);
 		if (!ret && got < h->length) {
-			wire_err(err, errlen, "%s: page payload truncated: the stream ended after %zu of %u bytes",
+			fl__wire_err(err, errlen, "%s: page payload truncated: the stream ended after %zu of %u bytes",
 				 c->peer, got, h->length);
 			ret = -EPROTO;
 		}

@@ -13,7 +13,7 @@ static void set_bits(uint64_t *map, uint64_t from, uint64_t to)
 		map[b / 64] |= 1ull << (b % 64);
 }
 
-int data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t len)
+int fl__data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t len)
 {
 	uint64_t end = off + len;
 	off_t pos = (off_t)off;
@@ -40,7 +40,7 @@ int data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t 
 	return 0;
 }
 
-int64_t data_map_zero_run(const uint64_t *map, uint64_t first,
+int64_t fl__data_map_zero_run(const uint64_t *map, uint64_t first,
 			  const struct fl_region *g, uint64_t offset, uint64_t max)
 {
 	uint64_t b, end;

@@ -18,11 +18,11 @@
 /* Set the bit of each block of [off, off + len) of fd that holds data,
  * bit `first` standing for the block at off (4 KiB aligned). 0, or -errno
  * of the lseek that failed. */
-int data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t len);
+int fl__data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t len);
 
 /* zero_run() of fl_source_ops for region g, whose first block is bit
  * `first`: bytes of whole pages of holes from offset, at most max. */
-int64_t data_map_zero_run(const uint64_t *map, uint64_t first,
+int64_t fl__data_map_zero_run(const uint64_t *map, uint64_t first,
 			  const struct fl_region *g, uint64_t offset, uint64_t max);
 
 static inline bool data_map_bit(const uint64_t *map, uint64_t b)

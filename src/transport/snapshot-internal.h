@@ -49,11 +49,11 @@ struct snap_manifest {
 /* Decode bytes of manifest.pb (header included) and validate them on
  * their own: -EBADMSG / -EPROTONOSUPPORT with err saying why. The fuzzer
  * feeds this arbitrary bytes. */
-int snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
+int fl__snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
 			 char *err, size_t errlen);
 /* Encode m into a malloc'd buffer, header included. */
-int snap_manifest_encode(const struct snap_manifest *m, void **buf, size_t *len);
-void snap_manifest_free(struct snap_manifest *m);
+int fl__snap_manifest_encode(const struct snap_manifest *m, void **buf, size_t *len);
+void fl__snap_manifest_free(struct snap_manifest *m);
 
 struct fl_snapshot {
 	char *dir;
@@ -66,11 +66,11 @@ struct fl_snapshot {
 
 /* Verify the blocks of buf (read from region r at offset): 0, or -EBADMSG
  * with err naming region and page. */
-int snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offset,
+int fl__snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offset,
 		      const void *buf, uint64_t len, char *err, size_t errlen);
 
 /* snprintf into err if err is not NULL. */
-void snap_err(char *err, size_t errlen, const char *fmt, ...)
+void fl__snap_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static inline uint32_t snap_le32(const void *p)

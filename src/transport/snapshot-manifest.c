@@ -15,7 +15,7 @@
 #include "snapshot-internal.h"
 #include "transport/snapshot.pb-c.h"
 
-void snap_err(char *err, size_t errlen, const char *fmt, ...)
+void fl__snap_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -37,7 +37,7 @@ static void put_le64(unsigned char *b, uint64_t v)
 	snap_put_le32(b + 4, (uint32_t)(v >> 32));
 }
 
-void snap_manifest_free(struct snap_manifest *m)
+void fl__snap_manifest_free(struct snap_manifest *m)
 {
 	if (!m)
 		return;
@@ -48,14 +48,14 @@ void snap_manifest_free(struct snap_manifest *m)
 	m->nregions = 0;
 }
 
-#define BAD(...) do { snap_err(err, errlen, SNAP_MANIFEST ": " __VA_ARGS__); ret = -EBADMSG; goto out; } while (0)
+#define BAD(...) do { fl__snap_err(err, errlen, SNAP_MANIFEST ": " __VA_ARGS__); ret = -EBADMSG; goto out; } while (0)
 
 static bool power_of_two(uint64_t v)
 {
 	return v && !(v & (v - 1));
 }
 
-int snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
+int fl__snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
 			 char *err, size_t errlen)
 {
 	const unsigned char *b = buf;
@@ -74,7 +74,7 @@ int snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
 		BAD("the header's checksum does not match: the header is corrupt; take the snapshot again");
 	version = snap_le32(b + 8);
 	if (version > FL_SNAPSHOT_VERSION) {
-		snap_err(err, errlen, SNAP_MANIFEST ": format version %u, but this faultline reads version %d: upgrade faultline",
+		fl__snap_err(err, errlen, SNAP_MANIFEST ": format version %u, but this faultline reads version %d: upgrade faultline",
 			 version, FL_SNAPSHOT_VERSION);
 		ret = -EPROTONOSUPPORT;
 		goto out;
@@ -119,7 +119,7 @@ int snap_manifest_decode(const void *buf, size_t len, struct snap_manifest *m,
 	m->where = calloc(pb->n_regions ? pb->n_regions : 1, sizeof(*m->where));
 	if (!m->regions || !m->where) {
 		ret = -ENOMEM;
-		snap_err(err, errlen, "out of memory reading " SNAP_MANIFEST);
+		fl__snap_err(err, errlen, "out of memory reading " SNAP_MANIFEST);
 		goto out;
 	}
 	if (pb->pages_size > SNAP_ADDR_LIMIT)
@@ -189,11 +189,11 @@ out:
 	if (pb)
 		faultline__snapshot__manifest__free_unpacked(pb, NULL);
 	if (ret)
-		snap_manifest_free(m);
+		fl__snap_manifest_free(m);
 	return ret;
 }
 
-int snap_manifest_encode(const struct snap_manifest *m, void **out, size_t *outlen)
+int fl__snap_manifest_encode(const struct snap_manifest *m, void **out, size_t *outlen)
 {
 	Faultline__Snapshot__Manifest pb = FAULTLINE__SNAPSHOT__MANIFEST__INIT;
 	Faultline__Snapshot__Region *rs = calloc(m->nregions ? m->nregions : 1, sizeof(*rs));

@@ -3,7 +3,7 @@
  * Opening a snapshot: everything that can be checked cheaply is checked
  * before a single page is served (a truncated or corrupt snapshot restored
  * into a running program would corrupt it silently). Page data itself is
- * checked as it is read: snap_check_blocks() here, used by the synchronous
+ * checked as it is read: fl__snap_check_blocks() here, used by the synchronous
  * reads, verify, and the io_uring source.
  */
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include "data-map.h"
 #include "snapshot-internal.h"
 
-#define ERR(...) snap_err(err, errlen, __VA_ARGS__)
+#define ERR(...) fl__snap_err(err, errlen, __VA_ARGS__)
 
 static const char zero_block[FL_SNAPSHOT_BLOCK];
 
@@ -88,7 +88,7 @@ static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < m->nregions; i++) {
-		int ret = data_map_scan(s->data_map, m->where[i].first_block, s->pages_fd,
+		int ret = fl__data_map_scan(s->data_map, m->where[i].first_block, s->pages_fd,
 					m->where[i].file_offset, m->regions[i].len);
 
 		if (ret) {
@@ -142,7 +142,7 @@ int fl_snapshot_open(const char *dir, struct fl_snapshot **out, char *err,
 			 SNAP_HEADER_SIZE + SNAP_MANIFEST_MAX + 1, dir, err, errlen);
 	if (ret)
 		goto fail;
-	ret = snap_manifest_decode(buf, len, &s->m, why, sizeof(why));
+	ret = fl__snap_manifest_decode(buf, len, &s->m, why, sizeof(why));
 	free(buf);
 	buf = NULL;
 	if (ret) {
@@ -222,7 +222,7 @@ void fl_snapshot_close(struct fl_snapshot *s)
 		return;
 	if (s->pages_fd >= 0)
 		close(s->pages_fd);
-	snap_manifest_free(&s->m);
+	fl__snap_manifest_free(&s->m);
 	free(s->csums);
 	free(s->data_map);
 	free(s->dir);
@@ -265,11 +265,11 @@ int64_t fl_snapshot_zero_run(const struct fl_snapshot *s, uint32_t region,
 {
 	if (region >= s->m.nregions)
 		return -ERANGE;
-	return data_map_zero_run(s->data_map, s->m.where[region].first_block,
+	return fl__data_map_zero_run(s->data_map, s->m.where[region].first_block,
 				 &s->m.regions[region], offset, max);
 }
 
-int snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offset,
+int fl__snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offset,
 		      const void *buf, uint64_t len, char *err, size_t errlen)
 {
 	const struct fl_region *g = &s->m.regions[r];
@@ -330,7 +330,7 @@ int fl_snapshot_read(const struct fl_snapshot *s, uint32_t region,
 		ERR("snapshot %s: reading region %u (%s): %s", s->dir, region, g->name, strerror(-ret));
 		return ret;
 	}
-	return snap_check_blocks(s, region, offset, buf, len, err, errlen);
+	return fl__snap_check_blocks(s, region, offset, buf, len, err, errlen);
 }
 
 int fl_snapshot_verify(const struct fl_snapshot *s, uint64_t *bad_blocks,
@@ -369,7 +369,7 @@ int fl_snapshot_verify(const struct fl_snapshot *s, uint64_t *bad_blocks,
 				}
 				/* Count every bad block; report the first. */
 				for (uint64_t o = 0; o < n; o += FL_SNAPSHOT_BLOCK) {
-					e = snap_check_blocks(s, r, off + o, buf + o, FL_SNAPSHOT_BLOCK,
+					e = fl__snap_check_blocks(s, r, off + o, buf + o, FL_SNAPSHOT_BLOCK,
 							      bad ? NULL : err, errlen);
 					if (e)
 						bad++;

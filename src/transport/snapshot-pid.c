@@ -34,7 +34,7 @@
 #define CAPTURE_MAX (1ull << 40)
 #define PROGRESS_EVERY (16ull << 20)
 
-#define ERR(...) snap_err(err, errlen, __VA_ARGS__)
+#define ERR(...) fl__snap_err(err, errlen, __VA_ARGS__)
 
 struct maps {
 	struct fl_region *r;

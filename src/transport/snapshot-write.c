@@ -88,13 +88,13 @@ int fl_snapshot_writer_create(struct fl_snapshot_writer **out, const char *dir,
 	*out = NULL;
 	if (mkdir(dir, 0755) && errno != EEXIST) {
 		ret = -errno;
-		snap_err(err, errlen, "cannot create snapshot directory %s: %s", dir, strerror(-ret));
+		fl__snap_err(err, errlen, "cannot create snapshot directory %s: %s", dir, strerror(-ret));
 		return ret;
 	}
 	w = calloc(1, sizeof(*w));
 	if (!w || !(w->dir = strdup(dir))) {
 		free(w);
-		snap_err(err, errlen, "out of memory");
+		fl__snap_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	w->pages_fd = -1;
@@ -102,26 +102,26 @@ int fl_snapshot_writer_create(struct fl_snapshot_writer **out, const char *dir,
 	w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (w->dirfd < 0) {
 		ret = -errno;
-		snap_err(err, errlen, "cannot open snapshot directory %s: %s", dir, strerror(-ret));
+		fl__snap_err(err, errlen, "cannot open snapshot directory %s: %s", dir, strerror(-ret));
 		goto fail;
 	}
 	if (!faccessat(w->dirfd, SNAP_MANIFEST, F_OK, 0)) {
 		if (!(flags & FL_SNAPSHOT_REPLACE)) {
 			ret = -EEXIST;
-			snap_err(err, errlen, "%s already holds a snapshot: choose another directory or remove it first", dir);
+			fl__snap_err(err, errlen, "%s already holds a snapshot: choose another directory or remove it first", dir);
 			goto fail;
 		}
 		/* Gone before its pages change: no window where it opens. */
 		if (unlinkat(w->dirfd, SNAP_MANIFEST, 0) || fsync(w->dirfd)) {
 			ret = -errno;
-			snap_err(err, errlen, "cannot remove the old snapshot in %s: %s", dir, strerror(-ret));
+			fl__snap_err(err, errlen, "cannot remove the old snapshot in %s: %s", dir, strerror(-ret));
 			goto fail;
 		}
 	}
 	w->pages_fd = openat(w->dirfd, SNAP_PAGES, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (w->pages_fd < 0) {
 		ret = -errno;
-		snap_err(err, errlen, "cannot create %s/" SNAP_PAGES ": %s", dir, strerror(-ret));
+		fl__snap_err(err, errlen, "cannot create %s/" SNAP_PAGES ": %s", dir, strerror(-ret));
 		goto fail;
 	}
 	w->m.version = FL_SNAPSHOT_VERSION;
@@ -315,7 +315,7 @@ int fl_snapshot_writer_finish(struct fl_snapshot_writer *w)
 	if (ret)
 		goto out;
 
-	ret = snap_manifest_encode(&w->m, &man, &manlen);
+	ret = fl__snap_manifest_encode(&w->m, &man, &manlen);
 	if (ret) {
 		fail(w, ret, "out of memory encoding the manifest");
 		goto out;
@@ -361,7 +361,7 @@ void fl_snapshot_writer_destroy(struct fl_snapshot_writer *w)
 		close(w->pages_fd);
 	if (w->dirfd >= 0)
 		close(w->dirfd);
-	snap_manifest_free(&w->m);
+	fl__snap_manifest_free(&w->m);
 	free(w->csums);
 	free(w->dir);
 	free(w);
@@ -385,7 +385,7 @@ int fl_snapshot_write(const char *dir, const struct fl_region *regions,
 	int ret;
 
 	if (!order) {
-		snap_err(err, errlen, "out of memory");
+		fl__snap_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	snprintf(origin, sizeof(origin), "pid %d (fl_snapshot_write)", (int)getpid());
@@ -407,7 +407,7 @@ int fl_snapshot_write(const char *dir, const struct fl_region *regions,
 	if (!ret)
 		ret = fl_snapshot_writer_finish(w);
 	if (ret)
-		snap_err(err, errlen, "%s", w->err);
+		fl__snap_err(err, errlen, "%s", w->err);
 	fl_snapshot_writer_destroy(w);
 	free(order);
 	return ret;

@@ -79,27 +79,27 @@ static const struct uring_reader_hooks rawfile_hooks = {
 
 static int raw_submit(struct fl_source *s, struct fl_source_req *r)
 {
-	return uring_reader_submit(rs(s)->rd, r);
+	return fl__uring_reader_submit(rs(s)->rd, r);
 }
 
 static int raw_flush(struct fl_source *s)
 {
-	return uring_reader_flush(rs(s)->rd);
+	return fl__uring_reader_flush(rs(s)->rd);
 }
 
 static int raw_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
-	return uring_reader_reap(rs(s)->rd, done, arg);
+	return fl__uring_reader_reap(rs(s)->rd, done, arg);
 }
 
 static int raw_cancel(struct fl_source *s, struct fl_source_req *r)
 {
-	return uring_reader_cancel(rs(s)->rd, r);
+	return fl__uring_reader_cancel(rs(s)->rd, r);
 }
 
 static void raw_release(struct fl_source *s, struct fl_source_req *r)
 {
-	uring_reader_release(rs(s)->rd, r);
+	fl__uring_reader_release(rs(s)->rd, r);
 }
 
 static int64_t raw_zero_run(struct fl_source *s, uint32_t region, uint64_t offset,
@@ -109,7 +109,7 @@ static int64_t raw_zero_run(struct fl_source *s, uint32_t region, uint64_t offse
 
 	if (region >= s->nregions)
 		return -ERANGE;
-	return data_map_zero_run(m->data_map, m->first_block[region],
+	return fl__data_map_zero_run(m->data_map, m->first_block[region],
 				 &s->regions[region], offset, max);
 }
 
@@ -118,7 +118,7 @@ static void raw_destroy(struct fl_source *s)
 	struct raw_source *m = rs(s);
 
 	/* First: the kernel may still be reading from fd into callers' buffers. */
-	uring_reader_destroy(m->rd);
+	fl__uring_reader_destroy(m->rd);
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m->path);
@@ -183,7 +183,7 @@ static int map_data(struct raw_source *m, char *err, size_t errlen)
 	if (!m->data_map)
 		return -ENOMEM;
 	for (size_t i = 0; i < m->base.nregions; i++) {
-		int ret = data_map_scan(m->data_map, m->first_block[i], m->fd,
+		int ret = fl__data_map_scan(m->data_map, m->first_block[i], m->fd,
 					m->file_offset[i], m->regions[i].len);
 
 		if (ret) {
@@ -247,7 +247,7 @@ int fl_source_rawfile_create(struct fl_source **out, const char *path,
 	ret = map_data(m, err, errlen);
 	if (ret)
 		goto fail;
-	ret = uring_reader_create(&m->rd, &m->base, &rawfile_hooks, DEPTH, BG_MAX,
+	ret = fl__uring_reader_create(&m->rd, &m->base, &rawfile_hooks, DEPTH, BG_MAX,
 				  err, errlen);
 	if (ret)
 		goto fail;
@@ -262,7 +262,7 @@ const char *fl_source_rawfile_error(const struct fl_source *s)
 {
 	if (!s || s->ops != &rawfile_ops)
 		return "";
-	return uring_reader_error(((const struct raw_source *)s)->rd);
+	return fl__uring_reader_error(((const struct raw_source *)s)->rd);
 }
 
 uint64_t fl_source_rawfile_size(const struct fl_source *s)

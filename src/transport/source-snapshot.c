@@ -39,7 +39,7 @@ static int snap_locate(struct fl_source *s, uint32_t region, uint64_t offset,
 static int snap_check(struct fl_source *s, const struct fl_source_req *r,
 		      char *err, size_t errlen)
 {
-	return snap_check_blocks(ss(s)->snap, r->region, r->offset, r->data, r->len,
+	return fl__snap_check_blocks(ss(s)->snap, r->region, r->offset, r->data, r->len,
 				 err, errlen);
 }
 
@@ -60,27 +60,27 @@ static const struct uring_reader_hooks snapshot_hooks = {
 
 static int snap_submit(struct fl_source *s, struct fl_source_req *r)
 {
-	return uring_reader_submit(ss(s)->rd, r);
+	return fl__uring_reader_submit(ss(s)->rd, r);
 }
 
 static int snap_flush(struct fl_source *s)
 {
-	return uring_reader_flush(ss(s)->rd);
+	return fl__uring_reader_flush(ss(s)->rd);
 }
 
 static int snap_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
-	return uring_reader_reap(ss(s)->rd, done, arg);
+	return fl__uring_reader_reap(ss(s)->rd, done, arg);
 }
 
 static int snap_cancel(struct fl_source *s, struct fl_source_req *r)
 {
-	return uring_reader_cancel(ss(s)->rd, r);
+	return fl__uring_reader_cancel(ss(s)->rd, r);
 }
 
 static void snap_release(struct fl_source *s, struct fl_source_req *r)
 {
-	uring_reader_release(ss(s)->rd, r);
+	fl__uring_reader_release(ss(s)->rd, r);
 }
 
 static int64_t snap_zero_run(struct fl_source *s, uint32_t region,
@@ -91,7 +91,7 @@ static int64_t snap_zero_run(struct fl_source *s, uint32_t region,
 
 static void snap_destroy(struct fl_source *s)
 {
-	uring_reader_destroy(ss(s)->rd);
+	fl__uring_reader_destroy(ss(s)->rd);
 	free(s);
 }
 
@@ -122,7 +122,7 @@ int fl_source_snapshot_create(struct fl_source **out, struct fl_snapshot *snap,
 	m->base.regions = snap->m.regions;
 	m->base.nregions = snap->m.nregions;
 	m->snap = snap;
-	ret = uring_reader_create(&m->rd, &m->base, &snapshot_hooks, depth, bg_max,
+	ret = fl__uring_reader_create(&m->rd, &m->base, &snapshot_hooks, depth, bg_max,
 				  NULL, 0);
 	if (ret) {
 		free(m);
@@ -136,5 +136,5 @@ const char *fl_source_snapshot_error(const struct fl_source *s)
 {
 	if (!s || strcmp(s->kind, "snapshot"))
 		return "";
-	return uring_reader_error(((const struct snap_source *)s)->rd);
+	return fl__uring_reader_error(((const struct snap_source *)s)->rd);
 }

@@ -106,7 +106,7 @@ static BIO_METHOD *bio_method(void)
 
 /* ------------------------------------------------------------- errors */
 
-void wire_tls_reason(SSL *ssl, char *buf, size_t len)
+void fl__wire_tls_reason(SSL *ssl, char *buf, size_t len)
 {
 	unsigned long e;
 	size_t at = 0;
@@ -129,7 +129,7 @@ void wire_tls_reason(SSL *ssl, char *buf, size_t len)
 
 /* ------------------------------------------------------------ sessions */
 
-SSL *wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
+SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 		  const char *peer, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
@@ -139,7 +139,7 @@ SSL *wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 	const char *what = "";
 
 	if (!cfg->cert || !cfg->key || !cfg->ca) {
-		wire_err(err, errlen, "%s: TLS needs a certificate, its key and the CA (make them with `faultline certs`), or plain TCP asked for explicitly",
+		fl__wire_err(err, errlen, "%s: TLS needs a certificate, its key and the CA (make them with `faultline certs`), or plain TCP asked for explicitly",
 			 peer);
 		return NULL;
 	}
@@ -167,8 +167,8 @@ SSL *wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 		goto fail_file;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		wire_tls_reason(NULL, why, sizeof(why));
-		wire_err(err, errlen, "%s: the private key %s does not belong to the certificate %s (%s)",
+		fl__wire_tls_reason(NULL, why, sizeof(why));
+		fl__wire_err(err, errlen, "%s: the private key %s does not belong to the certificate %s (%s)",
 			 peer, cfg->key, cfg->cert, why);
 		goto out;
 	}
@@ -189,14 +189,14 @@ SSL *wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 	goto out;
 
 fail_file:
-	wire_tls_reason(NULL, why, sizeof(why));
-	wire_err(err, errlen, "%s: cannot use the %s%s: %s", peer, what,
+	fl__wire_tls_reason(NULL, why, sizeof(why));
+	fl__wire_err(err, errlen, "%s: cannot use the %s%s: %s", peer, what,
 		 !strcmp(what, "certificate ") ? cfg->cert :
 		 !strcmp(what, "private key ") ? cfg->key : cfg->ca, why);
 	goto out;
 fail:
-	wire_tls_reason(NULL, why, sizeof(why));
-	wire_err(err, errlen, "%s: %s: %s", peer, what, why);
+	fl__wire_tls_reason(NULL, why, sizeof(why));
+	fl__wire_err(err, errlen, "%s: %s: %s", peer, what, why);
 out:
 	SSL_CTX_free(ctx); /* the session holds its own reference */
 	return ssl;
@@ -210,7 +210,7 @@ static long ms_since(const struct timespec *t0)
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-int wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
+int fl__wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
 		       int timeout_ms, char *err, size_t errlen)
 {
 	struct timespec t0;
@@ -233,17 +233,17 @@ int wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
 		else if (e == SSL_ERROR_WANT_WRITE)
 			p.events = POLLOUT;
 		else {
-			wire_tls_reason(ssl, why, sizeof(why));
-			wire_err(err, errlen, "%s: TLS handshake failed: %s", peer, why);
+			fl__wire_tls_reason(ssl, why, sizeof(why));
+			fl__wire_err(err, errlen, "%s: TLS handshake failed: %s", peer, why);
 			return -ECONNREFUSED;
 		}
 		left = timeout_ms - ms_since(&t0);
 		if (left <= 0) {
-			wire_err(err, errlen, "%s: TLS handshake timed out after %d ms", peer, timeout_ms);
+			fl__wire_err(err, errlen, "%s: TLS handshake timed out after %d ms", peer, timeout_ms);
 			return -ETIMEDOUT;
 		}
 		if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
-			wire_err(err, errlen, "%s: poll: %s", peer, strerror(errno));
+			fl__wire_err(err, errlen, "%s: poll: %s", peer, strerror(errno));
 			return -errno;
 		}
 	}

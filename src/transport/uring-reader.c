@@ -121,7 +121,7 @@ static int pop_live(struct uring_reader *u, struct queue *q)
 	return i;
 }
 
-int uring_reader_submit(struct uring_reader *u, struct fl_source_req *r)
+int fl__uring_reader_submit(struct uring_reader *u, struct fl_source_req *r)
 {
 	int i, ret = source_req_check(u->src, r);
 
@@ -152,7 +152,7 @@ static struct slot *slot_of(struct uring_reader *u, const struct fl_source_req *
 	return &u->slots[r->priv];
 }
 
-int uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
+int fl__uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
 {
 	struct slot *sl = slot_of(u, r);
 
@@ -164,7 +164,7 @@ int uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
 	return 0;
 }
 
-void uring_reader_release(struct uring_reader *u, struct fl_source_req *r)
+void fl__uring_reader_release(struct uring_reader *u, struct fl_source_req *r)
 {
 	struct slot *sl = slot_of(u, r);
 
@@ -197,7 +197,7 @@ static bool start_read(struct uring_reader *u, int i)
 	return true;
 }
 
-int uring_reader_flush(struct uring_reader *u)
+int fl__uring_reader_flush(struct uring_reader *u)
 {
 	int i, ret;
 
@@ -216,7 +216,7 @@ int uring_reader_flush(struct uring_reader *u)
 	return ret < 0 ? ret : 0;
 }
 
-int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
+int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 {
 	const struct uring_reader_hooks *h = u->hooks;
 	struct io_uring_cqe *cqe;
@@ -263,7 +263,7 @@ int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 		u->finished[n++] = r;
 	}
 	if (requeued || u->bg_held) {
-		int ret = uring_reader_flush(u);
+		int ret = fl__uring_reader_flush(u);
 
 		if (ret < 0)
 			return ret;
@@ -275,12 +275,12 @@ int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 	return n;
 }
 
-const char *uring_reader_error(const struct uring_reader *u)
+const char *fl__uring_reader_error(const struct uring_reader *u)
 {
 	return u ? u->err : "";
 }
 
-void uring_reader_destroy(struct uring_reader *u)
+void fl__uring_reader_destroy(struct uring_reader *u)
 {
 	if (!u)
 		return;
@@ -306,7 +306,7 @@ void uring_reader_destroy(struct uring_reader *u)
 	free(u);
 }
 
-int uring_reader_create(struct uring_reader **out, struct fl_source *s,
+int fl__uring_reader_create(struct uring_reader **out, struct fl_source *s,
 			const struct uring_reader_hooks *hooks, unsigned depth,
 			unsigned bg_max, char *err, size_t errlen)
 {
@@ -373,6 +373,6 @@ oom:
 	if (err)
 		snprintf(err, errlen, "out of memory");
 fail:
-	uring_reader_destroy(u);
+	fl__uring_reader_destroy(u);
 	return ret;
 }

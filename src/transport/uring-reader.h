@@ -35,22 +35,22 @@ struct uring_reader_hooks {
  * requests with at most bg_max background reads in the kernel at once,
  * each of at most s->max_req bytes (set it first). Sets s->event_fd. On failure -errno, and err (if not NULL) says which
  * step failed. */
-int uring_reader_create(struct uring_reader **out, struct fl_source *s,
+int fl__uring_reader_create(struct uring_reader **out, struct fl_source *s,
 			const struct uring_reader_hooks *hooks, unsigned depth,
 			unsigned bg_max, char *err, size_t errlen);
 
 /* The fl_source_ops of the same names, for s's reader. */
-int uring_reader_submit(struct uring_reader *u, struct fl_source_req *r);
-int uring_reader_flush(struct uring_reader *u);
-int uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg);
-int uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r);
-void uring_reader_release(struct uring_reader *u, struct fl_source_req *r);
+int fl__uring_reader_submit(struct uring_reader *u, struct fl_source_req *r);
+int fl__uring_reader_flush(struct uring_reader *u);
+int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg);
+int fl__uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r);
+void fl__uring_reader_release(struct uring_reader *u, struct fl_source_req *r);
 
 /* The last read error ("" if none). */
-const char *uring_reader_error(const struct uring_reader *u);
+const char *fl__uring_reader_error(const struct uring_reader *u);
 
 /* Waits for the reads in flight (into its own buffers), then frees everything and closes the
  * eventfd. NULL is fine. */
-void uring_reader_destroy(struct uring_reader *u);
+void fl__uring_reader_destroy(struct uring_reader *u);
 
 #endif

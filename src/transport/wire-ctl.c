@@ -14,7 +14,7 @@
 #include "wire-internal.h"
 #include "transport/wire.pb-c.h"
 
-void wire_err(char *err, size_t errlen, const char *fmt, ...)
+void fl__wire_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -184,7 +184,7 @@ out:
 
 /* ------------------------------------------------------------- decode */
 
-#define BAD(...) do { wire_err(err, errlen, "control message: " __VA_ARGS__); ret = -EPROTO; goto out; } while (0)
+#define BAD(...) do { fl__wire_err(err, errlen, "control message: " __VA_ARGS__); ret = -EPROTO; goto out; } while (0)
 
 /* A byte string that must fit, with its NUL, in `size` bytes. */
 static bool fits_string(const ProtobufCBinaryData *b, size_t size)
@@ -202,7 +202,7 @@ static int decode_regions(const Faultline__Wire__Regions *pb, struct fl_ctl *m,
 		BAD("regions: %zu regions, more than the %d allowed", pb->n_regions, FL_WIRE_MAX_REGIONS);
 	g = calloc(pb->n_regions ? pb->n_regions : 1, sizeof(*g));
 	if (!g) {
-		wire_err(err, errlen, "control message: regions: out of memory");
+		fl__wire_err(err, errlen, "control message: regions: out of memory");
 		return -ENOMEM;
 	}
 	m->regions.regions = g;
@@ -379,12 +379,12 @@ out:
 	if (ret) {
 		fl_ctl_free(m);
 		if (ret == -ENOMEM)
-			wire_err(err, errlen, "control message: out of memory");
+			fl__wire_err(err, errlen, "control message: out of memory");
 	}
 	return ret;
 }
 
-int wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r,
+int fl__wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r,
 			   size_t n, char *err, size_t errlen)
 {
 	const struct fl_region *g;
@@ -394,13 +394,13 @@ int wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r,
 			goto no_region;
 		g = &r[m->request.region];
 		if (m->request.offset % g->page_size || m->request.len % g->page_size) {
-			wire_err(err, errlen, "control message: request.offset 0x%llx / len 0x%llx not aligned to region %u's page size %u",
+			fl__wire_err(err, errlen, "control message: request.offset 0x%llx / len 0x%llx not aligned to region %u's page size %u",
 				 (unsigned long long)m->request.offset, (unsigned long long)m->request.len,
 				 m->request.region, g->page_size);
 			return -EPROTO;
 		}
 		if (m->request.offset > g->len || m->request.len > g->len - m->request.offset) {
-			wire_err(err, errlen, "control message: request.offset 0x%llx + len 0x%llx lies beyond region %u (0x%llx bytes)",
+			fl__wire_err(err, errlen, "control message: request.offset 0x%llx + len 0x%llx lies beyond region %u (0x%llx bytes)",
 				 (unsigned long long)m->request.offset, (unsigned long long)m->request.len,
 				 m->request.region, (unsigned long long)g->len);
 			return -EPROTO;
@@ -413,7 +413,7 @@ int wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r,
 		g = &r[m->owed.region];
 		pages = g->len / g->page_size;
 		if (m->owed.first_page > pages || m->owed.npages > pages - m->owed.first_page) {
-			wire_err(err, errlen, "control message: owed pages %llu + %llu lie beyond region %u (%llu pages of %u bytes)",
+			fl__wire_err(err, errlen, "control message: owed pages %llu + %llu lie beyond region %u (%llu pages of %u bytes)",
 				 (unsigned long long)m->owed.first_page, (unsigned long long)m->owed.npages,
 				 m->owed.region, (unsigned long long)pages, g->page_size);
 			return -EPROTO;
@@ -421,7 +421,7 @@ int wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r,
 	}
 	return 0;
 no_region:
-	wire_err(err, errlen, "control message: %s.region %u does not exist (%zu regions)",
+	fl__wire_err(err, errlen, "control message: %s.region %u does not exist (%zu regions)",
 		 m->type == FL_CTL_REQUEST ? "request" : "owed",
 		 m->type == FL_CTL_REQUEST ? m->request.region : m->owed.region, n);
 	return -EPROTO;

@@ -44,7 +44,7 @@ void fl_wire_hdr_pack(const struct fl_wire_hdr *h, uint8_t out[FL_WIRE_HDR_SIZE]
 	put64(out + 24, h->count);
 }
 
-#define BAD(...) do { wire_err(err, errlen, "frame header: " __VA_ARGS__); return -EPROTO; } while (0)
+#define BAD(...) do { fl__wire_err(err, errlen, "frame header: " __VA_ARGS__); return -EPROTO; } while (0)
 
 int fl_wire_hdr_unpack(const uint8_t in[FL_WIRE_HDR_SIZE], struct fl_wire_hdr *h,
 		       const struct fl_region *regions, size_t nregions, char *err,

@@ -41,9 +41,9 @@ static inline void fl_bitmap_set_range(uint64_t *bm, size_t first, size_t n)
 		bm[i / 64] |= 1ULL << (i % 64);
 }
 
-int fl_dirty_wpfault_start(struct fl_dirty *d);
-int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
+int fl__dirty_wpfault_start(struct fl_dirty *d);
+int fl__dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 			     size_t *ndirty);
-void fl_dirty_wpfault_stop(struct fl_dirty *d);
+void fl__dirty_wpfault_stop(struct fl_dirty *d);
 
 #endif

@@ -109,7 +109,7 @@ static void *handler(void *arg)
 	}
 }
 
-int fl_dirty_wpfault_start(struct fl_dirty *d)
+int fl__dirty_wpfault_start(struct fl_dirty *d)
 {
 	size_t words = fl_bitmap_words(d->pages);
 	int ret;
@@ -148,7 +148,7 @@ int fl_dirty_wpfault_start(struct fl_dirty *d)
 	return 0;
 }
 
-int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
+int fl__dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 			     size_t *ndirty)
 {
 	size_t count = 0;
@@ -189,7 +189,7 @@ int fl_dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 	return ret;
 }
 
-void fl_dirty_wpfault_stop(struct fl_dirty *d)
+void fl__dirty_wpfault_stop(struct fl_dirty *d)
 {
 	if (d->thread_started) {
 		uint64_t one = 1;

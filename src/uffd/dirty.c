@@ -193,7 +193,7 @@ int fl_dirty_create(struct fl_dirty **out, void *addr, size_t len,
 	d->uffd.fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	ret = method == FL_DIRTY_PAGEMAP_SCAN ? scan_start(d)
-					      : fl_dirty_wpfault_start(d);
+					      : fl__dirty_wpfault_start(d);
 	if (ret < 0) {
 		fl_dirty_destroy(d);
 		return ret;
@@ -211,7 +211,7 @@ int fl_dirty_collect(struct fl_dirty *d, uint64_t *bitmap, size_t *ndirty)
 	if (d->method == FL_DIRTY_PAGEMAP_SCAN)
 		ret = scan_range(d, bitmap, NULL);
 	else
-		ret = fl_dirty_wpfault_collect(d, bitmap, NULL);
+		ret = fl__dirty_wpfault_collect(d, bitmap, NULL);
 	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
 		if (d->always)
 			bitmap[w] |= d->always[w];
@@ -237,7 +237,7 @@ void fl_dirty_destroy(struct fl_dirty *d)
 	if (!d)
 		return;
 	if (d->method == FL_DIRTY_WP_FAULTS)
-		fl_dirty_wpfault_stop(d);
+		fl__dirty_wpfault_stop(d);
 	if (d->uffd.fd >= 0) {
 		/* Unregistering also drops every protection marker. */
 		fl_uffd_unregister(d->uffd.fd, d->start, d->len);

@@ -16,7 +16,7 @@ static const char good[] =
 
 static int parse(const char *s, struct fc_region *r, size_t *n, char *err, size_t errlen)
 {
-	return fc_parse(s, strlen(s), r, FC_REGIONS_MAX, n, err, errlen);
+	return fl__fc_parse(s, strlen(s), r, FC_REGIONS_MAX, n, err, errlen);
 }
 
 static void test_good_message_gives_every_region_in_order(const struct fl_case *c)
@@ -46,9 +46,9 @@ static void test_every_prefix_of_a_good_message_waits_for_more(const struct fl_c
 
 	(void)c;
 	for (size_t k = 0; k < len; k++)
-		if (fc_parse(good, k, r, FC_REGIONS_MAX, &n, err, sizeof(err)) != -EAGAIN)
+		if (fl__fc_parse(good, k, r, FC_REGIONS_MAX, &n, err, sizeof(err)) != -EAGAIN)
 			fail_msg("prefix of %zu bytes: not -EAGAIN (%s)", k, err);
-	assert_int_equal(fc_parse(good, len, r, FC_REGIONS_MAX, &n, err, sizeof(err)), 0);
+	assert_int_equal(fl__fc_parse(good, len, r, FC_REGIONS_MAX, &n, err, sizeof(err)), 0);
 }
 
 static void test_older_page_size_kib_holds_bytes(const struct fl_case *c)
@@ -188,7 +188,7 @@ static void test_more_regions_than_the_limit_are_refused(const struct fl_case *c
 				      "%s{\"base_host_virt_addr\":%d,\"size\":4096,\"offset\":%d,"
 				      "\"page_size\":4096}", i ? "," : "", i * 4096, i * 4096);
 	snprintf(msg + k, sizeof(msg) - k, "]");
-	assert_int_equal(fc_parse(msg, strlen(msg), r, 4, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fl__fc_parse(msg, strlen(msg), r, 4, &n, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "more than 4 regions"));
 }
 
@@ -210,7 +210,7 @@ static void test_regions_map_onto_source_regions_laid_end_to_end(const struct fl
 	char err[384] = "";
 
 	(void)c;
-	if (fc_map_regions(s, 2, "memory", r, 2, h, err, sizeof(err)))
+	if (fl__fc_map_regions(s, 2, "memory", r, 2, h, err, sizeof(err)))
 		fail_msg("%s", err);
 	assert_int_equal(h[0].source_region, 0);
 	assert_int_equal(h[0].source_offset, 0);
@@ -221,19 +221,19 @@ static void test_regions_map_onto_source_regions_laid_end_to_end(const struct fl
 	/* Straddling the two pieces: not Firecracker's layout. */
 	r[1].offset = 6 << 20;
 	r[1].size = 4 << 20;
-	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fl__fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "spans two regions"));
 	assert_non_null(strstr(err, "--memory-file"));
 	/* Past the end of everything. */
 	r[1].offset = 10 << 20;
 	r[1].size = 4 << 20;
-	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -ERANGE);
+	assert_int_equal(fl__fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -ERANGE);
 	assert_non_null(strstr(err, "region 0 needs file bytes 10485760..14680064"));
 	assert_non_null(strstr(err, "only 12582912 bytes"));
 	/* Huge pages against a 4 KiB source. */
 	r[1].size = 2 << 20;
 	r[1].page_size = 2 << 20;
-	assert_int_equal(fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fl__fc_map_regions(s, 2, "memory", r + 1, 1, h, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "--huge-pages"));
 }
 

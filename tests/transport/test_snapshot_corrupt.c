@@ -64,15 +64,15 @@ static void forge(const char *snap, void (*edit)(struct snap_manifest *m))
 	assert_true(fd >= 0);
 	n = pread(fd, buf, sizeof(buf), 0);
 	assert_true(n > 0);
-	if (snap_manifest_decode(buf, (size_t)n, &m, err, sizeof(err)))
+	if (fl__snap_manifest_decode(buf, (size_t)n, &m, err, sizeof(err)))
 		fail_msg("decode: %s", err);
 	edit(&m);
-	assert_int_equal(snap_manifest_encode(&m, &out, &outlen), 0);
+	assert_int_equal(fl__snap_manifest_encode(&m, &out, &outlen), 0);
 	assert_int_equal(ftruncate(fd, 0), 0);
 	assert_int_equal(pwrite(fd, out, outlen, 0), (ssize_t)outlen);
 	close(fd);
 	free(out);
-	snap_manifest_free(&m);
+	fl__snap_manifest_free(&m);
 }
 
 static void overlap_regions(struct snap_manifest *m) { m->regions[1].start = m->regions[0].start + 4096; }
