@@ -225,25 +225,21 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 
 	for (size_t i = 0; i < p->nregions && !p->dead; i++) {
 		struct mregion *r = &p->regions[i];
-		uint64_t lo, hi;
+		size_t first, n;
 
-		if (r->src_region != req->region)
+		if (!fl__region_src_overlap(r, req->region, req->offset, req->len, &first, &n))
 			continue;
-		lo = req->offset > r->src_offset ? req->offset : r->src_offset;
-		hi = req->offset + req->len < r->src_offset + r->len ? req->offset + req->len
-									: r->src_offset + r->len;
-		for (uint64_t off = lo; off < hi && !p->dead;) {
-			size_t page = (off - r->src_offset) / r->page, run;
-			uint64_t addr = r->start + (off - r->src_offset);
+		for (size_t page = first; page < first + n && !p->dead;) {
+			uint64_t off = r->src_offset + page * r->page, addr = r->start + page * r->page;
 			struct fl_resolve res = { 0 };
+			size_t run;
 			int ret;
 
 			if (!owed(ps_get(&r->ps, page))) {
-				off += r->page;
+				page++;
 				continue;
 			}
-			for (run = 1; off + run * r->page < hi &&
-				      owed(ps_get(&r->ps, page + run)); run++)
+			for (run = 1; page + run < first + n && owed(ps_get(&r->ps, page + run)); run++)
 				;
 			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
 					  run * r->page, move, &res);
@@ -296,15 +292,12 @@ static size_t owers(struct fl_monitor *m, const struct fl_source_req *req, bool 
 
 		for (size_t i = 0; !p->dead && !any && i < p->nregions; i++) {
 			struct mregion *r = &p->regions[i];
-			uint64_t lo, hi;
+			size_t first, n;
 
-			if (r->src_region != req->region)
+			if (!fl__region_src_overlap(r, req->region, req->offset, req->len, &first, &n))
 				continue;
-			lo = req->offset > r->src_offset ? req->offset : r->src_offset;
-			hi = req->offset + req->len < r->src_offset + r->len
-				     ? req->offset + req->len : r->src_offset + r->len;
-			for (uint64_t off = lo; off < hi && !any; off += r->page) {
-				enum page_state s = ps_get(&r->ps, (off - r->src_offset) / r->page);
+			for (size_t page = first; page < first + n && !any; page++) {
+				enum page_state s = ps_get(&r->ps, page);
 
 				any = requested_only ? s == PS_REQUESTED : owed(s);
 			}
@@ -379,15 +372,12 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 	for (struct mproc *p = m->procs; p; p = p->next) {
 		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
 			struct mregion *r = &p->regions[i];
-			uint64_t lo, hi;
+			size_t first, n;
 
-			if (r->src_region != req->region)
+			if (!fl__region_src_overlap(r, req->region, req->offset, req->len, &first, &n))
 				continue;
-			lo = req->offset > r->src_offset ? req->offset : r->src_offset;
-			hi = req->offset + req->len < r->src_offset + r->len
-				     ? req->offset + req->len : r->src_offset + r->len;
-			for (uint64_t off = lo; off < hi && !p->dead; off += r->page) {
-				size_t page = (off - r->src_offset) / r->page;
+			for (size_t page = first; page < first + n && !p->dead; page++) {
+				uint64_t off = r->src_offset + page * r->page;
 				uint64_t addr = r->start + page * r->page;
 				char why[256];
 				int ret;
@@ -535,19 +525,13 @@ static void mark_requested(struct fl_monitor *m, uint32_t region, uint64_t offse
 	for (struct mproc *p = m->procs; p; p = p->next)
 		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
 			struct mregion *r = &p->regions[i];
-			uint64_t lo, hi;
+			size_t first, n;
 
-			if (r->src_region != region)
+			if (!fl__region_src_overlap(r, region, offset, len, &first, &n))
 				continue;
-			lo = offset > r->src_offset ? offset : r->src_offset;
-			hi = offset + len < r->src_offset + r->len ? offset + len
-								   : r->src_offset + r->len;
-			for (uint64_t off = lo; off < hi; off += r->page) {
-				size_t page = (off - r->src_offset) / r->page;
-
+			for (size_t page = first; page < first + n; page++)
 				if (ps_get(&r->ps, page) == PS_MISSING)
 					fl__ps_set(&r->ps, page, PS_REQUESTED);
-			}
 		}
 }
 

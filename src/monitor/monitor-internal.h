@@ -97,7 +97,18 @@ struct mregion *fl__proc_find(struct mproc *p, uint64_t addr);
 /* Where a source page lives in this process now, or NULL. */
 struct mregion *fl__proc_find_src(struct mproc *p, uint32_t src_region,
 			      uint64_t src_off, uint64_t *addr);
-int fl__proc_read_events(struct mproc *p);
+/* The pages of r that hold source range [offset, offset+len) of
+ * src_region: [*page, *page + *n). False when r holds none of it. */
+bool fl__region_src_overlap(const struct mregion *r, uint32_t src_region, uint64_t offset,
+			    uint64_t len, size_t *page, size_t *n);
+/* What the non-cooperative events do to p's regions and page states. */
+void fl__proc_fork(struct mproc *parent, int ufd);
+void fl__proc_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len);
+void fl__proc_remove(struct mproc *p, uint64_t start, uint64_t end);
+void fl__proc_unmap(struct mproc *p, uint64_t start, uint64_t end);
+
+/* events.c */
+struct event *fl__events_watch(struct mproc *p);
 bool fl__proc_done(const struct mproc *p);
 
 /* fetch.c */

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Served processes, their regions, and the non-cooperative events that
- * change them. Every event here blocks the program's thread that caused it
- * until we have read it; we apply it at once, before anything else is
- * installed (a resolve that raced with it answered EAGAIN and is retried
- * after this).
+ * Served processes, their regions and page states, and what the
+ * non-cooperative events do to them (events.c reads and dispatches them).
+ * This file owns the process list and the region tables; page states
+ * change here on events, in fetch.c on installs, through pagestate.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,8 +12,6 @@
 #include <unistd.h>
 
 #include "monitor-internal.h"
-
-static void on_uffd(evutil_socket_t fd, short what, void *arg);
 
 struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features)
 {
@@ -27,13 +24,11 @@ struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t f
 	p->pidfd = -1;
 	p->pid = pid;
 	p->features = features;
-	p->uffd_ev = event_new(m->base, uffd, EV_READ | EV_PERSIST, on_uffd, p);
+	p->uffd_ev = fl__events_watch(p);
 	if (!p->uffd_ev) {
 		free(p);
 		return NULL;
 	}
-	event_priority_set(p->uffd_ev, 0);
-	event_add(p->uffd_ev, NULL);
 	p->next = m->procs;
 	m->procs = p;
 	m->nprocs++;
@@ -131,6 +126,22 @@ struct mregion *fl__proc_find_src(struct mproc *p, uint32_t src_region,
 	return NULL;
 }
 
+bool fl__region_src_overlap(const struct mregion *r, uint32_t src_region, uint64_t offset,
+			    uint64_t len, size_t *page, size_t *n)
+{
+	uint64_t lo, hi;
+
+	if (r->src_region != src_region)
+		return false;
+	lo = offset > r->src_offset ? offset : r->src_offset;
+	hi = offset + len < r->src_offset + r->len ? offset + len : r->src_offset + r->len;
+	if (lo >= hi)
+		return false;
+	*page = (lo - r->src_offset) / r->page;
+	*n = (hi - lo) / r->page;
+	return true;
+}
+
 bool fl__proc_done(const struct mproc *p)
 {
 	for (size_t i = 0; i < p->nregions; i++)
@@ -226,8 +237,16 @@ static void wake_range(struct mproc *p, uint64_t start, uint64_t len)
 	p->mon->check_unwanted = true;
 }
 
+/* UNMAP: the range and its page states are gone. */
+void fl__proc_unmap(struct mproc *p, uint64_t start, uint64_t end)
+{
+	if (cut(p, start, end, NULL, NULL))
+		fl__proc_kill(p, "out of memory following munmap");
+	wake_range(p, start, end - start);
+}
+
 /* REMAP: the page states move with the pages. */
-static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len)
+void fl__proc_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len)
 {
 	struct mregion *moved = calloc(p->nregions + 1, sizeof(*moved));
 	size_t n = 0;
@@ -246,7 +265,7 @@ static void apply_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t le
 }
 
 /* REMOVE: those pages are zeros now and must never be fetched again. */
-static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
+void fl__proc_remove(struct mproc *p, uint64_t start, uint64_t end)
 {
 	for (size_t i = 0; i < p->nregions; i++) {
 		struct mregion *r = &p->regions[i];
@@ -265,7 +284,7 @@ static void apply_remove(struct mproc *p, uint64_t start, uint64_t end)
  * pages. (While the FORK event is unread, the kernel refuses installs into
  * the parent with EAGAIN, so no page can go in between the child's copy of
  * the page tables and our copy of the states.) */
-static void apply_fork(struct mproc *parent, int ufd)
+void fl__proc_fork(struct mproc *parent, int ufd)
 {
 	struct fl_monitor *m = parent->mon;
 	struct mproc *c = fl__proc_new(m, ufd, 0, parent->features);
@@ -289,68 +308,4 @@ static void apply_fork(struct mproc *parent, int ufd)
 	if (c->nregions != parent->nregions)
 		fl__proc_kill(c, "out of memory copying page states");
 	fl__mon_log(m, 1, "%s forked: following the child", parent->label);
-}
-
-/* Read everything pending on the process's userfaultfd: apply events at
- * once, serve faults. Returns the number of messages, or -errno. */
-int fl__proc_read_events(struct mproc *p)
-{
-	struct fl_monitor *m = p->mon;
-	struct fl_uffd_event ev[64];
-	uint64_t now = fl__mon_now_ns();
-	int n, total = 0;
-
-	do {
-		n = fl_uffd_read_events(p->uffd, ev, 64);
-		if (n < 0)
-			return n;
-		for (int i = 0; i < n && !p->dead; i++) {
-			switch (ev[i].kind) {
-			case FL_EVENT_PAGEFAULT:
-				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
-				break;
-			case FL_EVENT_FORK:
-				m->stats.fork++;
-				apply_fork(p, ev[i].fork.ufd);
-				break;
-			case FL_EVENT_REMAP:
-				m->stats.remap++;
-				apply_remap(p, ev[i].remap.from, ev[i].remap.to, ev[i].remap.len);
-				break;
-			case FL_EVENT_REMOVE:
-				m->stats.remove++;
-				apply_remove(p, ev[i].range.start, ev[i].range.end);
-				break;
-			case FL_EVENT_UNMAP:
-				m->stats.unmap++;
-				if (cut(p, ev[i].range.start, ev[i].range.end, NULL, NULL))
-					fl__proc_kill(p, "out of memory following munmap");
-				wake_range(p, ev[i].range.start,
-					   ev[i].range.end - ev[i].range.start);
-				break;
-			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
-				fl__proc_kill(p, "exit event");
-				break;
-			default:
-				fl__mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
-					p->label, ev[i].unknown.type);
-			}
-		}
-		total += n;
-	} while (n == 64 && !p->dead);
-	return total;
-}
-
-static void on_uffd(evutil_socket_t fd, short what, void *arg)
-{
-	struct mproc *p = arg;
-	int n;
-
-	(void)fd;
-	(void)what;
-	n = fl__proc_read_events(p);
-	if (n < 0 && !p->dead)
-		fl__mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
-	fl__retry_drain(p->mon);
-	fl__fetch_kick(p->mon);
 }

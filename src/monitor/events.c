@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A served process's userfaultfd: read it, apply each non-cooperative
+ * event at once (proc.c), hand each fault to fetch.c, then drain the retry
+ * queue. Every event blocks the program's thread that caused it until we
+ * have read it; it is applied before anything else is installed (a resolve
+ * that raced with it answered EAGAIN and is retried after this).
+ */
+#include <string.h>
+
+#include "monitor-internal.h"
+
+/* Read everything pending on the process's userfaultfd: apply events at
+ * once, serve faults. Returns the number of messages, or -errno. */
+static int read_events(struct mproc *p)
+{
+	struct fl_monitor *m = p->mon;
+	struct fl_uffd_event ev[64];
+	uint64_t now = fl__mon_now_ns();
+	int n, total = 0;
+
+	do {
+		n = fl_uffd_read_events(p->uffd, ev, 64);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n && !p->dead; i++) {
+			switch (ev[i].kind) {
+			case FL_EVENT_PAGEFAULT:
+				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
+				break;
+			case FL_EVENT_FORK:
+				m->stats.fork++;
+				fl__proc_fork(p, ev[i].fork.ufd);
+				break;
+			case FL_EVENT_REMAP:
+				m->stats.remap++;
+				fl__proc_remap(p, ev[i].remap.from, ev[i].remap.to, ev[i].remap.len);
+				break;
+			case FL_EVENT_REMOVE:
+				m->stats.remove++;
+				fl__proc_remove(p, ev[i].range.start, ev[i].range.end);
+				break;
+			case FL_EVENT_UNMAP:
+				m->stats.unmap++;
+				fl__proc_unmap(p, ev[i].range.start, ev[i].range.end);
+				break;
+			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
+				fl__proc_kill(p, "exit event");
+				break;
+			default:
+				fl__mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
+					p->label, ev[i].unknown.type);
+			}
+		}
+		total += n;
+	} while (n == 64 && !p->dead);
+	return total;
+}
+
+static void on_uffd(evutil_socket_t fd, short what, void *arg)
+{
+	struct mproc *p = arg;
+	int n;
+
+	(void)fd;
+	(void)what;
+	n = read_events(p);
+	if (n < 0 && !p->dead)
+		fl__mon_log(p->mon, 0, "%s: reading its userfaultfd: %s", p->label, strerror(-n));
+	fl__retry_drain(p->mon);
+	fl__fetch_kick(p->mon);
+}
+
+/* Watch p's userfaultfd on the loop, above the background pump. */
+struct event *fl__events_watch(struct mproc *p)
+{
+	struct event *e = event_new(p->mon->base, p->uffd, EV_READ | EV_PERSIST, on_uffd, p);
+
+	if (e) {
+		event_priority_set(e, 0);
+		event_add(e, NULL);
+	}
+	return e;
+}
