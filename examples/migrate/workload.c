@@ -385,6 +385,9 @@ int main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 'S' }, { "certs", required_argument, NULL, 'c' },
 		{ "plain", no_argument, NULL, 'p' }, { "postcopy-only", no_argument, NULL, 'P' },
 		{ "state", required_argument, NULL, 'T' },
+		{ "max-rounds", required_argument, NULL, 'R' },
+		{ "downtime-target", required_argument, NULL, 'D' },
+		{ "postcopy-after", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct work w = { .writers = 2 };
@@ -395,7 +398,7 @@ int main(int argc, char **argv)
 	double seconds = 1.0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:R:D:A:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': o.to = optarg; break;
@@ -413,6 +416,9 @@ int main(int argc, char **argv)
 		case 'p': o.tls.plain = true; break;
 		case 'P': o.postcopy_only = true; break;
 		case 'T': state = optarg; break;
+		case 'R': o.max_rounds = (unsigned)atoi(optarg); break;
+		case 'D': o.target_downtime_s = atof(optarg) / 1e3; break; /* ms */
+		case 'A': o.postcopy_after_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
@@ -420,6 +426,7 @@ int main(int argc, char **argv)
 	w.pages = w.len / PG;
 	if (w.writers < 1 || mib < 1 || optind >= argc) {
 		fprintf(stderr, "usage: migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)\n"
+				"         [--max-rounds N] [--downtime-target MS] [--postcopy-after SECONDS]\n"
 				"       migrate-workload dest --mib N   (started by faultline receive --exec)\n");
 		return 2;
 	}

@@ -58,6 +58,8 @@ struct fl_migrate_source_opts {
 	double target_downtime_s; /* stop pre-copy when the dirty set would
 				     cross the wire in this long (default 0.05) */
 	bool postcopy_only;	  /* skip pre-copy even if tracking works */
+	double postcopy_after_s;  /* switch to post-copy once pre-copy has
+				     run this long (0: no limit) */
 	int verbose;		  /* 0 quiet, 1 progress lines */
 	FILE *progress;		  /* where progress goes (default stderr) */
 };
@@ -70,6 +72,8 @@ struct fl_migrate_source_opts {
 struct fl_migrate_report {
 	double total_s, precopy_s, downtime_s, postcopy_s;
 	unsigned rounds;
+	/* Why pre-copy ended when it did ("" when there was none). */
+	char switch_reason[192];
 	uint64_t bytes_precopy, bytes_postcopy, zero_bytes;
 	uint64_t pages_owed, requests_served, pages_pushed;
 	uint64_t pages_resent; /* urgent copies of pages still queued behind

@@ -188,12 +188,63 @@ static size_t popcount(const uint64_t *bm, size_t pages)
 	return n;
 }
 
+/*
+ * Whether another pre-copy round is worth it. A round sends the dirty set
+ * (D pages) at the link rate; meanwhile the program dirties pages at its
+ * own rate, so the next round leaves about rate * (D * page / link) pages
+ * dirty (at most every page there is). Another round pays only if that is
+ * clearly smaller than D: when the program dirties memory about as fast
+ * as the link moves it, every round resends almost everything and
+ * post-copy (each page once) is the better deal. Fills why when not.
+ */
+static bool another_round(const struct server *s, unsigned round, size_t dirty, size_t prev,
+			  double round_s, double link_bps, double elapsed_s, char *why, size_t len)
+{
+	unsigned max = s->o->max_rounds ? s->o->max_rounds : 8;
+	double target = s->o->target_downtime_s > 0 ? s->o->target_downtime_s : 0.05;
+	double send_s = (double)dirty * 4096.0 / (link_bps + 1.0);
+	double rate = (double)dirty / (round_s + 1e-9); /* pages dirtied per second */
+	double next = rate * send_s;
+	size_t all = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		all += s->rg[i].pages;
+	if (next > (double)all)
+		next = (double)all;
+	if (send_s <= target) {
+		snprintf(why, len, "the dirty set (%.1f MiB) crosses the link in %.1f ms, within "
+			 "the downtime target (%.0f ms)", (double)dirty * 4096 / (1 << 20),
+			 send_s * 1e3, target * 1e3);
+		return false;
+	}
+	if (round >= max) {
+		snprintf(why, len, "round limit reached (%u, --max-rounds)", max);
+		return false;
+	}
+	if (s->o->postcopy_after_s > 0 && elapsed_s >= s->o->postcopy_after_s) {
+		snprintf(why, len, "pre-copy ran %.1f s (--postcopy-after %.1f)", elapsed_s,
+			 s->o->postcopy_after_s);
+		return false;
+	}
+	if (dirty >= prev) {
+		snprintf(why, len, "the dirty set stopped shrinking (%zu pages after %zu)", dirty,
+			 prev);
+		return false;
+	}
+	if (next > 0.8 * (double)dirty) {
+		snprintf(why, len, "another round would not converge: the program dirties "
+			 "%.0f MB/s against a link of %.0f MB/s, so resending %.1f MiB would leave "
+			 "about %.1f MiB dirty again", rate * 4096 / 1e6, link_bps / 1e6,
+			 (double)dirty * 4096 / (1 << 20), next * 4096 / (1 << 20));
+		return false;
+	}
+	return true;
+}
+
 static int precopy(struct server *s, uint64_t **dirty, double t0)
 {
 	struct fl_migrate_report *rep = s->rep;
 	size_t prev = SIZE_MAX;
-	unsigned max = s->o->max_rounds ? s->o->max_rounds : 8;
-	double target = s->o->target_downtime_s > 0 ? s->o->target_downtime_s : 0.05;
 	int ret = s->mem->dirty_start(s->mem->ctx);
 
 	if (ret)
@@ -201,7 +252,7 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 	for (unsigned round = 1;; round++) {
 		struct fl_ctl m = { .type = FL_CTL_ROUND };
 		size_t pages = 0;
-		double rt = now_s(), bw;
+		double rt = now_s(), bw, round_s;
 		uint64_t bytes = 0;
 
 		uint64_t total = 0;
@@ -232,7 +283,8 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 			return ret;
 		rep->rounds = round;
 		rep->bytes_precopy += bytes;
-		bw = (double)bytes / (now_s() - rt + 1e-9);
+		round_s = now_s() - rt;
+		bw = (double)bytes / (round_s + 1e-9);
 		/* What was written meanwhile is the next round. */
 		pages = 0;
 		for (size_t i = 0; i < s->n; i++) {
@@ -245,13 +297,13 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 			fprintf(s->out, "migrate: round %u sent %.1f MiB at %.0f MB/s; %zu pages "
 				"dirtied meanwhile (%.1f s elapsed)\n", round,
 				(double)bytes / (1 << 20), bw / 1e6, pages, now_s() - t0);
-		/* Stop when the rest would cross in the target downtime, when
-		 * the dirty set stops shrinking, or at the round limit. */
-		if ((double)pages * 4096.0 / (bw + 1.0) <= target || pages >= prev ||
-		    round >= max)
+		if (!another_round(s, round, pages, prev, round_s, bw, now_s() - t0,
+				   rep->switch_reason, sizeof(rep->switch_reason)))
 			break;
 		prev = pages;
 	}
+	if (s->o->verbose)
+		fprintf(s->out, "migrate: switching to post-copy: %s\n", rep->switch_reason);
 	return 0;
 }
 
@@ -741,6 +793,8 @@ void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
 	fprintf(out, "  total %.2f s: pre-copy %.2f s (%u rounds), downtime %.1f ms, "
 		"post-copy %.2f s\n", r->total_s, r->precopy_s, r->rounds, r->downtime_s * 1e3,
 		r->postcopy_s);
+	if (r->switch_reason[0])
+		fprintf(out, "  switched to post-copy because %s\n", r->switch_reason);
 	fprintf(out, "  bytes: %.1f MiB pre-copy, %.1f MiB post-copy, %.1f MiB of zero pages "
 		"sent as ranges\n", (double)r->bytes_precopy / (1 << 20),
 		(double)r->bytes_postcopy / (1 << 20), (double)r->zero_bytes / (1 << 20));
