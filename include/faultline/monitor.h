@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <faultline/fault-order.h>
 #include <faultline/handoff.h>
 #include <faultline/source.h>
 
@@ -28,8 +29,14 @@ struct fl_monitor_opts {
 	int verbose;		   /* 0 quiet, 1 progress, 2 debug */
 	bool keep_caps;		   /* don't drop capabilities when the loop starts */
 	bool no_prefetch;	   /* serve faults only */
-	const char *record_faults; /* append each fault's source page here */
-	const char *replay_faults; /* prefetch a recorded order first */
+	/* Told each source page read on a fault, in order (to record a fault
+	 * order: fl_fault_order_append with a FILE *, faultline/fault-order.h). */
+	void (*on_fault_page)(void *arg, uint32_t region, uint64_t offset);
+	void *on_fault_arg;
+	/* Prefetch these pages first, in this order (copied at create): a
+	 * recorded fault order (fl_fault_order_load). */
+	const struct fl_page_ref *replay;
+	size_t nreplay;
 	unsigned bg_inflight;	   /* background reads in flight (default 4) */
 	size_t bg_chunk;	   /* bytes per background read (default 2 MiB) */
 	/* A fault's read that the source has not answered within this many

@@ -100,6 +100,9 @@ int cmd_monitor(int argc, char **argv)
 	};
 	struct fl_monitor_opts o = { .verbose = 1, .exit_when_idle = true };
 	const char *dir = NULL, *json = NULL, *memfile = NULL, *sock = NULL, *fc_sock = NULL;
+	const char *record = NULL, *replay = NULL;
+	struct fl_page_ref *order = NULL;
+	FILE *rec = NULL;
 	bool huge = false;
 	struct fl_snapshot *snap = NULL;
 	struct fl_source *src = NULL;
@@ -116,8 +119,8 @@ int cmd_monitor(int argc, char **argv)
 		case 'm': memfile = optarg; break;
 		case 'H': huge = true; break;
 		case 'n': o.no_prefetch = true; break;
-		case 'r': o.record_faults = optarg; break;
-		case 'R': o.replay_faults = optarg; break;
+		case 'r': record = optarg; break;
+		case 'R': replay = optarg; break;
 		case 'j': json = optarg; break;
 		case 'k': o.keep_caps = true; break;
 		case 'v': o.verbose++; break;
@@ -151,6 +154,24 @@ int cmd_monitor(int argc, char **argv)
 			fl_snapshot_close(snap);
 			return CLI_FAILED;
 		}
+	}
+	if (replay &&
+	    (ret = fl_fault_order_load(replay, src->regions, src->nregions, &order, &o.nreplay,
+				       err, sizeof(err)))) {
+		fprintf(stderr, "faultline monitor: %s\n", err);
+		goto out;
+	}
+	o.replay = order;
+	if (record) {
+		rec = fopen(record, "we");
+		if (!rec) {
+			fprintf(stderr, "faultline monitor: cannot write fault record %s: %s\n",
+				record, strerror(errno));
+			ret = -errno;
+			goto out;
+		}
+		o.on_fault_page = fl_fault_order_append;
+		o.on_fault_arg = rec;
 	}
 	/* The monitor, then the sockets on its loop: both before it drops its
 	 * capabilities, which fl_monitor_run() does first. */
@@ -195,5 +216,8 @@ out:
 	fl_monitor_destroy(m);
 	fl_source_destroy(src);
 	fl_snapshot_close(snap);
+	if (rec)
+		fclose(rec);
+	free(order);
 	return ret ? CLI_FAILED : CLI_OK;
 }

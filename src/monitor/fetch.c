@@ -514,8 +514,8 @@ static void defer_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t
 
 static void record(struct fl_monitor *m, uint32_t region, uint64_t offset)
 {
-	if (m->record)
-		fprintf(m->record, "%u %llu\n", region, (unsigned long long)offset);
+	if (m->opts.on_fault_page)
+		m->opts.on_fault_page(m->opts.on_fault_arg, region, offset);
 }
 
 /* Mark [offset, offset+len) of a source region REQUESTED in every live

@@ -82,7 +82,6 @@ struct fl_monitor {
 	bool retry_armed;
 	bool check_unwanted; /* ranges or processes went: cancel idle reads */
 	struct stats stats;
-	FILE *record;
 	uint64_t *replay; /* (src_region << 48 | page) list */
 	size_t nreplay, replay_pos;
 	bool stopping;
@@ -137,7 +136,8 @@ bool fl__policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **r
 		 size_t *page, size_t *n);
 void fl__policy_on_fault(struct fl_monitor *m, struct mproc *p, struct mregion *r,
 		     size_t page);
-int fl__policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen);
+int fl__policy_set_replay(struct fl_monitor *m, const struct fl_page_ref *list, size_t n,
+			  char *err, size_t errlen);
 
 void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -180,22 +180,10 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	m->src_ev = event_new(m->base, source->event_fd, EV_READ | EV_PERSIST, on_source, m);
 	event_priority_set(m->src_ev, 0);
 	event_add(m->src_ev, NULL);
-	if (opts->replay_faults) {
-		ret = fl__policy_load_replay(m, opts->replay_faults, err, errlen);
-		if (ret) {
-			fl_monitor_destroy(m);
-			return ret;
-		}
-	}
-	if (opts->record_faults) {
-		m->record = fopen(opts->record_faults, "we");
-		if (!m->record) {
-			ret = -errno;
-			snprintf(err, errlen, "cannot write fault record %s: %s",
-				 opts->record_faults, strerror(errno));
-			fl_monitor_destroy(m);
-			return ret;
-		}
+	ret = fl__policy_set_replay(m, opts->replay, opts->nreplay, err, errlen);
+	if (ret) {
+		fl_monitor_destroy(m);
+		return ret;
 	}
 	m->stats.t_start = fl__mon_now_ns();
 	*out = m;
@@ -475,8 +463,6 @@ void fl_monitor_destroy(struct fl_monitor *m)
 	if (m->src && m->reqs)
 		fl__fetch_cancel_all(m);
 	fl__procs_reap(m);
-	if (m->record)
-		fclose(m->record);
 	free(m->replay);
 	struct event *evs[] = { m->src_ev, m->pump_ev, m->sig_ev, m->int_ev, m->usr1_ev,
 				m->probe_ev, m->stop_ev, m->retry_ev };

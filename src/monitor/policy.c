@@ -4,9 +4,9 @@
  *
  * Default: continue right after the latest fault (programs tend to walk
  * forward), then sweep each region sequentially, processes in turn. A
- * recorded fault order (`--record-faults`, one "region offset" line per
- * fault) can be replayed first (`--replay-faults`): a restore that faults
- * the way the last one did gets those pages before it asks.
+ * recorded fault order (fl_monitor_opts.replay) is prefetched first: a
+ * restore that faults the way the last one did gets those pages before it
+ * asks.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,45 +102,26 @@ bool fl__policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **r
 	return false;
 }
 
-int fl__policy_load_replay(struct fl_monitor *m, const char *path, char *err, size_t errlen)
+int fl__policy_set_replay(struct fl_monitor *m, const struct fl_page_ref *list, size_t n,
+			  char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	unsigned region;
-	unsigned long long off;
-	size_t cap = 0;
-	int line = 0;
-
-	if (!f) {
-		snprintf(err, errlen, "cannot open fault record %s: %s", path, strerror(errno));
-		return -errno;
+	if (!n)
+		return 0;
+	m->replay = malloc(n * sizeof(*m->replay));
+	if (!m->replay) {
+		snprintf(err, errlen, "out of memory for %zu replayed pages", n);
+		return -ENOMEM;
 	}
-	while (fscanf(f, "%u %llu", &region, &off) == 2) {
-		line++;
-		if (region >= m->src->nregions || off >= m->src->regions[region].len ||
-		    off >= (1ULL << 48)) {
-			snprintf(err, errlen, "%s line %d: region %u offset %llu is not in the source",
-				 path, line, region, off);
-			fclose(f);
+	for (size_t i = 0; i < n; i++) {
+		const struct fl_page_ref *e = &list[i];
+
+		if (e->region >= m->src->nregions || e->offset >= m->src->regions[e->region].len) {
+			snprintf(err, errlen, "replayed page %zu (region %u offset %llu) is not in "
+				 "the source", i, e->region, (unsigned long long)e->offset);
 			return -EINVAL;
 		}
-		if (m->nreplay == cap) {
-			uint64_t *r;
-
-			cap = cap ? cap * 2 : 1024;
-			r = realloc(m->replay, cap * sizeof(*r));
-			if (!r) {
-				fclose(f);
-				return -ENOMEM;
-			}
-			m->replay = r;
-		}
-		m->replay[m->nreplay++] = ((uint64_t)region << 48) | off;
+		m->replay[i] = ((uint64_t)e->region << 48) | e->offset;
 	}
-	if (!feof(f)) {
-		snprintf(err, errlen, "%s line %d: expected \"REGION OFFSET\"", path, line + 1);
-		fclose(f);
-		return -EINVAL;
-	}
-	fclose(f);
+	m->nreplay = n;
 	return 0;
 }

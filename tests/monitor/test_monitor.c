@@ -300,7 +300,7 @@ static void wl_no_event_fork(const char *sock)
 
 static void test_fd_without_event_fork_is_refused_naming_fork(const struct fl_case *c)
 {
-	struct harness h;
+	struct harness h = { 0 };
 
 	(void)c;
 	run_one(&faults_only, wl_no_event_fork, &h);
@@ -360,7 +360,6 @@ static void test_record_and_replay_fault_order(const struct fl_case *c)
 	char rec[64], err[256] = "";
 	struct fl_monitor_opts o = faults_only;
 	struct harness h = { 0 };
-	struct fl_monitor *m;
 	unsigned region;
 	unsigned long long off;
 	size_t lines = 0;
@@ -372,8 +371,12 @@ static void test_record_and_replay_fault_order(const struct fl_case *c)
 	(void)c;
 	h.inject = &late_only;
 	snprintf(rec, sizeof(rec), "/tmp/fl-test-faults-%d", getpid());
-	o.record_faults = rec;
+	f = fopen(rec, "we");
+	assert_non_null(f);
+	o.on_fault_page = fl_fault_order_append;
+	o.on_fault_arg = f;
 	run_one(&o, wl_read_all, &h);
+	fclose(f);
 	/* One line per page read from the source on a fault. */
 	assert_int_equal(harness_stat(&h, "pages_copied_on_fault"), DATA_PAGES);
 	harness_free(&h);
@@ -388,8 +391,18 @@ static void test_record_and_replay_fault_order(const struct fl_case *c)
 	assert_int_equal(lines, DATA_PAGES);
 
 	o = prefetch;
-	o.replay_faults = rec;
-	run_one(&o, wl_read_all, &h);
+	{
+		struct fl_region g = { .len = DATA_PAGES * PG, .page_size = PG, .name = "x" };
+		struct fl_page_ref *order;
+		size_t n;
+
+		assert_int_equal(fl_fault_order_load(rec, &g, 1, &order, &n, err, sizeof(err)), 0);
+		assert_int_equal(n, DATA_PAGES);
+		o.replay = order;
+		o.nreplay = n;
+		run_one(&o, wl_read_all, &h);
+		free(order);
+	}
 	assert_int_equal(harness_stat(&h, "bytes_read"), DATA_PAGES * PG);
 	harness_free(&h);
 
@@ -398,14 +411,12 @@ static void test_record_and_replay_fault_order(const struct fl_case *c)
 	fclose(f);
 	{
 		struct fl_region g = { .len = DATA_PAGES * PG, .page_size = PG, .name = "x" };
-		const void *d[1] = { NULL };
-		struct fl_source *src;
+		struct fl_page_ref *order;
+		size_t n;
 
-		assert_int_equal(fl_source_memory_create(&src, &g, 1, d), 0);
-		o.keep_caps = true;
-		assert_int_equal(fl_monitor_create(&m, src, &o, err, sizeof(err)), -EINVAL);
+		assert_int_equal(fl_fault_order_load(rec, &g, 1, &order, &n, err, sizeof(err)),
+				 -EINVAL);
 		assert_non_null(strstr(err, "line 2"));
-		fl_source_destroy(src);
 	}
 	unlink(rec);
 }
