@@ -211,6 +211,11 @@ const char *fl_conn_peer(const struct fl_conn *c);
 bool fl_conn_is_tls(const struct fl_conn *c);
 /* Shut both directions down (wakes a thread blocked in recv). */
 void fl_conn_shutdown(struct fl_conn *c);
+
+/* Reads and writes on c that wait past `seconds` from now fail with
+ * -ETIMEDOUT (0: no deadline, the default). For the set-up exchanges, so a
+ * peer that connects and says nothing costs a bounded wait. */
+void fl_conn_set_deadline(struct fl_conn *c, double seconds);
 void fl_conn_close(struct fl_conn *c);
 
 /*

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -34,6 +35,7 @@
 
 #define CONNECT_TIMEOUT_MS 10000
 #define HANDSHAKE_TIMEOUT_MS 20000
+#define SERVER_HANDSHAKE_TIMEOUT_MS 5000
 #define COALESCE 16384 /* header + payload up to this: one write, one TLS record */
 
 struct fl_conn {
@@ -44,6 +46,8 @@ struct fl_conn {
 	struct fl_region *regions;
 	size_t nregions;
 	atomic_bool shut;
+	_Atomic uint64_t deadline_ns; /* 0: none; else a read or write waiting
+					 past it fails with -ETIMEDOUT */
 	char peer[INET6_ADDRSTRLEN + 16];
 };
 
@@ -114,11 +118,31 @@ static void addr_str(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
+/*
+ * A peer that vanishes without FIN or RST (host gone, link cut, a
+ * firewall dropping state) would otherwise leave a read waiting for ever:
+ * keepalive probes an idle connection after KEEPIDLE s, every KEEPINTVL s,
+ * KEEPCNT times; TCP_USER_TIMEOUT fails a connection whose sent data goes
+ * unacknowledged that long. Together: a dead peer is noticed within about
+ * 20 s, busy or idle.
+ */
+#define KEEPIDLE_S 5
+#define KEEPINTVL_S 2
+#define KEEPCNT 5
+#define USER_TIMEOUT_MS 20000
+
 static int set_socket_options(int fd)
 {
-	int one = 1;
+	int one = 1, idle = KEEPIDLE_S, intvl = KEEPINTVL_S, cnt = KEEPCNT;
+	unsigned ut = USER_TIMEOUT_MS;
 
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut)))
 		return -errno;
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
 		return -errno;
@@ -194,7 +218,10 @@ static int conn_start(struct fl_conn **out, int fd, const struct fl_tls_config *
 		ret = -EINVAL;
 		goto fail;
 	}
-	ret = fl__wire_tls_handshake(c->ssl, fd, server, c->peer, HANDSHAKE_TIMEOUT_MS, err, errlen);
+	/* A server waits less: a client that never speaks holds up the next. */
+	ret = fl__wire_tls_handshake(c->ssl, fd, server, c->peer,
+				     server ? SERVER_HANDSHAKE_TIMEOUT_MS : HANDSHAKE_TIMEOUT_MS, err,
+				     errlen);
 	if (ret)
 		goto fail;
 	*out = c;
@@ -337,14 +364,43 @@ int fl_conn_accept(struct fl_conn **out, int listen_fd,
 
 /* --------------------------------------------------------------- bytes */
 
-static int wait_fd(int fd, short events)
+static uint64_t mono_ns(void)
 {
-	struct pollfd p = { .fd = fd, .events = events };
+	struct timespec t;
 
-	while (poll(&p, 1, -1) < 0)
-		if (errno != EINTR)
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+void fl_conn_set_deadline(struct fl_conn *c, double seconds)
+{
+	atomic_store(&c->deadline_ns, seconds > 0 ? mono_ns() + (uint64_t)(seconds * 1e9) : 0);
+}
+
+/* Wait until fd is ready, or the connection's deadline passes (errno
+ * ETIMEDOUT). 0, or -errno with errno set. */
+static int wait_fd(struct fl_conn *c, short events)
+{
+	struct pollfd p = { .fd = c->fd, .events = events };
+
+	for (;;) {
+		uint64_t dl = atomic_load(&c->deadline_ns), now;
+		int ms = -1, n;
+
+		if (dl) {
+			now = mono_ns();
+			if (now >= dl) {
+				errno = ETIMEDOUT;
+				return -ETIMEDOUT;
+			}
+			ms = (int)((dl - now) / 1000000) + 1;
+		}
+		n = poll(&p, 1, ms);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
 			return -errno;
-	return 0;
+	}
 }
 
 /* Some bytes in: > 0 bytes, 0 at the end of the stream, or -errno (with
@@ -392,8 +448,13 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 				return -e;
 			}
 		}
-		if (wait_fd(c->fd, want))
-			return -errno;
+		if (wait_fd(c, want)) {
+			int e = errno;
+
+			fl__wire_err(err, errlen, "%s: %s", c->peer,
+				     e == ETIMEDOUT ? "nothing arrived within the deadline" : strerror(e));
+			return -e;
+		}
 	}
 }
 
@@ -454,7 +515,7 @@ static int write_full(struct fl_conn *c, const void *buf, size_t len)
 		}
 		if (atomic_load(&c->shut))
 			return -ESHUTDOWN;
-		if (wait_fd(c->fd, want))
+		if (wait_fd(c, want))
 			return -errno;
 	}
 	return 0;

@@ -24,6 +24,9 @@
 
 #include <faultline/migrate.h>
 
+/* A connection has this long to authenticate and say hello. */
+#define HELLO_DEADLINE_S 5.0
+
 #include "source-internal.h"
 
 struct rx_region {
@@ -55,6 +58,7 @@ struct fl_receiver {
 	_Atomic uint64_t owed;
 	int verbose;
 	uint64_t bytes, rounds;
+	unsigned refused; /* connections refused while waiting for the source */
 };
 
 static bool test_bit(_Atomic uint64_t *bm, size_t i)
@@ -484,6 +488,41 @@ static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], boo
 	return fl_conn_send_ctl(c, &m);
 }
 
+/*
+ * One connection of the source: accepted, authenticated (TLS), and its
+ * hello read, each within a deadline. Anything else that connects first (a
+ * port scanner, a garbage or silent client, another CA's certificate, a
+ * second source with another session) costs a log line and at most the
+ * deadline, and accepting goes on: only a broken listening socket ends it.
+ */
+static int accept_source(struct fl_receiver *r, int listen_fd, const struct fl_tls_config *tls,
+			 uint32_t kind, uint8_t session[16], struct fl_conn **out, char *err,
+			 size_t errlen)
+{
+	for (;;) {
+		struct fl_conn *c;
+		int ret = fl_conn_accept(&c, listen_fd, tls, err, errlen);
+
+		if (ret == -EBADF || ret == -EINVAL || ret == -ENOTSOCK || ret == -EOPNOTSUPP ||
+		    ret == -EMFILE || ret == -ENFILE)
+			return ret;
+		if (!ret) {
+			fl_conn_set_deadline(c, HELLO_DEADLINE_S);
+			ret = hello(c, kind, session, kind == FL_CONN_URGENT, err, errlen);
+			fl_conn_set_deadline(c, 0);
+			if (!ret) {
+				*out = c;
+				return 0;
+			}
+			fl_conn_close(c);
+		}
+		r->refused++;
+		if (r->verbose)
+			fprintf(stderr, "receive: refused a connection: %s; still waiting for the "
+				"source\n", err);
+	}
+}
+
 static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, size_t errlen)
 {
 	r->n = m->regions.n;
@@ -539,15 +578,15 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 	r->base.event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = r->base.event_fd < 0 ? -errno : 0;
 	if (!ret)
-		ret = fl_conn_accept(&r->ctl, listen_fd, tls, err, errlen);
+		ret = accept_source(r, listen_fd, tls, FL_CONN_CONTROL, session, &r->ctl, err,
+				    errlen);
 	if (!ret)
-		ret = hello(r->ctl, FL_CONN_CONTROL, session, false, err, errlen);
-	if (!ret)
-		ret = fl_conn_accept(&r->urg, listen_fd, tls, err, errlen);
-	if (!ret)
-		ret = hello(r->urg, FL_CONN_URGENT, session, true, err, errlen);
+		ret = accept_source(r, listen_fd, tls, FL_CONN_URGENT, session, &r->urg, err,
+				    errlen);
 	if (!ret) {
+		fl_conn_set_deadline(r->ctl, HELLO_DEADLINE_S);
 		ret = fl_conn_recv(r->ctl, &h, &m, NULL, NULL, err, errlen);
+		fl_conn_set_deadline(r->ctl, 0);
 		if (!ret && (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_REGIONS)) {
 			if (h.kind == FL_WIRE_CONTROL)
 				fl_ctl_free(&m);

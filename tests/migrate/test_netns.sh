@@ -32,7 +32,7 @@ trap cleanup EXIT
 say "1..6"
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
 	for t in precopy_postcopy_over_tls postcopy_only_over_tls pid_postcopy_over_tls \
-		wrong_ca_refused garbage_peer_disconnected plain_refused_off_loopback; do
+		wrong_ca_refused_then_the_real_source_migrates garbage_peer_refused_then_the_real_source_migrates plain_refused_off_loopback; do
 		ok "test_$t" "needs root and iproute2 for network namespaces"
 	done
 	exit 0
@@ -95,37 +95,49 @@ else
 	not_ok test_pid_postcopy_over_tls "$tmp/pid.log"
 fi
 
-# A source whose certificate another CA signed is refused; nothing starts.
+# A source whose certificate another CA signed is refused with the cause,
+# and costs the receiver nothing: it goes on waiting, and the real source
+# that comes next migrates (memory compared at the switch-over).
 port=$((port + 1))
-ip netns exec "$tag-dst" timeout 20 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
-	--exec "touch $tmp/started" >"$tmp/ca.dst" 2>&1 &
+rm -f "$tmp/sha"
+ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+	--exec "$wl dest --mib 8 --sha $tmp/sha" >"$tmp/ca.dst" 2>&1 &
 rpid=$!
 sleep 0.3
 ip netns exec "$tag-src" timeout 120 "$wl" source --mib 8 --to "10.213.7.2:$port" --certs "$tmp/other" \
 	--seconds 0 >"$tmp/ca.src" 2>&1
 s=$?
+ip netns exec "$tag-src" timeout 120 "$wl" source --mib 8 --to "10.213.7.2:$port" --certs "$tmp/certs" \
+	--sha "$tmp/sha" --seconds 0 >"$tmp/ca.src2" 2>&1
+s2=$?
 wait $rpid; d=$?
-cat "$tmp/ca.src" "$tmp/ca.dst" >"$tmp/ca.log"
-if [ $s -ne 0 ] && [ $d -ne 0 ] && [ ! -e "$tmp/started" ]; then
-	ok test_wrong_ca_refused
+cat "$tmp/ca.src" "$tmp/ca.src2" "$tmp/ca.dst" >"$tmp/ca.log"
+if [ $s -ne 0 ] && [ $s2 -eq 0 ] && [ $d -eq 0 ] && grep -q "refused a connection" "$tmp/ca.dst" &&
+	grep -q "memory equals the source's" "$tmp/ca.dst"; then
+	ok test_wrong_ca_refused_then_the_real_source_migrates
 else
-	not_ok test_wrong_ca_refused "$tmp/ca.log"
+	not_ok test_wrong_ca_refused_then_the_real_source_migrates "$tmp/ca.log"
 fi
 
-# A peer that sends garbage after a valid hello is disconnected with the
-# reason, and no restorer is started.
+# A peer that sends garbage (a bad hello, then frames for no region) is
+# disconnected with the reason; the real source that comes next migrates.
 port=$((port + 1))
-timeout 20 "$fl" receive --listen "127.0.0.1:$port" --plain --exec "touch $tmp/started2" \
+rm -f "$tmp/sha"
+timeout 120 "$fl" receive --listen "127.0.0.1:$port" --plain --exec "$wl dest --mib 8 --sha $tmp/sha" \
 	>"$tmp/garbage.dst" 2>&1 &
 rpid=$!
 sleep 0.3
 python3 "$(dirname "$0")/garbage_peer.py" 127.0.0.1 $port >"$tmp/garbage.src" 2>&1
+timeout 120 "$wl" source --mib 8 --to "127.0.0.1:$port" --plain --sha "$tmp/sha" --seconds 0 \
+	>"$tmp/garbage.src2" 2>&1
+s2=$?
 wait $rpid; d=$?
-cat "$tmp/garbage.src" "$tmp/garbage.dst" >"$tmp/garbage.log"
-if [ $d -ne 0 ] && [ ! -e "$tmp/started2" ] && grep -qiE "hello|region|length|frame|protocol" "$tmp/garbage.dst"; then
-	ok test_garbage_peer_disconnected
+cat "$tmp/garbage.src" "$tmp/garbage.src2" "$tmp/garbage.dst" >"$tmp/garbage.log"
+if [ $s2 -eq 0 ] && [ $d -eq 0 ] && grep -qiE "refused a connection.*(hello|region|length|frame|protocol)" "$tmp/garbage.dst" &&
+	grep -q "memory equals the source's" "$tmp/garbage.dst"; then
+	ok test_garbage_peer_refused_then_the_real_source_migrates
 else
-	not_ok test_garbage_peer_disconnected "$tmp/garbage.log"
+	not_ok test_garbage_peer_refused_then_the_real_source_migrates "$tmp/garbage.log"
 fi
 
 # Plain TCP to another host is refused unless forced.

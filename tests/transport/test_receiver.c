@@ -4,7 +4,10 @@
  * arrived is served (also after the source hangs up), zero ranges are
  * known zero, owed pages that can no longer arrive fail, never as zeros.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -136,11 +139,57 @@ static void test_received_pages_served_even_after_the_source_dies(const struct f
 	close(lfd);
 }
 
+/* Connect to the receiver's port; send `bytes` (or nothing) and keep the
+ * connection open. Returns the fd. */
+static int stray(const char *bytes)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	if (bytes)
+		assert_int_equal(write(fd, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+	return fd;
+}
+
+/* A garbage client and a silent one connect before the source: each is
+ * refused (the silent one after the hello deadline) and the source that
+ * comes next is accepted and served. */
+static void test_garbage_and_silent_connections_before_the_source_cost_nothing(
+	const struct fl_case *c)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct fl_receiver *r;
+	pthread_t th;
+	char err[256], buf[PG], want[PG];
+	int lfd, garbage, silent;
+
+	(void)c;
+	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
+	assert_true(lfd >= 0);
+	garbage = stray("GET / HTTP/1.0\r\n\r\nthis is not a faultline source\n");
+	silent = stray(NULL);
+	assert_int_equal(pthread_create(&th, NULL, fake_source, NULL), 0);
+	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 1, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(fetch(fl_receiver_source(r), 3, buf, true), 0);
+	fill_pattern(want, PG, 103);
+	assert_memory_equal(buf, want, PG);
+	pthread_join(th, NULL);
+	fl_receiver_destroy(r);
+	close(garbage);
+	close(silent);
+	close(lfd);
+}
+
 int main(int argc, char **argv)
 {
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
 	FL_ADD(test_received_pages_served_even_after_the_source_dies);
+	FL_ADD(test_garbage_and_silent_connections_before_the_source_cost_nothing);
 	return fl_run_cases(cases, n, argc, argv);
 }
