@@ -12,6 +12,7 @@
  *   FAULTLINE_DEVICE_STATE  a file with the source's device-state blob
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,6 +44,23 @@ static void usage(FILE *out)
 		"  --stats-json FILE    the monitor's statistics as JSON\n"
 		TLS_USAGE
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static char *regions_env(const struct fl_region *g, size_t n)
@@ -119,6 +137,7 @@ int cmd_receive(int argc, char **argv)
 	struct fl_monitor_opts mo = { .exit_when_idle = true };
 	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
+	char dir[] = "/tmp/faultline-receive-XXXXXX";
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
 	struct fl_handoff_server *srv = NULL;
@@ -168,19 +187,29 @@ int cmd_receive(int argc, char **argv)
 
 		regions = regions_env(g, n);
 	}
-	snprintf(sock, sizeof(sock), "/tmp/faultline-receive-%d.sock", getpid());
+	/* A private directory (0700, unpredictable name) for the handoff
+	 * socket and the device state: nothing another user made can be
+	 * followed or read there. */
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "faultline receive: cannot create a private directory %s: %s\n",
+			dir, strerror(errno));
+		dir[0] = 0;
+		goto out;
+	}
+	snprintf(sock, sizeof(sock), "%s/handoff.sock", dir);
 	if (blob_len) {
-		FILE *f;
+		int fd;
 
-		snprintf(state, sizeof(state), "/tmp/faultline-device-state-%d", getpid());
-		f = fopen(state, "we");
-		if (!f || fwrite(blob, 1, blob_len, f) != blob_len) {
-			fprintf(stderr, "faultline receive: cannot write %s\n", state);
-			if (f)
-				fclose(f);
+		snprintf(state, sizeof(state), "%s/device-state", dir);
+		fd = open(state, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, blob, blob_len)) {
+			fprintf(stderr, "faultline receive: cannot write the device state to %s: %s\n",
+				state, strerror(errno));
+			if (fd >= 0)
+				close(fd);
 			goto out;
 		}
-		fclose(f);
+		close(fd);
 	}
 	mo.verbose = verbose;
 	/* The destination composition a VMM uses (src/vmm/dest.c), with the
@@ -251,6 +280,10 @@ out:
 	fl_receiver_destroy(r);
 	if (state[0])
 		unlink(state);
+	if (dir[0] && dir[strlen(dir) - 1] != 'X') {
+		unlink(sock);
+		rmdir(dir);
+	}
 	free(regions);
 	return ret;
 }
