@@ -301,6 +301,13 @@ int fl_uffd_privilege_check(struct fl_uffd_privilege *p);
 /* Write a human explanation (what works, what is missing, how to fix it). */
 void fl_uffd_privilege_explain(const struct fl_uffd_privilege *p, FILE *out);
 
+/* Give up, for the calling thread and every thread or child it creates
+ * afterwards, every capability (effective, permitted, inheritable), the
+ * whole bounding set and the ambient set, and set no_new_privs, so no
+ * execve() can regain any. Call it once set-up is over and before any
+ * other thread starts. 0, or -errno with err saying which step failed. */
+int fl_privileges_drop(char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

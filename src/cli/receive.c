@@ -28,6 +28,7 @@
 #include <faultline/vmm.h>
 
 #include "cli.h"
+#include "launcher.h"
 #include "handoffs.h"
 #include "tls-opts.h"
 
@@ -42,6 +43,8 @@ static void usage(FILE *out)
 		"  --listen ADDR:PORT   where the source connects (e.g. 0.0.0.0:7700)\n"
 		"  --exec COMMAND       the restorer\n"
 		"  --stats-json FILE    the monitor's statistics as JSON\n"
+		"  --keep-caps          keep capabilities (debugging; by default every one is\n"
+		"                       dropped once listening, before any thread starts)\n"
 		TLS_USAGE
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
 }
@@ -78,46 +81,24 @@ static char *regions_env(const struct fl_region *g, size_t n)
 	return s;
 }
 
-/* The program's environment plus the three FAULTLINE_ variables, built
- * before fork(): the receiver has threads, so the child may only exec. */
-static pid_t spawn(const char *cmd, const char *sock, const char *regions,
+/* The restorer, through the launcher forked at start-up (it kept the
+ * privileges we dropped): with FAULTLINE_SOCKET, _REGIONS and
+ * _DEVICE_STATE set. */
+static pid_t spawn(struct launcher *l, const char *cmd, const char *sock, const char *regions,
 		   const char *state)
 {
-	static const char *const names[] = { "FAULTLINE_SOCKET=", "FAULTLINE_REGIONS=",
-					      "FAULTLINE_DEVICE_STATE=" };
-	const char *vals[] = { sock, regions, state };
-	char *const argv[] = { "sh", "-c", (char *)cmd, NULL };
-	size_t n = 0, k = 0;
-	char **env;
+	char *extra[4] = { NULL };
+	size_t k = 0;
 	pid_t pid = -1;
 
-	while (environ[n])
-		n++;
-	env = calloc(n + 4, sizeof(*env));
-	if (!env)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "FAULTLINE_", 10))
-			env[k++] = environ[i];
-	for (size_t i = 0; i < 3; i++) {
-		char *v;
-
-		if (!vals[i])
-			continue;
-		if (asprintf(&v, "%s%s", names[i], vals[i]) < 0)
-			goto out;
-		env[k++] = v;
-	}
-	pid = fork();
-	if (pid == 0) {
-		execve("/bin/sh", argv, env);
-		_exit(127);
-	}
+	if (asprintf(&extra[k++], "FAULTLINE_SOCKET=%s", sock) < 0 ||
+	    asprintf(&extra[k++], "FAULTLINE_REGIONS=%s", regions ? regions : "") < 0 ||
+	    (state && asprintf(&extra[k++], "FAULTLINE_DEVICE_STATE=%s", state) < 0))
+		goto out;
+	pid = launcher_exec(l, cmd, extra);
 out:
-	for (size_t i = 0; i < k; i++)
-		if (!strncmp(env[i], "FAULTLINE_", 10))
-			free(env[i]);
-	free(env);
+	for (size_t i = 0; i < 4; i++)
+		free(extra[i]);
 	return pid;
 }
 
@@ -129,6 +110,7 @@ int cmd_receive(int argc, char **argv)
 		{ "stats-json", required_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "keep-caps", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
@@ -141,13 +123,15 @@ int cmd_receive(int argc, char **argv)
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
 	struct fl_handoff_server *srv = NULL;
+	struct launcher launch = { .pid = -1, .fd = -1 };
+	bool keep_caps = false;
 	const void *blob = NULL;
 	size_t blob_len = 0, n;
 	int c, lfd, port = 0, status = 0, verbose = 1, ret = CLI_FAILED;
 	bool done = false;
 	pid_t child;
 
-	while ((c = getopt_long(argc, argv, "l:e:j:vqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:e:j:vqkh", opts, NULL)) != -1) {
 		if (tls_option(c, optarg, &tls, "dest"))
 			continue;
 		switch (c) {
@@ -156,6 +140,7 @@ int cmd_receive(int argc, char **argv)
 		case 'j': json = optarg; break;
 		case 'v': verbose++; break;
 		case 'q': verbose = 0; break;
+		case 'k': keep_caps = true; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
 		}
@@ -171,6 +156,20 @@ int cmd_receive(int argc, char **argv)
 	if (lfd < 0) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		return CLI_FAILED;
+	}
+	/* Still one thread: fork the restorer's launcher now, with our
+	 * privileges, then give up every privilege before any thread starts
+	 * (the receiver's network threads parse bytes from the network). */
+	if ((ret = launcher_start(&launch)) < 0) {
+		fprintf(stderr, "faultline receive: cannot fork the restorer's launcher: %s\n",
+			strerror(-ret));
+		close(lfd);
+		return CLI_FAILED;
+	}
+	ret = CLI_FAILED;
+	if (!keep_caps && fl_privileges_drop(err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		goto out;
 	}
 	if (verbose)
 		fprintf(stderr, "receive: listening on %s (port %d), %s\n", listen_at, port,
@@ -222,7 +221,7 @@ int cmd_receive(int argc, char **argv)
 	}
 	if (verbose)
 		fprintf(stderr, "receive: switch-over: starting the restorer: %s\n", cmd);
-	child = spawn(cmd, sock, regions, state[0] ? state : NULL);
+	child = spawn(&launch, cmd, sock, regions, state[0] ? state : NULL);
 	if (child < 0) {
 		fprintf(stderr, "faultline receive: cannot start the restorer: %s\n",
 			strerror(errno));
@@ -271,6 +270,7 @@ int cmd_receive(int argc, char **argv)
 			WIFEXITED(status) ? "exited with" : "died of signal",
 			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 out:
+	launcher_cancel(&launch); /* if it was never used */
 	if (lfd >= 0)
 		close(lfd);
 	if (d)

@@ -108,17 +108,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* After set-up the monitor needs no privilege at all: it only reads and
- * resolves fds it was handed, and opens pidfds. */
+ * resolves fds it was handed, and opens pidfds. Everything goes, for its
+ * thread and whatever it starts: capabilities, the bounding and ambient
+ * sets, and no_new_privs is set (see fl_privileges_drop). */
 static void drop_capabilities(struct fl_monitor *m)
 {
-	cap_t none = cap_init();
+	char err[256];
 
-	if (none && cap_set_proc(none) == 0)
+	if (fl_privileges_drop(err, sizeof(err)) == 0)
 		fl__mon_log(m, 2, "dropped every capability (none is needed after set-up)");
 	else
-		fl__mon_log(m, 0, "could not drop capabilities: %s", strerror(errno));
-	if (none)
-		cap_free(none);
+		fl__mon_log(m, 0, "could not drop privileges: %s", err);
 }
 
 int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <faultline/uffd.h>
@@ -82,4 +83,45 @@ void fl_uffd_privilege_explain(const struct fl_uffd_privilege *p, FILE *out)
 	}
 	if (!p->event_fork)
 		fprintf(out, "  => cannot follow fork() (UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE)\n");
+}
+
+/*
+ * Capabilities, the bounding set, the ambient set and no_new_privs are all
+ * per thread: a thread created before this call keeps what it had, one
+ * created after inherits the empty sets. So callers drop before starting
+ * any thread (and a process that must exec a privileged program later
+ * forks the launcher for it first).
+ */
+int fl_privileges_drop(char *err, size_t errlen)
+{
+	cap_t none;
+	int ret = 0;
+
+	/* Ambient first (needs nothing), then the bounding set (needs
+	 * CAP_SETPCAP, which we still have if we had any), then the rest. */
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL) {
+		ret = -errno;
+		snprintf(err, errlen, "clearing the ambient capabilities: %s", strerror(errno));
+		return ret;
+	}
+	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+		if (CAP_IS_SUPPORTED(c) && cap_get_bound(c) == 1 && cap_drop_bound(c)) {
+			ret = -errno;
+			snprintf(err, errlen, "dropping capability %d from the bounding set: %s "
+				 "(needs CAP_SETPCAP)", (int)c, strerror(errno));
+			return ret;
+		}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		ret = -errno;
+		snprintf(err, errlen, "setting no_new_privs: %s", strerror(errno));
+		return ret;
+	}
+	none = cap_init();
+	if (!none || cap_set_proc(none)) {
+		ret = -errno;
+		snprintf(err, errlen, "dropping every capability: %s", strerror(errno));
+	}
+	if (none)
+		cap_free(none);
+	return ret;
 }

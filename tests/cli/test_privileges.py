@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Least privilege, read from /proc: once set up, every thread of
+`faultline receive` (its network threads, its monitor) and of
+`faultline monitor` holds no capability, an empty bounding and ambient
+set, and no_new_privs, so no execve() can regain anything. The one
+exception is receive's launcher, forked before the drop to start the
+restorer, which becomes the restorer."""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import case, Skip  # noqa: E402
+import tap  # noqa: E402
+
+faultline, workload = sys.argv[1:3]
+
+
+def status(pid, tid):
+    fields = {}
+    with open(f"/proc/{pid}/task/{tid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return fields
+
+
+def check_dropped(pid, what):
+    """Every thread of pid: no capability, nothing to regain."""
+    tids = os.listdir(f"/proc/{pid}/task")
+    for tid in tids:
+        s = status(pid, tid)
+        for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(s[k], 16) == 0, f"{what} thread {tid} ({s['Name']}): {k} {s[k]}"
+        assert s["NoNewPrivs"] == "1", f"{what} thread {tid}: NoNewPrivs {s['NoNewPrivs']}"
+    return len(tids)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@case("receive drops every privilege in every thread, during a migration")
+def receive_threads():
+    if os.geteuid() != 0:
+        raise Skip("needs root (there is nothing to drop otherwise)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        sha = os.path.join(tmp, "sha")
+        log = open(os.path.join(tmp, "dst.log"), "w+")
+        rx = subprocess.Popen([faultline, "receive", "--listen", f"127.0.0.1:{port}", "--plain",
+                               "--exec", f"{workload} dest --mib 32 --seconds 3 --sha {sha}"],
+                              stderr=log, stdout=log)
+        time.sleep(0.3)
+        src = subprocess.Popen([workload, "source", "--mib", "32", "--to",
+                                f"127.0.0.1:{port}", "--plain", "--postcopy-only",
+                                "--seconds", "0.2", "--sha", sha],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            # Wait for the switch-over: the restorer runs, all threads are up.
+            for _ in range(200):
+                log.seek(0)
+                if "starting the restorer" in log.read():
+                    break
+                time.sleep(0.05)
+            # Right now the network threads still receive the stream.
+            n = check_dropped(rx.pid, "faultline receive")
+            assert n >= 2, f"expected the main thread and others, saw {n}"
+            time.sleep(0.5)
+            check_dropped(rx.pid, "faultline receive")
+        finally:
+            src.wait(timeout=120)
+            rc = rx.wait(timeout=120)
+            log.seek(0)
+            out = log.read()
+        assert rc == 0, out
+        assert "memory equals the source's" in out, out
+
+
+@case("monitor drops every privilege once its socket listens")
+def monitor_threads():
+    if os.geteuid() != 0:
+        raise Skip("needs root (there is nothing to drop otherwise)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "mem")
+        with open(data, "wb") as f:
+            f.write(b"\x01" * 4096 * 16)
+        sock = os.path.join(tmp, "fc.sock")
+        mon = subprocess.Popen([faultline, "monitor", "--firecracker-socket", sock,
+                                "--memory-file", data], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.2)
+            check_dropped(mon.pid, "faultline monitor")
+        finally:
+            mon.terminate()
+            mon.wait(timeout=30)
+
+
+tap.run()
