@@ -25,8 +25,9 @@
  *   log names the page and the cause; a process whose userfaultfd cannot
  *   poison is killed with that message instead.
  * - Data arrives by reference: installed with UFFDIO_MOVE when the source
- *   says its buffer may be taken and only one process owes it, else
- *   UFFDIO_COPY; then released to the source.
+ *   says its buffer may be taken, only one process owes it, and that
+ *   process's memory is ours (MOVE works within the userfaultfd's mm: an
+ *   in-process VMM); else UFFDIO_COPY. Then released to the source.
  */
 #include <errno.h>
 #include <signal.h>
@@ -219,6 +220,10 @@ static int install_run(struct mproc *p, struct mregion *r, uint64_t addr, const 
  * live in it now. -EAGAIN: some could not go in yet (retry later). */
 static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 {
+	/* UFFDIO_MOVE takes src in the userfaultfd's mm, not ours: moving
+	 * from our buffer into another process would take whatever that
+	 * process has at the same address. */
+	move = move && p->same_mm;
 	struct fl_monitor *m = p->mon;
 	bool urgent = req->urgent && !req->unasked;
 	int again = 0;

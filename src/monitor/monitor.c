@@ -304,6 +304,10 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 		snprintf(p->label, sizeof(p->label), "pid %d", (int)pid);
 	else
 		snprintf(p->label, sizeof(p->label), "process #%zu", m->ever);
+	/* UFFDIO_MOVE moves pages within the userfaultfd's own mm: only when
+	 * that is ours (a VMM serving its RAM in-process) can a source buffer
+	 * of ours be moved into place. */
+	p->same_mm = pid == getpid();
 	p->regions = calloc(n, sizeof(*p->regions));
 	for (size_t i = 0; p->regions && i < n; i++) {
 		struct mregion *g = &p->regions[i];
