@@ -91,7 +91,8 @@ static struct lazy_run run(size_t len, const char *dir, int touches)
 	if ((out.err = fl_uffd_create(&u, 0, UFFD_FEATURE_THREAD_ID, 0, NULL)) ||
 	    (out.err = fl_uffd_register(u.fd, hr.addr, len, UFFDIO_REGISTER_MODE_MISSING, NULL)))
 		goto done;
-	h = (struct fl_handoff){ .uffd = dup(u.fd), .features = u.features,
+	/* Our own memory: the monitor may move its read buffers into place. */
+	h = (struct fl_handoff){ .uffd = dup(u.fd), .pid = getpid(), .features = u.features,
 				 .flags = FL_HANDOFF_F_NO_FORK, .regions = &hr, .nregions = 1 };
 	if ((out.err = fl_monitor_adopt_handoff(m, &h, err, sizeof(err)))) {
 		close(h.uffd);

@@ -199,6 +199,7 @@ static int install_run(struct mproc *p, struct mregion *r, uint64_t addr, const 
 
 	if (move && !r->no_move) {
 		ret = fl_uffd_move(p->uffd, addr, (uint64_t)(uintptr_t)data, len, r->page, 0, res);
+		p->mon->stats.pages_moved += res->done / r->page;
 		if (ret == 0 || ret == -EAGAIN || ret == -ESRCH)
 			return ret;
 		/* Not anonymous private memory (shmem, hugetlb), or the

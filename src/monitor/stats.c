@@ -83,7 +83,7 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"faults_zero\": %" PRIu64
 			", \"faults_new_memory\": %" PRIu64 ", \"faults_spurious\": %" PRIu64
 			", \"pages_copied_on_fault\": %" PRIu64 ", \"pages_prefetched\": %" PRIu64
-			", \"pages_pushed\": %" PRIu64
+			", \"pages_pushed\": %" PRIu64 ", \"pages_moved\": %" PRIu64
 			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
 			", \"bytes_read\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
 			", \"remap\": %" PRIu64 ", \"remove\": %" PRIu64 ", \"unmap\": %" PRIu64
@@ -95,7 +95,7 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
 			", \"threads\": [",
 			secs, s->faults, s->faults_joined, s->faults_hurried, s->faults_zero, s->faults_new_memory,
-			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_zeroed,
+			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_moved, s->pages_zeroed,
 			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
 			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
 			s->reads_failed, s->reads_cancelled, s->handoffs, s->handoffs_refused,
@@ -115,9 +115,10 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 		s->faults, s->faults_joined, s->faults_hurried, s->faults_zero,
 		s->faults_new_memory, s->faults_spurious);
 	fprintf(out, "  pages: %" PRIu64 " copied on fault, %" PRIu64 " prefetched, %" PRIu64
-		" pushed by the source, %" PRIu64 " zeroed, %" PRIu64 " found present; %.1f MiB read\n",
+		" pushed by the source, %" PRIu64 " zeroed, %" PRIu64 " found present; %.1f MiB read;"
+		" %" PRIu64 " installed by UFFDIO_MOVE\n",
 		s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_zeroed, s->pages_existed,
-		(double)s->bytes_read / (1 << 20));
+		(double)s->bytes_read / (1 << 20), s->pages_moved);
 	fprintf(out, "  fault service latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
 		us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
 		us(fl__hist_percentile(h, 99)), us(h->max));

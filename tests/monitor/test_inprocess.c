@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A monitor serving memory of its own process (as a VMM serves its guest
+ * RAM): pages read from a snapshot go into place with UFFDIO_MOVE, since
+ * the source's buffers and the memory share one mm; memory of another
+ * process never does (MOVE takes both addresses in the userfaultfd's mm).
+ * Every page read back equals the snapshot's.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <faultline/monitor.h>
+#include <faultline/snapshot.h>
+
+#include "memtypes.h"
+#include "runner.h"
+
+#define PG 4096UL
+#define PAGES 2048 /* 8 MiB */
+
+static void *run(void *m)
+{
+	fl_monitor_run(m);
+	return NULL;
+}
+
+static uint64_t stat_of(struct fl_monitor *m, const char *key)
+{
+	char *buf = NULL, pat[64], *at;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	unsigned long long v = 0;
+
+	fl_monitor_print_stats(m, f, true);
+	fclose(f);
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	at = strstr(buf, pat);
+	assert_non_null(at);
+	sscanf(at + strlen(pat), "%llu", &v);
+	free(buf);
+	return v;
+}
+
+/* Serve PAGES of a snapshot into fresh memory of this process, handing
+ * the monitor `pid` as the owner; read it all back. Returns pages moved. */
+static uint64_t serve_and_read(pid_t pid, const char *dir)
+{
+	struct fl_monitor_opts o = { .keep_caps = true };
+	struct fl_handoff_region hr = { .len = PAGES * PG, .page_size = PG };
+	struct fl_snapshot *snap;
+	struct fl_source *src;
+	struct fl_monitor *m;
+	struct fl_uffd u;
+	struct fl_handoff h;
+	char err[256], want[PG], *mem;
+	pthread_t th;
+	uint64_t moved;
+
+	assert_int_equal(fl_snapshot_open(dir, &snap, err, sizeof(err)), 0);
+	assert_int_equal(fl_source_snapshot_create(&src, snap, NULL), 0);
+	if (fl_monitor_create(&m, src, &o, err, sizeof(err)))
+		fail_msg("monitor: %s", err);
+	mem = mmap(NULL, PAGES * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	madvise(mem, PAGES * PG, MADV_NOHUGEPAGE);
+	hr.addr = (uint64_t)(uintptr_t)mem;
+	assert_int_equal(fl_uffd_create(&u, 0, UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON, 0,
+					NULL), 0);
+	assert_int_equal(fl_uffd_register(u.fd, hr.addr, PAGES * PG,
+					  UFFDIO_REGISTER_MODE_MISSING, NULL), 0);
+	h = (struct fl_handoff){ .uffd = dup(u.fd), .pid = pid, .features = u.features,
+				 .flags = FL_HANDOFF_F_NO_FORK, .regions = &hr, .nregions = 1 };
+	if (fl_monitor_adopt_handoff(m, &h, err, sizeof(err)))
+		fail_msg("adopt: %s", err);
+	assert_int_equal(pthread_create(&th, NULL, run, m), 0);
+	for (size_t i = 0; i < PAGES; i++) {
+		fill_pattern(want, PG, 0xABC00000ULL + i);
+		if (memcmp(mem + i * PG, want, PG))
+			fail_msg("page %zu differs from the snapshot", i);
+	}
+	fl_monitor_stop(m);
+	pthread_join(th, NULL);
+	moved = stat_of(m, "pages_moved");
+	fl_monitor_destroy(m);
+	fl_uffd_close(&u);
+	munmap(mem, PAGES * PG);
+	fl_source_destroy(src);
+	fl_snapshot_close(snap);
+	return moved;
+}
+
+static void write_snapshot(char *dir, size_t len)
+{
+	struct fl_region g = { .start = 0x100000000ULL, .len = PAGES * PG, .page_size = PG,
+			       .prot = 3, .name = "ram" };
+	char *data = malloc(PAGES * PG), err[256];
+	const void *ptr[1] = { data };
+
+	snprintf(dir, len, "/tmp/fl-inprocess-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < PAGES; i++)
+		fill_pattern(data + i * PG, PG, 0xABC00000ULL + i);
+	if (fl_snapshot_write(dir, &g, 1, ptr, FL_SNAPSHOT_REPLACE, err, sizeof(err)))
+		fail_msg("snapshot: %s", err);
+	free(data);
+}
+
+static void test_own_memory_is_filled_by_move(const struct fl_case *c)
+{
+	char dir[64], cmd[128];
+
+	(void)c;
+	write_snapshot(dir, sizeof(dir));
+	assert_true(serve_and_read(getpid(), dir) > 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_memory_of_another_owner_is_never_moved_into(const struct fl_case *c)
+{
+	char dir[64], cmd[128];
+
+	(void)c;
+	write_snapshot(dir, sizeof(dir));
+	/* Claimed by another pid: the monitor must treat it as another mm. */
+	assert_int_equal(serve_and_read(getppid(), dir), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+	struct fl_case *cases = NULL;
+	size_t n = 0;
+
+	FL_ADD(test_own_memory_is_filled_by_move);
+	FL_ADD(test_memory_of_another_owner_is_never_moved_into);
+	return fl_run_cases(cases, n, argc, argv);
+}
