@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * A served process's userfaultfd: read it, apply each non-cooperative
- * event at once (proc.c), hand each fault to fetch.c, then drain the retry
- * queue. Every event blocks the program's thread that caused it until we
+ * event at once (proc.c), then hand each fault to fetch.c, then drain the
+ * retry queue. Every event blocks the program's thread that caused it until we
  * have read it; it is applied before anything else is installed (a resolve
  * that raced with it answered EAGAIN and is retried after this).
  */
@@ -10,11 +10,51 @@
 
 #include "monitor-internal.h"
 
-/* Read everything pending on the process's userfaultfd: apply events at
- * once, serve faults. Returns the number of messages, or -errno. */
-static int read_events(struct mproc *p)
+/* One non-cooperative event: applied to p's regions and page states. */
+static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
 {
 	struct fl_monitor *m = p->mon;
+
+	switch (e->kind) {
+	case FL_EVENT_FORK:
+		m->stats.fork++;
+		fl__proc_fork(p, e->fork.ufd);
+		break;
+	case FL_EVENT_REMAP:
+		m->stats.remap++;
+		fl__proc_remap(p, e->remap.from, e->remap.to, e->remap.len);
+		break;
+	case FL_EVENT_REMOVE:
+		m->stats.remove++;
+		fl__proc_remove(p, e->range.start, e->range.end);
+		break;
+	case FL_EVENT_UNMAP:
+		m->stats.unmap++;
+		fl__proc_unmap(p, e->range.start, e->range.end);
+		break;
+	case FL_EVENT_EXIT: /* patched kernels: no probing needed */
+		fl__proc_kill(p, "exit event");
+		break;
+	default:
+		fl__mon_log(m, 0, "%s: unknown userfaultfd message %u ignored", p->label,
+			    e->unknown.type);
+	}
+}
+
+/*
+ * Read everything pending on the process's userfaultfd. Each batch read
+ * is applied events first, faults after, whatever their order in it: the
+ * read itself completes the events (a fork is done, its child's page
+ * tables copied, from the moment its message is read), so a fault of the
+ * same batch served first would install a page into the parent only while
+ * the child's page states, copied next, said it was there. Serving a fault
+ * after the events is what it would have met anyway: the page where the
+ * events left it (zeros after REMOVE, elsewhere after REMAP, gone after
+ * UNMAP; the thread is woken for those and faults again).
+ * Returns the number of messages, or -errno.
+ */
+static int read_events(struct mproc *p)
+{
 	struct fl_uffd_event ev[64];
 	uint64_t now = fl__mon_now_ns();
 	int n, total = 0;
@@ -23,35 +63,12 @@ static int read_events(struct mproc *p)
 		n = fl_uffd_read_events(p->uffd, ev, 64);
 		if (n < 0)
 			return n;
-		for (int i = 0; i < n && !p->dead; i++) {
-			switch (ev[i].kind) {
-			case FL_EVENT_PAGEFAULT:
+		for (int i = 0; i < n && !p->dead; i++)
+			if (ev[i].kind != FL_EVENT_PAGEFAULT)
+				apply_event(p, &ev[i]);
+		for (int i = 0; i < n && !p->dead; i++)
+			if (ev[i].kind == FL_EVENT_PAGEFAULT)
 				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
-				break;
-			case FL_EVENT_FORK:
-				m->stats.fork++;
-				fl__proc_fork(p, ev[i].fork.ufd);
-				break;
-			case FL_EVENT_REMAP:
-				m->stats.remap++;
-				fl__proc_remap(p, ev[i].remap.from, ev[i].remap.to, ev[i].remap.len);
-				break;
-			case FL_EVENT_REMOVE:
-				m->stats.remove++;
-				fl__proc_remove(p, ev[i].range.start, ev[i].range.end);
-				break;
-			case FL_EVENT_UNMAP:
-				m->stats.unmap++;
-				fl__proc_unmap(p, ev[i].range.start, ev[i].range.end);
-				break;
-			case FL_EVENT_EXIT: /* patched kernels: no probing needed */
-				fl__proc_kill(p, "exit event");
-				break;
-			default:
-				fl__mon_log(m, 0, "%s: unknown userfaultfd message %u ignored",
-					p->label, ev[i].unknown.type);
-			}
-		}
 		total += n;
 	} while (n == 64 && !p->dead);
 	return total;
