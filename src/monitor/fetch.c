@@ -249,6 +249,11 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 				;
 			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
 					  run * r->page, move, &res);
+			fl__mon_log(m, 3, "%s: install %#llx+%zu (source +%#llx, %s%s): %d done %llu "
+				    "existed %llu", p->label, (unsigned long long)addr, run,
+				    (unsigned long long)off, req->unasked ? "unasked" : "asked",
+				    req->urgent ? " urgent" : "", ret, (unsigned long long)res.done,
+				    (unsigned long long)res.existed);
 			fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 			if (p->njoined)
 				joined_served(p, addr, res.done + res.existed);
@@ -583,22 +588,37 @@ static int submit_urgent(struct mproc *p, struct mregion *r, size_t page, uint64
 	return ret;
 }
 
+/* The read in flight (submitted, not cancelled) covering source page
+ * off of region, preferring an urgent one; NULL if none. */
+static struct mreq *read_in_flight(struct fl_monitor *m, uint32_t region, uint64_t off)
+{
+	struct mreq *any = NULL;
+
+	for (size_t i = 0; i < m->nreqs; i++) {
+		struct mreq *q = &m->reqs[i];
+
+		if (!q->busy || q->cancelled || q->req.region != region || off < q->req.offset ||
+		    off >= q->req.offset + q->req.len)
+			continue;
+		if (q->req.urgent)
+			return q;
+		any = q;
+	}
+	return any;
+}
+
 /* A fault on a page whose read is in flight waits for it (the install
  * wakes every thread there); its latency counts when the page is
- * installed. The first fault on the page also gets an urgent read of just
- * that page: the read in flight may be a long background one. */
+ * installed. Unless an urgent read of the page is already in flight, it
+ * gets one: the read in flight may be a long background one. */
 static int join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, uint64_t t,
-		uint32_t tid)
+		uint32_t tid, const struct mreq *inflight)
 {
 	struct fl_monitor *m = p->mon;
-	uint64_t at = r->start + page * r->page;
-	bool first = true;
 
 	if (p->njoined >= 1024)
 		joined_prune(p);
-	for (size_t i = 0; i < p->njoined && first; i++)
-		first = p->joined[i].addr < at || p->joined[i].addr >= at + r->page;
-	if (first) {
+	if (!inflight->req.urgent) {
 		int ret = submit_urgent(p, r, page, t, tid, true);
 
 		if (ret == -EBUSY)
@@ -644,13 +664,37 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	}
 	page = (addr - r->start) / r->page;
 	src_off = r->src_offset + page * r->page;
+	fl__mon_log(m, 3, "%s: fault %#llx tid %u: source %u+%#llx state %d", p->label,
+		    (unsigned long long)addr, tid, r->src_region, (unsigned long long)src_off,
+		    (int)ps_get(&r->ps, page));
 	switch (ps_get(&r->ps, page)) {
-	case PS_PRESENT: /* installed (or poisoned) after the fault was raised */
-		m->stats.faults_spurious++;
-		fl_uffd_wake(p->uffd, r->start + page * r->page, r->page);
-		return 0;
-	case PS_REQUESTED:
-		return join(p, r, page, addr, t, tid);
+	case PS_PRESENT:
+		/* Either installed after the fault was raised (the install
+		 * woke the thread already: a spurious fault), or installed and
+		 * then dropped behind our back: MADV_DONTNEED zaps after its
+		 * REMOVE event was read, so a page installed in between is
+		 * gone with no event left to say so (MADV_FREE pages go the
+		 * same way). Missing memory the program had dropped is zeros:
+		 * ZEROPAGE answers "existed" (and wakes) in the first case and
+		 * fills the page in the second; never a livelock of wakes. */
+		ret = fl__fetch_zero(p, r, page, 1);
+		if (ret == 0)
+			m->stats.faults_spurious++;
+		return ret == -EAGAIN ? ret : 0;
+	case PS_REQUESTED: {
+		const struct mreq *q = read_in_flight(m, r->src_region, src_off);
+
+		if (q)
+			return join(p, r, page, addr, t, tid, q);
+		/* Owed, but no read will bring it (a bug elsewhere, or a
+		 * read withdrawn under us): never let the thread sleep on
+		 * it. Read it again. */
+		m->stats.reads_reissued++;
+		fl__mon_log(m, 1, "%s: page %#llx was owed with no read in flight: reading it "
+			    "again", p->label, (unsigned long long)addr);
+		fl__ps_set(&r->ps, page, PS_MISSING);
+		break;
+	}
 	case PS_ZERO:
 		return zero_fault(p, r, page, t);
 	case PS_MISSING:
@@ -728,6 +772,8 @@ void fl__fetch_cancel_unwanted(struct fl_monitor *m)
 		if (!q->busy || q->cancelled || q->deferred || owers(m, &q->req, true))
 			continue;
 		m->stats.reads_cancelled++;
+		fl__mon_log(m, 3, "cancel read source %u+%#llx len %#llx", q->req.region,
+			    (unsigned long long)q->req.offset, (unsigned long long)q->req.len);
 		if (fl_source_cancel(m->src, &q->req) == 0)
 			req_put(m, q);
 		else

@@ -82,6 +82,7 @@ struct fl_monitor {
 	unsigned retry_ms; /* the retry timer's backoff */
 	bool retry_armed;
 	bool check_unwanted; /* ranges or processes went: cancel idle reads */
+	unsigned probe_ticks;
 	struct stats stats;
 	uint64_t *replay; /* (src_region << 48 | page) list */
 	size_t nreplay, replay_pos;

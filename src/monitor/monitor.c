@@ -16,6 +16,7 @@
 #include "monitor-internal.h"
 
 #define PROBE_INTERVAL_MS 200
+#define WATCHDOG_TICKS 5 /* every second */
 
 uint64_t fl__mon_now_ns(void)
 {
@@ -70,6 +71,25 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * The last line of "never asleep for ever": once a second, every thread
+ * waiting in a region of a process that still owes pages is woken. One
+ * whose page is still missing faults again and is served from the page's
+ * state as it is now (a read in flight is joined; a page owed with none is
+ * read again). Costs one ioctl per region, and a fault per thread that
+ * really waits on a slow source.
+ */
+static void watchdog(struct fl_monitor *m)
+{
+	for (struct mproc *p = m->procs; p; p = p->next) {
+		if (p->dead || fl__proc_done(p))
+			continue;
+		for (size_t i = 0; i < p->nregions; i++)
+			fl_uffd_wake(p->uffd, p->regions[i].start, p->regions[i].len);
+		m->stats.idle_wakes++;
+	}
+}
+
+/*
  * Upstream has no exit event, and a fork child comes without a pid, so no
  * pidfd. An exited process's userfaultfd never becomes readable; its
  * resolves answer ESRCH. A process we owe nothing more would never be
@@ -88,11 +108,14 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 					 FL_RESOLVE_DONTWAKE) == -ESRCH)
 			fl__proc_kill(p, "ESRCH from the liveness probe");
 	fl__fetch_check_deadlines(m);
+	if (++m->probe_ticks % WATCHDOG_TICKS == 0)
+		watchdog(m);
 	fl__retry_drain(m);
 	fl__fetch_kick(m);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg);
+
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {

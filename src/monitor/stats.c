@@ -90,7 +90,8 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"retries\": %" PRIu64
 			", \"wakes\": %" PRIu64 ", \"pages_poisoned\": %" PRIu64
 			", \"killed\": %" PRIu64 ", \"reads_failed\": %" PRIu64
-			", \"reads_cancelled\": %" PRIu64 ", \"handoffs\": %" PRIu64
+			", \"reads_cancelled\": %" PRIu64 ", \"reads_reissued\": %" PRIu64
+			", \"idle_wakes\": %" PRIu64 ", \"handoffs\": %" PRIu64
 			", \"handoffs_refused\": %" PRIu64
 			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
 			", \"threads\": [",
@@ -98,7 +99,8 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_moved, s->pages_zeroed,
 			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
 			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
-			s->reads_failed, s->reads_cancelled, s->handoffs, s->handoffs_refused,
+			s->reads_failed, s->reads_cancelled, s->reads_reissued, s->idle_wakes,
+			s->handoffs, s->handoffs_refused,
 			us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
 			us(fl__hist_percentile(h, 99)), us(h->max));
 		for (size_t i = 0; i < s->ntids; i++)
@@ -129,9 +131,10 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 		s->handoffs_refused);
 	fprintf(out, "  failures: %" PRIu64 " reads failed, %" PRIu64 " pages poisoned (SIGBUS), %"
 		PRIu64 " processes killed; %" PRIu64 " reads cancelled, %" PRIu64
-		" timer retries, %" PRIu64 " ranges woken after events\n",
+		" timer retries, %" PRIu64 " ranges woken after events, %" PRIu64
+		" watchdog wakes, %" PRIu64 " reads issued again\n",
 		s->reads_failed, s->pages_poisoned, s->killed, s->reads_cancelled, s->retries,
-		s->wakes);
+		s->wakes, s->idle_wakes, s->reads_reissued);
 	for (size_t i = 0; i < s->ntids && i < 16; i++)
 		fprintf(out, "  thread %u: blocked %.1f us over %" PRIu64 " faults\n",
 			s->tids[i].tid, us(s->tids[i].blocked_ns), s->tids[i].faults);

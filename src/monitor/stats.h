@@ -30,6 +30,7 @@ struct stats {
 	uint64_t pages_fault, pages_prefetched, pages_pushed, pages_moved, pages_zeroed, pages_existed, bytes_read;
 	uint64_t fork, remap, remove, unmap, exits, eagain, handoffs, handoffs_refused;
 	uint64_t pages_poisoned, killed, reads_failed, reads_cancelled, retries, wakes;
+	uint64_t reads_reissued, idle_wakes;
 	struct hist latency;
 	struct tid_stat tids[STATS_TIDS];
 	size_t ntids;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <faultline/handoff.h>
@@ -55,10 +56,12 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 
 	{
 		const struct inject_opts *io = h->inject;
+		struct inject_opts slow = h->slow;
 		bool no = h->no_inject;
 
 		memset(h, 0, sizeof(*h));
-		h->inject = io;
+		h->slow = slow;
+		h->inject = io == &h->slow ? &h->slow : io;
 		h->no_inject = no;
 	}
 	h->data = malloc(DATA_PAGES * PG);
@@ -94,6 +97,15 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 		fail_msg("handoff server: %s", err);
 }
 
+void harness_create_slow(struct harness *h, const struct fl_monitor_opts *opts,
+			 unsigned max_delay_us, uint64_t seed)
+{
+	h->slow = (struct inject_opts){ .seed = seed, .max_delay_us = max_delay_us,
+					.unasked_permille = 20, .split_permille = 20 };
+	h->inject = &h->slow;
+	harness_create(h, opts);
+}
+
 void harness_run(struct harness *h)
 {
 	assert_int_equal(pthread_create(&h->thread, NULL, run, h), 0);
@@ -109,6 +121,18 @@ void harness_join(struct harness *h)
 {
 	pthread_join(h->thread, NULL);
 	assert_int_equal(h->run_ret, 0);
+}
+
+int harness_join_timeout(struct harness *h, unsigned seconds)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	if (pthread_timedjoin_np(h->thread, NULL, &until))
+		return -ETIMEDOUT;
+	assert_int_equal(h->run_ret, 0);
+	return 0;
 }
 
 void harness_free(struct harness *h)

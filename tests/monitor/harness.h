@@ -13,6 +13,8 @@
 #include <faultline/handoff.h>
 #include <faultline/monitor.h>
 
+#include "source-inject.h"
+
 #define PG 4096UL
 #define DATA_PAGES 4096 /* region 0: 16 MiB of data */
 #define ZERO_PAGES 1024 /* region 1: 4 MiB that the source says is zero */
@@ -29,6 +31,7 @@ struct harness {
 	 * (NULL: a light default), or no injector at all. */
 	const struct inject_opts *inject;
 	bool no_inject;
+	struct inject_opts slow; /* harness_create_slow's settings */
 };
 
 /* Create the monitor and its handoff server (the socket listens at once).
@@ -38,8 +41,16 @@ struct harness {
 void harness_create(struct harness *h, const struct fl_monitor_opts *opts);
 void harness_run(struct harness *h);
 void harness_start(struct harness *h, const struct fl_monitor_opts *opts);
+/* harness_create behind the fault injector with these settings: reads
+ * complete up to max_delay_us late and out of order, some pages pushed
+ * unasked, drawn from seed. */
+void harness_create_slow(struct harness *h, const struct fl_monitor_opts *opts,
+			 unsigned max_delay_us, uint64_t seed);
 /* Wait for the monitor to exit by itself (all processes gone). */
 void harness_join(struct harness *h);
+/* The same, giving up after `seconds`: 0 once joined, -ETIMEDOUT if the
+ * monitor still runs (then it may be stopped and joined again). */
+int harness_join_timeout(struct harness *h, unsigned seconds);
 void harness_free(struct harness *h);
 /* A statistic from the monitor's JSON, e.g. "faults". */
 uint64_t harness_stat(struct harness *h, const char *key);
