@@ -87,7 +87,7 @@ static struct mreq *req_get(struct fl_monitor *m, bool urgent)
 	q->cancelled = q->deferred = false;
 	q->t_fault = q->t_submit = 0;
 	q->tid = 0;
-	q->counted = false;
+	q->counted = q->hurry = false;
 	if (urgent)
 		m->urgent_inflight++;
 	else
@@ -454,7 +454,12 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 		return;
 	}
 	if (q && !q->counted) {
-		m->stats.bytes_read += req->len;
+		/* A read that only hurries a page already being read counts
+		 * apart: the source delivered it twice. */
+		if (q->hurry)
+			m->stats.bytes_reread += req->len;
+		else
+			m->stats.bytes_read += req->len;
 		q->counted = true;
 	}
 	if (install_all(m, req) == -EAGAIN) {
@@ -581,7 +586,7 @@ static int submit_urgent(struct mproc *p, struct mregion *r, size_t page, uint64
 		return -EBUSY;
 	q->t_fault = hurry ? 0 : t;
 	q->tid = hurry ? 0 : tid;
-	q->counted = hurry;
+	q->hurry = hurry;
 	ret = submit(m, q, r->src_region, r->src_offset + page * r->page, r->page, true);
 	if (ret == 0)
 		fl_source_flush(m->src);

@@ -63,6 +63,7 @@ struct mreq {
 	bool cancelled;	   /* withdrawn; its completion only releases */
 	bool deferred;	   /* completed, waiting on the retry queue */
 	bool counted;	   /* bytes_read already counted */
+	bool hurry;	   /* a one-page read hurrying one already in flight */
 	struct mreq *next; /* free list / deferred list */
 };
 

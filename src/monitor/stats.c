@@ -85,7 +85,7 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"pages_copied_on_fault\": %" PRIu64 ", \"pages_prefetched\": %" PRIu64
 			", \"pages_pushed\": %" PRIu64 ", \"pages_moved\": %" PRIu64
 			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
-			", \"bytes_read\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
+			", \"bytes_read\": %" PRIu64 ", \"bytes_read_again\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
 			", \"remap\": %" PRIu64 ", \"remove\": %" PRIu64 ", \"unmap\": %" PRIu64
 			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"retries\": %" PRIu64
 			", \"wakes\": %" PRIu64 ", \"pages_poisoned\": %" PRIu64
@@ -97,7 +97,7 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 			", \"threads\": [",
 			secs, s->faults, s->faults_joined, s->faults_hurried, s->faults_zero, s->faults_new_memory,
 			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_moved, s->pages_zeroed,
-			s->pages_existed, s->bytes_read, s->fork, s->remap, s->remove, s->unmap,
+			s->pages_existed, s->bytes_read, s->bytes_reread, s->fork, s->remap, s->remove, s->unmap,
 			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
 			s->reads_failed, s->reads_cancelled, s->reads_reissued, s->idle_wakes,
 			s->handoffs, s->handoffs_refused,
@@ -117,10 +117,10 @@ void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 		s->faults, s->faults_joined, s->faults_hurried, s->faults_zero,
 		s->faults_new_memory, s->faults_spurious);
 	fprintf(out, "  pages: %" PRIu64 " copied on fault, %" PRIu64 " prefetched, %" PRIu64
-		" pushed by the source, %" PRIu64 " zeroed, %" PRIu64 " found present; %.1f MiB read;"
+		" pushed by the source, %" PRIu64 " zeroed, %" PRIu64 " found present; %.1f MiB read (%.1f MiB again, to hurry faults);"
 		" %" PRIu64 " installed by UFFDIO_MOVE\n",
 		s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_zeroed, s->pages_existed,
-		(double)s->bytes_read / (1 << 20), s->pages_moved);
+		(double)s->bytes_read / (1 << 20), (double)s->bytes_reread / (1 << 20), s->pages_moved);
 	fprintf(out, "  fault service latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
 		us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
 		us(fl__hist_percentile(h, 99)), us(h->max));
