@@ -112,8 +112,10 @@ static void req_put(struct fl_monitor *m, struct mreq *q)
 /* Done with a completion: its data goes back to the source. */
 static void finish(struct fl_monitor *m, struct fl_source_req *req)
 {
+	bool unasked = req->unasked; /* release frees an unasked one */
+
 	fl_source_release(m->src, req);
-	if (!req->unasked)
+	if (!unasked)
 		req_put(m, (struct mreq *)req);
 }
 
