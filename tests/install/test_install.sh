@@ -5,15 +5,18 @@
 # against what was installed, with flags from pkg-config alone: once
 # against the shared library, once against the static one
 # (`pkg-config --static`, with the shared library taken out of the root
-# as a static-only install has it). TAP; skips only without pkg-config.
-#   test_install.sh BUILD_DIR CONSUMER_C PREFIX LIBDIR B_SANITIZE CC...
+# as a static-only install has it); then `man` reads an installed page.
+# TAP; skips only without pkg-config (and the man check without man or
+# without the pages, which need scdoc).
+#   test_install.sh BUILD_DIR CONSUMER_C PREFIX LIBDIR MANDIR B_SANITIZE CC...
 set -uo pipefail
-build=$1 consumer=$2 prefix=$3 libdir=$4 sanitize=$5
-shift 5
+build=$1 consumer=$2 prefix=$3 libdir=$4 mandir=$5 sanitize=$6
+shift 6
 cc=("$@")
-tests=(meson_install_puts_library_headers_and_pc_in_the_prefix
+tests=(meson_install_puts_library_headers_pc_and_man_pages_in_the_prefix
 	shared_consumer_builds_with_pkg_config_and_runs
-	static_consumer_builds_with_pkg_config_static_and_runs)
+	static_consumer_builds_with_pkg_config_static_and_runs
+	man_faultline_migrate_reads_the_installed_page)
 n=0
 failed=0
 say() { printf '%s\n' "$*"; }
@@ -28,6 +31,7 @@ fi
 tmp=$(mktemp -d /tmp/fl-install.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
+case $mandir in /*) ;; *) mandir=$prefix/$mandir ;; esac
 
 # The consumer is built strictly, as ISO C11 (the public headers need no
 # GNU extension); in a sanitizer build the library needs the sanitizer
@@ -50,6 +54,12 @@ for f in "$libdir/libfaultline.so" "$libdir/libfaultline.a" "$libdir/pkgconfig/l
 	"$prefix/include/faultline/uffd.h" "$prefix/include/faultline/vmm.h" "$prefix/bin/faultline"; do
 	[ -e "$root$f" ] || missing+=" $f"
 done
+if [ -e "$build/doc/faultline.1" ]; then # the man pages, when scdoc built them
+	for f in "$build"/doc/*.[13]; do
+		f=man${f##*.}/${f##*/}
+		[ -e "$root$mandir/$f" ] || missing+=" $mandir/$f"
+	done
+fi
 if [ -z "$missing" ]; then
 	ok "${tests[0]}"
 else
@@ -104,4 +114,15 @@ else
 	not_ok "${tests[2]}" "$tmp/static.log"
 fi
 
+# 4. The man pages, read by man from the installed tree.
+if [ ! -e "$build/doc/faultline.1" ]; then
+	ok "${tests[3]}" "the man pages were not built (no scdoc: scripts/setup.sh installs it)"
+elif ! command -v man >/dev/null; then
+	ok "${tests[3]}" "man is not installed (Debian package man-db)"
+elif MANPAGER=cat MANWIDTH=80 man -M "$root$mandir" faultline-migrate >"$tmp/man.log" 2>&1 &&
+     grep -q "faultline-migrate" "$tmp/man.log" && grep -q -- "--cert-name" "$tmp/man.log"; then
+	ok "${tests[3]}"
+else
+	not_ok "${tests[3]}" "$tmp/man.log"
+fi
 exit $((failed > 0))
