@@ -108,11 +108,14 @@ static void req_put(struct fl_monitor *m, struct mreq *q)
 	}
 }
 
-/* Done with a completion: its data goes back to the source. */
+/* Done with a completion: its data goes back to the source. An unasked
+ * request is the source's own, freed by release(): read it before. */
 static void finish(struct fl_monitor *m, struct fl_source_req *req)
 {
+	bool unasked = req->unasked;
+
 	fl_source_release(m->src, req);
-	if (!req->unasked)
+	if (!unasked)
 		req_put(m, (struct mreq *)req);
 }
 
