@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "util/json-writer.h"
 
 static void fig(double v, const char *fmt)
 {
@@ -42,29 +43,43 @@ static void print_table(const struct table *t, const struct bench_opts *o)
 	}
 }
 
-static void json_num(const char *key, double v, bool comma)
+/* Negative figures are the ones not measured: null. */
+static void json_num(struct fl__json *j, const char *key, double v)
 {
 	if (v < 0)
-		printf("\"%s\": null%s", key, comma ? ", " : "");
+		fl__json_null(j, key);
 	else
-		printf("\"%s\": %.4g%s", key, v, comma ? ", " : "");
+		fl__json_double(j, key, v);
 }
 
-static void print_json(const struct table *t, const struct bench_opts *o)
+static int print_json(const struct table *t, const struct bench_opts *o)
 {
-	printf("{\"working_set_mib\": %zu, \"reps\": %d, \"rows\": [\n", o->mib, o->reps);
+	struct fl__json j;
+
+	fl__json_begin(&j, stdout, FL__JSON_PRETTY);
+	fl__json_uint(&j, "working_set_mib", o->mib);
+	fl__json_int(&j, "reps", o->reps);
+	fl__json_array(&j, "rows");
 	for (size_t i = 0; i < t->n; i++) {
 		const struct row *r = &t->rows[i];
 
-		printf("  {\"operation\": \"%s\", \"per_call\": \"%s\", ", r->what, r->per_call);
-		json_num("ns_per_page", r->ns_per_page, true);
-		json_num("gbps", r->gbps, true);
-		json_num("p50_us", r->p50_us, true);
-		json_num("p99_us", r->p99_us, true);
-		json_num("ms_per_gib", r->ms_per_gib, true);
-		printf("\"note\": \"%s\"}%s\n", r->note, i + 1 < t->n ? "," : "");
+		fl__json_object(&j, NULL);
+		fl__json_str(&j, "operation", r->what);
+		fl__json_str(&j, "per_call", r->per_call);
+		json_num(&j, "ns_per_page", r->ns_per_page);
+		json_num(&j, "gbps", r->gbps);
+		json_num(&j, "p50_us", r->p50_us);
+		json_num(&j, "p99_us", r->p99_us);
+		json_num(&j, "ms_per_gib", r->ms_per_gib);
+		fl__json_str(&j, "note", r->note);
+		fl__json_close(&j);
 	}
-	printf("]}\n");
+	fl__json_close(&j);
+	if (fl__json_end(&j)) {
+		fprintf(stderr, "bench: --json: %s\n", fl__json_error(&j));
+		return 1;
+	}
+	return 0;
 }
 
 static void usage(FILE *out)
@@ -123,8 +138,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "measuring lazy restore (%zu MiB and %zu MiB)...\n", o.mib, 4 * o.mib);
 	bench_lazy_restore(&t, &o);
 	if (o.json)
-		print_json(&t, &o);
-	else
-		print_table(&t, &o);
+		return print_json(&t, &o);
+	print_table(&t, &o);
 	return 0;
 }

@@ -8,6 +8,7 @@ packages=(
 	liburing-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler
 	libssl-dev libcap-dev libcmocka-dev
 	clang llvm iproute2 openssl
+	abigail-tools scdoc man-db
 )
 
 missing=()

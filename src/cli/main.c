@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "manuals.h" /* generated from doc/NAME.scd */
+
+static int cmd_help(int argc, char **argv);
 
 struct command {
 	const char *name;
@@ -18,6 +21,7 @@ static const struct command commands[] = {
 	{ "migrate", cmd_migrate, "migrate a process post-copy to a `faultline receive`" },
 	{ "receive", cmd_receive, "receive a migration and run the program's restorer" },
 	{ "certs", cmd_certs, "make a test CA and host certificates for TLS (--out DIR)" },
+	{ "help", cmd_help, "the manual page of COMMAND (as `man faultline-COMMAND`)" },
 };
 
 static void usage(FILE *out)
@@ -25,7 +29,38 @@ static void usage(FILE *out)
 	fprintf(out, "usage: faultline COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fprintf(out, "\n'faultline COMMAND --help' describes one command.\n");
+	fprintf(out, "\n'faultline COMMAND --help' gives a command's usage, 'faultline help COMMAND'\n"
+		     "its manual page; 'faultline help faultline' and 'faultline help libfaultline'\n"
+		     "are the command's and the library's.\n");
+}
+
+/* `faultline help [NAME]`: NAME is a command (migrate), a page
+ * (faultline-migrate, faultline, libfaultline); the text is the man
+ * page's, rendered from the same source at build time. */
+static int cmd_help(int argc, char **argv)
+{
+	const size_t n = sizeof(manuals) / sizeof(manuals[0]);
+	char page[128];
+
+	if (argc < 2) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "usage: faultline help [COMMAND]\n");
+		return CLI_USAGE;
+	}
+	snprintf(page, sizeof(page), "faultline-%s", argv[1]);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(manuals[i].page, argv[1]) || !strcmp(manuals[i].page, page)) {
+			fputs(manuals[i].text, stdout);
+			return CLI_OK;
+		}
+	fprintf(stderr, "faultline help: no manual page '%s'; there are:", argv[1]);
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %s", manuals[i].page);
+	fprintf(stderr, "\n");
+	return CLI_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -34,8 +69,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_USAGE;
 	}
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
-	    !strcmp(argv[1], "help")) {
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(stdout);
 		return CLI_OK;
 	}

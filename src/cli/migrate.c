@@ -175,8 +175,10 @@ int cmd_migrate(int argc, char **argv)
 	}
 	mem.ctx = &t;
 	if (o.verbose)
-		fprintf(stderr, "migrate: pid %d, %zu regions; post-copy only (another process's "
-				"memory cannot be dirty-tracked from here)\n", t.pid, t.n);
+		fprintf(stderr, "migrate: pid %d, %zu regions, %s%s; post-copy only (another "
+				"process's memory cannot be dirty-tracked from here)\n", t.pid, t.n,
+			o.tls.plain ? "plain TCP" : "TLS with certificate ",
+			o.tls.plain ? "" : o.tls.cert);
 	ret = fl_migrate_source(t.regions, t.n, &mem, &o, &rep, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "faultline migrate: %s\n", err);

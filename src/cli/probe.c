@@ -14,7 +14,7 @@
 #include <faultline/uffd.h>
 
 #include "cli.h"
-#include "json.h"
+#include "util/json-writer.h"
 
 /* The range ioctls the kernel allows for one memory type. */
 struct range_probe {
@@ -225,75 +225,80 @@ static void print_text(const struct probe *p, FILE *out)
 		fprintf(out, "KVM: yes (API version %d)\n", p->kvm.api_version);
 }
 
-static void json_bits(struct json *j, const char *key, uint64_t mask,
+static void json_bits(struct fl__json *j, const char *key, uint64_t mask,
 		      const struct fl_uffd_bit_name *t, size_t n)
 {
-	json_object(j, key);
+	fl__json_object(j, key);
 	for (size_t i = 0; i < n; i++)
-		json_bool(j, t[i].name, mask & t[i].bit);
-	json_close(j, '}');
+		fl__json_bool(j, t[i].name, mask & t[i].bit);
+	fl__json_close(j);
 }
 
-static void print_json(const struct probe *p, FILE *out)
+/* 0, or CLI_FAILED with the writer's error told. */
+static int print_json(const struct probe *p, FILE *out)
 {
-	struct json j;
+	struct fl__json j;
 
-	json_begin(&j, out);
-	json_object(&j, "kernel");
-	json_str(&j, "sysname", p->uts.sysname);
-	json_str(&j, "release", p->uts.release);
-	json_str(&j, "machine", p->uts.machine);
-	json_close(&j, '}');
-	json_object(&j, "userfaultfd");
-	json_bool(&j, "available", p->uffd_err == 0);
+	fl__json_begin(&j, out, FL__JSON_PRETTY);
+	fl__json_object(&j, "kernel");
+	fl__json_str(&j, "sysname", p->uts.sysname);
+	fl__json_str(&j, "release", p->uts.release);
+	fl__json_str(&j, "machine", p->uts.machine);
+	fl__json_close(&j);
+	fl__json_object(&j, "userfaultfd");
+	fl__json_bool(&j, "available", p->uffd_err == 0);
 	if (p->uffd_err)
-		json_str(&j, "error", strerror(-p->uffd_err));
+		fl__json_str(&j, "error", strerror(-p->uffd_err));
 	json_bits(&j, "features", p->features, fl_uffd_feature_names, fl_uffd_feature_count);
 	json_bits(&j, "ioctls", p->ioctls, fl_uffd_ioctl_names, fl_uffd_ioctl_count);
-	json_object(&j, "range_ioctls");
+	fl__json_object(&j, "range_ioctls");
 	for (size_t i = 0; i < 3; i++) {
 		const struct range_probe *r = &p->ranges[i];
 
 		if (r->err) {
-			json_object(&j, r->memory);
-			json_str(&j, "error", strerror(-r->err));
-			json_close(&j, '}');
+			fl__json_object(&j, r->memory);
+			fl__json_str(&j, "error", strerror(-r->err));
+			fl__json_close(&j);
 		} else {
 			json_bits(&j, r->memory, r->ioctls, fl_uffd_ioctl_names,
 				  fl_uffd_ioctl_count);
 		}
 	}
-	json_close(&j, '}');
-	json_bool(&j, "pagemap_scan", p->pagemap_scan);
-	json_close(&j, '}');
-	json_object(&j, "kernel_patches");
-	json_bool(&j, "event_exit", p->features & UFFD_FEATURE_EVENT_EXIT);
-	json_bool(&j, "page_is_pinned", p->pinned);
-	json_close(&j, '}');
-	json_object(&j, "privileges");
-	json_bool(&j, "cap_sys_ptrace", p->priv.cap_sys_ptrace);
-	json_int(&j, "unprivileged_userfaultfd", p->priv.unprivileged_sysctl);
-	json_bool(&j, "dev_userfaultfd", p->priv.dev_userfaultfd);
-	json_bool(&j, "dev_userfaultfd_rw", p->priv.dev_userfaultfd_rw);
-	json_bool(&j, "kernel_faults", p->priv.kernel_faults);
-	json_bool(&j, "user_faults", p->priv.user_faults);
-	json_bool(&j, "event_fork", p->priv.event_fork);
-	json_close(&j, '}');
-	json_object(&j, "hugepages");
-	json_int(&j, "size_kib", 2048);
-	json_int(&j, "total", p->huge.total);
-	json_int(&j, "free", p->huge.free);
-	json_str(&j, "thp", p->huge.thp);
-	json_close(&j, '}');
-	json_object(&j, "kvm");
-	json_bool(&j, "present", p->kvm.present);
-	json_bool(&j, "usable", p->kvm.present && !p->kvm.err);
+	fl__json_close(&j);
+	fl__json_bool(&j, "pagemap_scan", p->pagemap_scan);
+	fl__json_close(&j);
+	fl__json_object(&j, "kernel_patches");
+	fl__json_bool(&j, "event_exit", p->features & UFFD_FEATURE_EVENT_EXIT);
+	fl__json_bool(&j, "page_is_pinned", p->pinned);
+	fl__json_close(&j);
+	fl__json_object(&j, "privileges");
+	fl__json_bool(&j, "cap_sys_ptrace", p->priv.cap_sys_ptrace);
+	fl__json_int(&j, "unprivileged_userfaultfd", p->priv.unprivileged_sysctl);
+	fl__json_bool(&j, "dev_userfaultfd", p->priv.dev_userfaultfd);
+	fl__json_bool(&j, "dev_userfaultfd_rw", p->priv.dev_userfaultfd_rw);
+	fl__json_bool(&j, "kernel_faults", p->priv.kernel_faults);
+	fl__json_bool(&j, "user_faults", p->priv.user_faults);
+	fl__json_bool(&j, "event_fork", p->priv.event_fork);
+	fl__json_close(&j);
+	fl__json_object(&j, "hugepages");
+	fl__json_int(&j, "size_kib", 2048);
+	fl__json_int(&j, "total", p->huge.total);
+	fl__json_int(&j, "free", p->huge.free);
+	fl__json_str(&j, "thp", p->huge.thp);
+	fl__json_close(&j);
+	fl__json_object(&j, "kvm");
+	fl__json_bool(&j, "present", p->kvm.present);
+	fl__json_bool(&j, "usable", p->kvm.present && !p->kvm.err);
 	if (p->kvm.err)
-		json_str(&j, "error", strerror(-p->kvm.err));
+		fl__json_str(&j, "error", strerror(-p->kvm.err));
 	else
-		json_int(&j, "api_version", p->kvm.api_version);
-	json_close(&j, '}');
-	json_end(&j);
+		fl__json_int(&j, "api_version", p->kvm.api_version);
+	fl__json_close(&j);
+	if (fl__json_end(&j)) {
+		fprintf(stderr, "faultline probe: --json: %s\n", fl__json_error(&j));
+		return CLI_FAILED;
+	}
+	return CLI_OK;
 }
 
 int cmd_probe(int argc, char **argv)
@@ -327,8 +332,7 @@ int cmd_probe(int argc, char **argv)
 	}
 	gather(&p);
 	if (json)
-		print_json(&p, stdout);
-	else
-		print_text(&p, stdout);
+		return print_json(&p, stdout);
+	print_text(&p, stdout);
 	return 0;
 }

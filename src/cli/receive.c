@@ -172,8 +172,9 @@ int cmd_receive(int argc, char **argv)
 		goto out;
 	}
 	if (verbose)
-		fprintf(stderr, "receive: listening on %s (port %d), %s\n", listen_at, port,
-			tls.plain ? "plain TCP" : "TLS 1.3 with client certificates");
+		fprintf(stderr, "receive: listening on %s (port %d), %s%s\n", listen_at, port,
+			tls.plain ? "plain TCP" : "TLS 1.3 with client certificates, ours ",
+			tls.plain ? "" : tls.cert);
 	if (fl_receiver_accept(&r, lfd, &tls, verbose, err, sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "process-stop.h"
+#include "util/clock.h"
 
 #define MiB (1024.0 * 1024.0)
 
@@ -35,14 +36,6 @@ static void usage(FILE *out)
 		"--verify checks every page of a snapshot against its checksum.\n"
 		"Needs ptrace access to PID: the same user (and kernel.yama.ptrace_scope\n"
 		"allowing it), or root / CAP_SYS_PTRACE.\n");
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
 /* On a terminal: one line rewritten in place; otherwise a line every
@@ -123,7 +116,7 @@ static int take(pid_t pid, const char *dir, enum stop_end end, unsigned flags)
 		fprintf(stderr, "faultline snapshot: %s\n", err);
 		return CLI_FAILED;
 	}
-	t_stop = now_s();
+	t_stop = fl__now_s();
 	ret = fl_snapshot_write_pid(dir, pid, &opts, &st, err, sizeof(err));
 	end_progress(&pr);
 	/* A failed snapshot never kills the process: it is resumed or left
@@ -141,7 +134,7 @@ static int take(pid_t pid, const char *dir, enum stop_end end, unsigned flags)
 	printf("snapshot of pid %d in %s: %zu regions, %.1f MiB of memory, %.1f MiB written, "
 	       "%.1f MiB zero pages as holes, %zu mappings not captured; stopped %.3f s; %s\n",
 	       (int)pid, dir, st.regions, st.bytes / MiB, st.data_bytes / MiB,
-	       (st.bytes - st.data_bytes) / MiB, st.skipped, now_s() - t_stop, ended[end]);
+	       (st.bytes - st.data_bytes) / MiB, st.skipped, fl__now_s() - t_stop, ended[end]);
 	return rel ? CLI_FAILED : CLI_OK;
 }
 

@@ -13,20 +13,25 @@
 	{ "key", required_argument, NULL, 0x101 },              \
 	{ "ca", required_argument, NULL, 0x102 },               \
 	{ "certs", required_argument, NULL, 0x103 },            \
+	{ "cert-name", required_argument, NULL, 0x106 },        \
 	{ "plain", no_argument, NULL, 0x104 },                  \
 	{ "force-plain", no_argument, NULL, 0x105 }
 
-#define TLS_USAGE                                                                   \
-	"  --certs DIR          CA and certificates made by `faultline certs` (uses\n"  \
-	"                       DIR/ca.crt and DIR/HOST.crt + DIR/HOST.key)\n"          \
-	"  --cert F --key F --ca F   or each file given alone\n"                        \
-	"  --plain              plain TCP instead of TLS (loopback only)\n"             \
+#define TLS_USAGE                                                                        \
+	"  --certs DIR          what `faultline certs --out DIR` made: reads DIR/ca.crt,\n" \
+	"                       DIR/NAME.crt and DIR/NAME.key\n"                            \
+	"  --cert-name NAME     which host's certificate in DIR; default: the first DIR\n"  \
+	"                       has of source (migrate) or dest (receive), this host's\n"   \
+	"                       name, or the only NAME.crt besides ca.crt\n"                \
+	"  --cert F --key F --ca F   or each file given alone (wins over DIR's)\n"          \
+	"  --plain              plain TCP instead of TLS (loopback only)\n"                 \
 	"  --force-plain        plain TCP to another host (unauthenticated!)\n"
 
 /* Handle one TLS option; returns true if c was one. `role` names the
  * default certificate in --certs DIR ("source" or "dest"). */
 bool tls_option(int c, const char *arg, struct fl_tls_config *t, const char *role);
-/* After parsing: complete and check; prints the reason and returns false. */
+/* After parsing: find the files of --certs DIR, check each can be read;
+ * prints the reason (naming the file) and returns false. */
 bool tls_finish(struct fl_tls_config *t, const char *cmd);
 
 #endif

@@ -109,10 +109,11 @@ static void req_put(struct fl_monitor *m, struct mreq *q)
 	}
 }
 
-/* Done with a completion: its data goes back to the source. */
+/* Done with a completion: its data goes back to the source. An unasked
+ * request is the source's own, freed by release(): read it before. */
 static void finish(struct fl_monitor *m, struct fl_source_req *req)
 {
-	bool unasked = req->unasked; /* release frees an unasked one */
+	bool unasked = req->unasked;
 
 	fl_source_release(m->src, req);
 	if (!unasked)
@@ -251,11 +252,6 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 				;
 			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
 					  run * r->page, move, &res);
-			fl__mon_log(m, 3, "%s: install %#llx+%zu (source +%#llx, %s%s): %d done %llu "
-				    "existed %llu", p->label, (unsigned long long)addr, run,
-				    (unsigned long long)off, req->unasked ? "unasked" : "asked",
-				    req->urgent ? " urgent" : "", ret, (unsigned long long)res.done,
-				    (unsigned long long)res.existed);
 			fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 			if (p->njoined)
 				joined_served(p, addr, res.done + res.existed);
@@ -671,9 +667,6 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	}
 	page = (addr - r->start) / r->page;
 	src_off = r->src_offset + page * r->page;
-	fl__mon_log(m, 3, "%s: fault %#llx tid %u: source %u+%#llx state %d", p->label,
-		    (unsigned long long)addr, tid, r->src_region, (unsigned long long)src_off,
-		    (int)ps_get(&r->ps, page));
 	switch (ps_get(&r->ps, page)) {
 	case PS_PRESENT:
 		/* Either installed after the fault was raised (the install
@@ -779,8 +772,6 @@ void fl__fetch_cancel_unwanted(struct fl_monitor *m)
 		if (!q->busy || q->cancelled || q->deferred || owers(m, &q->req, true))
 			continue;
 		m->stats.reads_cancelled++;
-		fl__mon_log(m, 3, "cancel read source %u+%#llx len %#llx", q->req.region,
-			    (unsigned long long)q->req.offset, (unsigned long long)q->req.len);
 		if (fl_source_cancel(m->src, &q->req) == 0)
 			req_put(m, q);
 		else

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 
 #include "stats.h"
+#include "util/json-writer.h"
 
 static unsigned bucket(uint64_t v)
 {
@@ -72,42 +73,74 @@ static double us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
+/* One line of JSON. Its shape is fixed, so the writer can only fail on a
+ * write error (or a bug here); either is said on stderr, as this function
+ * has no caller to return it to. */
+static void print_json(const struct stats *s, FILE *out, double secs)
+{
+	const struct hist *h = &s->latency;
+	struct fl__json j;
+
+	fl__json_begin(&j, out, FL__JSON_COMPACT);
+	fl__json_fixed(&j, "duration_s", secs, 3);
+	fl__json_uint(&j, "faults", s->faults);
+	fl__json_uint(&j, "faults_joined", s->faults_joined);
+	fl__json_uint(&j, "faults_hurried", s->faults_hurried);
+	fl__json_uint(&j, "faults_zero", s->faults_zero);
+	fl__json_uint(&j, "faults_new_memory", s->faults_new_memory);
+	fl__json_uint(&j, "faults_spurious", s->faults_spurious);
+	fl__json_uint(&j, "pages_copied_on_fault", s->pages_fault);
+	fl__json_uint(&j, "pages_prefetched", s->pages_prefetched);
+	fl__json_uint(&j, "pages_pushed", s->pages_pushed);
+	fl__json_uint(&j, "pages_moved", s->pages_moved);
+	fl__json_uint(&j, "pages_zeroed", s->pages_zeroed);
+	fl__json_uint(&j, "pages_already_present", s->pages_existed);
+	fl__json_uint(&j, "bytes_read", s->bytes_read);
+	fl__json_uint(&j, "bytes_read_again", s->bytes_reread);
+	fl__json_object(&j, "events");
+	fl__json_uint(&j, "fork", s->fork);
+	fl__json_uint(&j, "remap", s->remap);
+	fl__json_uint(&j, "remove", s->remove);
+	fl__json_uint(&j, "unmap", s->unmap);
+	fl__json_uint(&j, "exit", s->exits);
+	fl__json_uint(&j, "eagain", s->eagain);
+	fl__json_close(&j);
+	fl__json_uint(&j, "retries", s->retries);
+	fl__json_uint(&j, "wakes", s->wakes);
+	fl__json_uint(&j, "pages_poisoned", s->pages_poisoned);
+	fl__json_uint(&j, "killed", s->killed);
+	fl__json_uint(&j, "reads_failed", s->reads_failed);
+	fl__json_uint(&j, "reads_cancelled", s->reads_cancelled);
+	fl__json_uint(&j, "reads_reissued", s->reads_reissued);
+	fl__json_uint(&j, "idle_wakes", s->idle_wakes);
+	fl__json_uint(&j, "handoffs", s->handoffs);
+	fl__json_uint(&j, "handoffs_refused", s->handoffs_refused);
+	fl__json_object(&j, "fault_latency_us");
+	fl__json_fixed(&j, "p50", us(fl__hist_percentile(h, 50)), 1);
+	fl__json_fixed(&j, "p90", us(fl__hist_percentile(h, 90)), 1);
+	fl__json_fixed(&j, "p99", us(fl__hist_percentile(h, 99)), 1);
+	fl__json_fixed(&j, "max", us(h->max), 1);
+	fl__json_close(&j);
+	fl__json_array(&j, "threads");
+	for (size_t i = 0; i < s->ntids; i++) {
+		fl__json_object(&j, NULL);
+		fl__json_uint(&j, "tid", s->tids[i].tid);
+		fl__json_uint(&j, "faults", s->tids[i].faults);
+		fl__json_fixed(&j, "blocked_us", us(s->tids[i].blocked_ns), 1);
+		fl__json_close(&j);
+	}
+	fl__json_close(&j);
+	if (fl__json_end(&j))
+		fprintf(stderr, "faultline: statistics as JSON: %s\n", fl__json_error(&j));
+}
+
 void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now)
 {
 	double secs = (double)(now - s->t_start) / 1e9;
 	const struct hist *h = &s->latency;
 
 	if (json) {
-		fprintf(out, "{\"duration_s\": %.3f, \"faults\": %" PRIu64
-			", \"faults_joined\": %" PRIu64 ", \"faults_hurried\": %" PRIu64
-			", \"faults_zero\": %" PRIu64
-			", \"faults_new_memory\": %" PRIu64 ", \"faults_spurious\": %" PRIu64
-			", \"pages_copied_on_fault\": %" PRIu64 ", \"pages_prefetched\": %" PRIu64
-			", \"pages_pushed\": %" PRIu64 ", \"pages_moved\": %" PRIu64
-			", \"pages_zeroed\": %" PRIu64 ", \"pages_already_present\": %" PRIu64
-			", \"bytes_read\": %" PRIu64 ", \"bytes_read_again\": %" PRIu64 ", \"events\": {\"fork\": %" PRIu64
-			", \"remap\": %" PRIu64 ", \"remove\": %" PRIu64 ", \"unmap\": %" PRIu64
-			", \"exit\": %" PRIu64 ", \"eagain\": %" PRIu64 "}, \"retries\": %" PRIu64
-			", \"wakes\": %" PRIu64 ", \"pages_poisoned\": %" PRIu64
-			", \"killed\": %" PRIu64 ", \"reads_failed\": %" PRIu64
-			", \"reads_cancelled\": %" PRIu64 ", \"reads_reissued\": %" PRIu64
-			", \"idle_wakes\": %" PRIu64 ", \"handoffs\": %" PRIu64
-			", \"handoffs_refused\": %" PRIu64
-			", \"fault_latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}"
-			", \"threads\": [",
-			secs, s->faults, s->faults_joined, s->faults_hurried, s->faults_zero, s->faults_new_memory,
-			s->faults_spurious, s->pages_fault, s->pages_prefetched, s->pages_pushed, s->pages_moved, s->pages_zeroed,
-			s->pages_existed, s->bytes_read, s->bytes_reread, s->fork, s->remap, s->remove, s->unmap,
-			s->exits, s->eagain, s->retries, s->wakes, s->pages_poisoned, s->killed,
-			s->reads_failed, s->reads_cancelled, s->reads_reissued, s->idle_wakes,
-			s->handoffs, s->handoffs_refused,
-			us(fl__hist_percentile(h, 50)), us(fl__hist_percentile(h, 90)),
-			us(fl__hist_percentile(h, 99)), us(h->max));
-		for (size_t i = 0; i < s->ntids; i++)
-			fprintf(out, "%s{\"tid\": %u, \"faults\": %" PRIu64 ", \"blocked_us\": %.1f}",
-				i ? ", " : "", s->tids[i].tid, s->tids[i].faults,
-				us(s->tids[i].blocked_ns));
-		fprintf(out, "]}\n");
+		print_json(s, out, secs);
 		return;
 	}
 	fprintf(out, "faultline monitor statistics (%.2f s)\n", secs);

@@ -10,7 +10,7 @@
 static void set_bits(uint64_t *map, uint64_t from, uint64_t to)
 {
 	for (uint64_t b = from; b < to; b++)
-		map[b / 64] |= 1ull << (b % 64);
+		fl__bitmap_set(map, b);
 }
 
 int fl__data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint64_t len)

@@ -13,6 +13,8 @@
 
 #include <faultline/source.h>
 
+#include "util/bitmap.h"
+
 #define DATA_MAP_BLOCK 4096u
 
 /* Set the bit of each block of [off, off + len) of fd that holds data,
@@ -24,10 +26,5 @@ int fl__data_map_scan(uint64_t *map, uint64_t first, int fd, uint64_t off, uint6
  * `first`: bytes of whole pages of holes from offset, at most max. */
 int64_t fl__data_map_zero_run(const uint64_t *map, uint64_t first,
 			  const struct fl_region *g, uint64_t offset, uint64_t max);
-
-static inline bool data_map_bit(const uint64_t *map, uint64_t b)
-{
-	return map[b / 64] >> (b % 64) & 1;
-}
 
 #endif

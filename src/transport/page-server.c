@@ -22,6 +22,9 @@
 
 #include <faultline/migrate.h>
 
+#include "util/bitmap.h"
+#include "util/clock.h"
+
 #define CHUNK (1u << 20) /* bytes read and sent at a time */
 
 struct srv_region {
@@ -60,26 +63,18 @@ struct server {
 	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
 };
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void progress_start(struct server *s, const char *what, uint64_t total)
 {
 	snprintf(s->pg.what, sizeof(s->pg.what), "%s", what);
 	s->pg.total = total;
 	s->pg.done = 0;
-	s->pg.t0 = s->pg.last = now_s();
+	s->pg.t0 = s->pg.last = fl__now_s();
 }
 
 /* At most one line a second: how far, how fast, how long still. */
 static void progress_show(struct server *s)
 {
-	double t = now_s(), rate;
+	double t = fl__now_s(), rate;
 
 	if (!s->o->verbose || t - s->pg.last < 1.0 || !s->pg.total)
 		return;
@@ -91,11 +86,6 @@ static void progress_show(struct server *s)
 		(double)(s->pg.total - (s->pg.done < s->pg.total ? s->pg.done : s->pg.total)) /
 			(rate + 1.0));
 	fflush(s->out);
-}
-
-static bool bit(const uint64_t *bm, size_t i)
-{
-	return bm[i / 64] & (1ULL << (i % 64));
 }
 
 static bool is_zero(const char *p, size_t len)
@@ -162,11 +152,11 @@ static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm
 		size_t q = p;
 		int64_t ret;
 
-		if (bm && !bit(bm, p)) {
+		if (bm && !fl__bitmap_test(bm, p)) {
 			p++;
 			continue;
 		}
-		while (q < g->pages && (!bm || bit(bm, q)) && q - p < CHUNK / g->g->page_size)
+		while (q < g->pages && (!bm || fl__bitmap_test(bm, q)) && q - p < CHUNK / g->g->page_size)
 			q++;
 		ret = send_run(s, s->ctl, s->buf, region, p, q - p, 0, zero_bytes);
 		if (ret < 0)
@@ -183,7 +173,7 @@ static size_t popcount(const uint64_t *bm, size_t pages)
 {
 	size_t n = 0;
 
-	for (size_t w = 0; w < (pages + 63) / 64; w++)
+	for (size_t w = 0; w < fl__bitmap_words(pages); w++)
 		n += (size_t)__builtin_popcountll(bm[w]);
 	return n;
 }
@@ -252,7 +242,7 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 	for (unsigned round = 1;; round++) {
 		struct fl_ctl m = { .type = FL_CTL_ROUND };
 		size_t pages = 0;
-		double rt = now_s(), bw, round_s;
+		double rt = fl__now_s(), bw, round_s;
 		uint64_t bytes = 0;
 
 		uint64_t total = 0;
@@ -283,12 +273,12 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 			return ret;
 		rep->rounds = round;
 		rep->bytes_precopy += bytes;
-		round_s = now_s() - rt;
+		round_s = fl__now_s() - rt;
 		bw = (double)bytes / (round_s + 1e-9);
 		/* What was written meanwhile is the next round. */
 		pages = 0;
 		for (size_t i = 0; i < s->n; i++) {
-			memset(dirty[i], 0, (s->rg[i].pages + 63) / 64 * 8);
+			memset(dirty[i], 0, fl__bitmap_words(s->rg[i].pages) * 8);
 			if ((ret = s->mem->dirty_collect(s->mem->ctx, (uint32_t)i, dirty[i])))
 				return ret;
 			pages += popcount(dirty[i], s->rg[i].pages);
@@ -296,8 +286,8 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 		if (s->o->verbose)
 			fprintf(s->out, "migrate: round %u sent %.1f MiB at %.0f MB/s; %zu pages "
 				"dirtied meanwhile (%.1f s elapsed)\n", round,
-				(double)bytes / (1 << 20), bw / 1e6, pages, now_s() - t0);
-		if (!another_round(s, round, pages, prev, round_s, bw, now_s() - t0,
+				(double)bytes / (1 << 20), bw / 1e6, pages, fl__now_s() - t0);
+		if (!another_round(s, round, pages, prev, round_s, bw, fl__now_s() - t0,
 				   rep->switch_reason, sizeof(rep->switch_reason)))
 			break;
 		prev = pages;
@@ -336,11 +326,11 @@ static bool claim(struct server *s, uint32_t region, size_t *first, size_t *n)
 	size_t p = *first, end = *first + *n, q;
 
 	pthread_mutex_lock(&s->lock);
-	while (p < end && (!bit(g->owed, p) || bit(g->pushed, p)))
+	while (p < end && (!fl__bitmap_test(g->owed, p) || fl__bitmap_test(g->pushed, p)))
 		p++;
 	q = p;
-	while (q < end && bit(g->owed, q) && !bit(g->pushed, q)) {
-		g->pushed[q / 64] |= 1ULL << (q % 64);
+	while (q < end && fl__bitmap_test(g->owed, q) && !fl__bitmap_test(g->pushed, q)) {
+		fl__bitmap_set(g->pushed, q);
 		q++;
 	}
 	s->claimed += (q - p) * g->g->page_size;
@@ -368,10 +358,10 @@ static bool pushed_run(struct server *s, uint32_t region, size_t *first, size_t 
 	struct srv_region *g = &s->rg[region];
 	size_t p = *first, end = *first + *n, q;
 
-	while (p < end && !(bit(g->owed, p) && bit(g->pushed, p)))
+	while (p < end && !(fl__bitmap_test(g->owed, p) && fl__bitmap_test(g->pushed, p)))
 		p++;
 	q = p;
-	while (q < end && bit(g->owed, q) && bit(g->pushed, q))
+	while (q < end && fl__bitmap_test(g->owed, q) && fl__bitmap_test(g->pushed, q))
 		q++;
 	*first = p;
 	*n = q - p;
@@ -615,7 +605,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
 	pthread_t ut, ct;
 	bool ut_started = false, ct_started = false;
-	double t0 = now_s(), t_pause, t_resume;
+	double t0 = fl__now_s(), t_pause, t_resume;
 	void *blob = NULL;
 	size_t blob_len = 0;
 	int ret;
@@ -630,7 +620,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	s.ubuf = aligned_alloc(4096, CHUNK);
 	ret = (!s.rg || !dirty || !s.buf || !s.ubuf) ? -ENOMEM : 0;
 	for (size_t i = 0; !ret && i < n; i++) {
-		size_t words = (regions[i].len / regions[i].page_size + 63) / 64;
+		size_t words = fl__bitmap_words(regions[i].len / regions[i].page_size);
 
 		s.rg[i].g = &regions[i];
 		s.rg[i].pages = regions[i].len / regions[i].page_size;
@@ -675,17 +665,17 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 			goto out;
 		}
 	}
-	report->precopy_s = now_s() - t0;
+	report->precopy_s = fl__now_s() - t0;
 
 	/* Switch-over: pause, the last dirty set is what is owed. */
-	t_pause = now_s();
+	t_pause = fl__now_s();
 	ret = mem->pause ? mem->pause(mem->ctx, &blob, &blob_len) : 0;
 	if (ret) {
 		snprintf(err, errlen, "pausing the program failed: %s", strerror(-ret));
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		size_t words = (s.rg[i].pages + 63) / 64;
+		size_t words = fl__bitmap_words(s.rg[i].pages);
 
 		if (report->rounds) {
 			/* Owed: what the last round left dirty (not sent), and
@@ -698,7 +688,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 				s.rg[i].owed[w] |= dirty[i][w];
 		} else {
 			for (size_t p = 0; p < s.rg[i].pages; p++)
-				s.rg[i].owed[p / 64] |= 1ULL << (p % 64);
+				fl__bitmap_set(s.rg[i].owed, p);
 		}
 	}
 	ret = send_owed(&s);
@@ -712,7 +702,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		snprintf(err, errlen, "switch-over failed: %s", strerror(-ret));
 		goto out;
 	}
-	t_resume = now_s();
+	t_resume = fl__now_s();
 	report->downtime_s = t_resume - t_pause;
 	if (opts->verbose)
 		fprintf(s.out, "migrate: switch-over: paused, %llu pages owed, destination resumed "
@@ -756,9 +746,9 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		ret = 0;
 	}
 	pthread_mutex_unlock(&s.lock);
-	report->postcopy_s = now_s() - t_resume;
+	report->postcopy_s = fl__now_s() - t_resume;
 out:
-	report->total_s = now_s() - t0;
+	report->total_s = fl__now_s() - t0;
 	if (s.ctl)
 		fl_conn_shutdown(s.ctl);
 	if (s.urg)

@@ -102,7 +102,7 @@ static int map_data(struct fl_snapshot *s, char *err, size_t errlen)
 		uint64_t first = m->where[i].first_block, n = m->regions[i].len / FL_SNAPSHOT_BLOCK;
 
 		for (uint64_t b = first; b < first + n; b++)
-			if (!data_map_bit(s->data_map, b) && s->csums[b] != s->zero_crc) {
+			if (!fl__bitmap_test(s->data_map, b) && s->csums[b] != s->zero_crc) {
 				ERR("snapshot %s: region %zu (%s): the page at 0x%llx is a hole in " SNAP_PAGES
 				    " but its checksum says it held data: the pages file was truncated or punched; take the snapshot again",
 				    s->dir, i, m->regions[i].name,

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "util/clock.h"
 #include "wire-internal.h"
 
 /* ------------------------------------------------ a socket BIO, no SIGPIPE */
@@ -202,21 +203,12 @@ out:
 	return ssl;
 }
 
-static long ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 int fl__wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
 		       int timeout_ms, char *err, size_t errlen)
 {
-	struct timespec t0;
+	uint64_t t0 = fl__now_ns();
 	char why[512];
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd p = { .fd = fd };
 		int r, e;
@@ -237,7 +229,7 @@ int fl__wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
 			fl__wire_err(err, errlen, "%s: TLS handshake failed: %s", peer, why);
 			return -ECONNREFUSED;
 		}
-		left = timeout_ms - ms_since(&t0);
+		left = timeout_ms - (long)((fl__now_ns() - t0) / 1000000);
 		if (left <= 0) {
 			fl__wire_err(err, errlen, "%s: TLS handshake timed out after %d ms", peer, timeout_ms);
 			return -ETIMEDOUT;

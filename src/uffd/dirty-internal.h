@@ -8,6 +8,8 @@
 
 #include <faultline/uffd.h>
 
+#include "util/bitmap.h"
+
 #define FL_PAGE 4096UL
 
 struct fl_dirty {
@@ -29,17 +31,6 @@ struct fl_dirty {
 	bool scan_pinned;     /* PAGE_IS_PINNED is known to this kernel */
 	uint64_t *always;     /* pages declared pinned: dirty at every collect */
 };
-
-static inline size_t fl_bitmap_words(size_t pages)
-{
-	return (pages + 63) / 64;
-}
-
-static inline void fl_bitmap_set_range(uint64_t *bm, size_t first, size_t n)
-{
-	for (size_t i = first; i < first + n; i++)
-		bm[i / 64] |= 1ULL << (i % 64);
-}
 
 int fl__dirty_wpfault_start(struct fl_dirty *d);
 int fl__dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,

@@ -30,7 +30,7 @@ static void mark(struct fl_dirty *d, uint64_t addr)
 {
 	size_t page = (addr - d->start) / FL_PAGE;
 
-	atomic_fetch_or(&d->live[page / 64], 1ULL << (page % 64));
+	fl__bitmap_set_atomic(d->live, page);
 }
 
 /* Zeros for missing faults. UFFDIO_ZEROPAGE is not used: over a uffd-wp
@@ -47,7 +47,7 @@ static int read_present(struct fl_dirty *d, uint64_t *present)
 {
 	uint64_t entries[PAGEMAP_CHUNK];
 
-	memset(present, 0, fl_bitmap_words(d->pages) * sizeof(uint64_t));
+	memset(present, 0, fl__bitmap_words(d->pages) * sizeof(uint64_t));
 	for (size_t i = 0; i < d->pages; i += PAGEMAP_CHUNK) {
 		size_t n = d->pages - i < PAGEMAP_CHUNK ? d->pages - i : PAGEMAP_CHUNK;
 		off_t off = (off_t)((d->start / FL_PAGE + i) * sizeof(uint64_t));
@@ -57,7 +57,7 @@ static int read_present(struct fl_dirty *d, uint64_t *present)
 			return got < 0 ? -errno : -EIO;
 		for (size_t j = 0; j < n; j++)
 			if (entries[j] & (PM_PRESENT | PM_SWAP))
-				present[(i + j) / 64] |= 1ULL << ((i + j) % 64);
+				fl__bitmap_set(present, i + j);
 	}
 	return 0;
 }
@@ -111,7 +111,7 @@ static void *handler(void *arg)
 
 int fl__dirty_wpfault_start(struct fl_dirty *d)
 {
-	size_t words = fl_bitmap_words(d->pages);
+	size_t words = fl__bitmap_words(d->pages);
 	int ret;
 
 	d->live = calloc(words, sizeof(uint64_t));
@@ -157,17 +157,17 @@ int fl__dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 	if (d->thread_err)
 		return d->thread_err;
 	pthread_mutex_lock(&d->lock);
-	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++)
+	for (size_t w = 0; w < fl__bitmap_words(d->pages); w++)
 		bitmap[w] = atomic_exchange(&d->live[w], 0);
 	/* Re-protect each dirty run, one ioctl per run. */
 	for (size_t i = 0; i < d->pages && ret == 0;) {
 		size_t j = i;
 
-		if (!(bitmap[i / 64] & (1ULL << (i % 64)))) {
+		if (!fl__bitmap_test(bitmap, i)) {
 			i++;
 			continue;
 		}
-		while (j < d->pages && (bitmap[j / 64] & (1ULL << (j % 64))))
+		while (j < d->pages && fl__bitmap_test(bitmap, j))
 			j++;
 		ret = fl_uffd_writeprotect(d->uffd.fd, d->start + i * FL_PAGE,
 					   (j - i) * FL_PAGE, true, 0);
@@ -177,7 +177,7 @@ int fl__dirty_wpfault_collect(struct fl_dirty *d, uint64_t *bitmap,
 	if (ret == 0)
 		ret = read_present(d, d->scratch);
 	if (ret == 0) {
-		for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
+		for (size_t w = 0; w < fl__bitmap_words(d->pages); w++) {
 			bitmap[w] |= d->present[w] & ~d->scratch[w];
 			d->present[w] = d->scratch[w];
 			count += (size_t)__builtin_popcountll(bitmap[w]);

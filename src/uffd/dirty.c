@@ -72,7 +72,7 @@ static int scan_range(struct fl_dirty *d, uint64_t *bitmap, size_t *ndirty)
 			size_t pages = (r->end - r->start) / FL_PAGE;
 
 			if (bitmap)
-				fl_bitmap_set_range(bitmap, first, pages);
+				fl__bitmap_set_range(bitmap, first, pages);
 			count += pages;
 		}
 		if ((size_t)n < d->vec_len || walk_end >= end || walk_end <= from)
@@ -160,11 +160,11 @@ int fl_dirty_always(struct fl_dirty *d, void *addr, size_t len)
 	    (a | len) & (FL_PAGE - 1))
 		return -EINVAL;
 	if (!d->always) {
-		d->always = calloc(fl_bitmap_words(d->pages), sizeof(uint64_t));
+		d->always = calloc(fl__bitmap_words(d->pages), sizeof(uint64_t));
 		if (!d->always)
 			return -ENOMEM;
 	}
-	fl_bitmap_set_range(d->always, (a - d->start) / FL_PAGE, len / FL_PAGE);
+	fl__bitmap_set_range(d->always, (a - d->start) / FL_PAGE, len / FL_PAGE);
 	return 0;
 }
 
@@ -207,12 +207,12 @@ int fl_dirty_collect(struct fl_dirty *d, uint64_t *bitmap, size_t *ndirty)
 	size_t n = 0;
 	int ret;
 
-	memset(bitmap, 0, fl_bitmap_words(d->pages) * sizeof(uint64_t));
+	memset(bitmap, 0, fl__bitmap_words(d->pages) * sizeof(uint64_t));
 	if (d->method == FL_DIRTY_PAGEMAP_SCAN)
 		ret = scan_range(d, bitmap, NULL);
 	else
 		ret = fl__dirty_wpfault_collect(d, bitmap, NULL);
-	for (size_t w = 0; w < fl_bitmap_words(d->pages); w++) {
+	for (size_t w = 0; w < fl__bitmap_words(d->pages); w++) {
 		if (d->always)
 			bitmap[w] |= d->always[w];
 		n += (size_t)__builtin_popcountll(bitmap[w]);

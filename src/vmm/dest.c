@@ -26,6 +26,8 @@
 #include <faultline/vmm.h>
 #include <faultline/wire.h>
 
+#include "util/clock.h"
+
 struct fl_vmm_dest {
 	struct fl_receiver *r;
 	struct fl_monitor *m;
@@ -319,17 +321,9 @@ static bool all_present(const struct fl_vmm_dest *d)
 	return true;
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 int fl_vmm_dest_wait_complete(struct fl_vmm_dest *d, double timeout_s)
 {
-	double end = now_s() + timeout_s;
+	double end = fl__now_s() + timeout_s;
 
 	for (;;) {
 		if (atomic_load(&d->finished) &&
@@ -337,7 +331,7 @@ int fl_vmm_dest_wait_complete(struct fl_vmm_dest *d, double timeout_s)
 			return atomic_load(&d->finish_ret);
 		if (atomic_load(&d->mon_done))
 			return atomic_load(&d->mon_ret) ? atomic_load(&d->mon_ret) : -EPIPE;
-		if (timeout_s > 0 && now_s() > end)
+		if (timeout_s > 0 && fl__now_s() > end)
 			return -ETIMEDOUT;
 		usleep(2000);
 	}
