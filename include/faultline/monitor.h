@@ -25,6 +25,8 @@
 extern "C" {
 #endif
 
+struct fl_monitor;
+
 struct fl_monitor_opts {
 	int verbose;		   /* 0 quiet, 1 progress, 2 debug */
 	bool keep_caps;		   /* don't drop capabilities when the loop starts */
@@ -44,11 +46,14 @@ struct fl_monitor_opts {
 	 * thread, logged). 0: wait as long as the source says (the source's
 	 * own deadline applies, e.g. a lost connection fails at once). */
 	unsigned read_deadline_ms;
+	/* Called on the loop when the process gets SIGUSR1 (NULL: SIGUSR1
+	 * is left alone), e.g. fl_monitor_print_stats to stderr. */
+	void (*on_sigusr1)(struct fl_monitor *m, void *arg);
+	void *sigusr1_arg;
 	bool exit_when_idle;	   /* exit once every process is gone (default
 				      for the command; tests may adopt later) */
 };
 
-struct fl_monitor;
 struct event_base;
 
 int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
@@ -89,8 +94,31 @@ struct event_base *fl_monitor_event_base(struct fl_monitor *m);
 int fl_monitor_run(struct fl_monitor *m);
 void fl_monitor_stop(struct fl_monitor *m);
 
-/* Statistics: faults, pages copied/zeroed/prefetched, bytes, fault service
- * latency (p50/p90/p99/max), per-thread blocked time, duration. */
+/* The monitor's statistics, as plain numbers. */
+struct fl_monitor_stats {
+	double duration_s;
+	/* Faults read, and how each was served. */
+	uint64_t faults, faults_joined, faults_hurried, faults_zero, faults_new_memory,
+		faults_spurious;
+	/* Pages installed, by what brought them. */
+	uint64_t pages_fault, pages_prefetched, pages_pushed, pages_moved, pages_zeroed,
+		pages_existed;
+	uint64_t bytes_read, bytes_read_again; /* from the source (again: hurrying faults) */
+	uint64_t fork, remap, remove, unmap, exits, eagain; /* events; EAGAIN answers */
+	/* The failure paths: timer retries, ranges woken after events,
+	 * watchdog wakes, pages poisoned, processes killed, reads failed,
+	 * cancelled, issued again. */
+	uint64_t retries, wakes, idle_wakes, pages_poisoned, killed, reads_failed,
+		reads_cancelled, reads_reissued;
+	uint64_t handoffs, handoffs_refused;
+	uint64_t latency_p50_ns, latency_p90_ns, latency_p99_ns, latency_max_ns;
+	size_t threads; /* threads seen faulting: fl_monitor_thread_stats() */
+};
+
+void fl_monitor_get_stats(struct fl_monitor *m, struct fl_monitor_stats *out);
+
+/* The same statistics as text, or as one line of JSON with the threads
+ * that waited longest (the report layer, src/report/, prints them). */
 void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json);
 
 /* Faults served and their service latency percentiles (ns). */

@@ -125,8 +125,9 @@ int fl_vmm_dest_check(char *err, size_t errlen);
  * `r` stays the caller's and must outlive the fl_vmm_dest.
  *
  * The monitor's event loop registers SIGINT and SIGTERM (stop serving)
- * and SIGUSR1 (print statistics) for the whole process while it runs: a
- * VMM that needs those signals must block them in its other threads or
+ * for the whole process while it runs (SIGUSR1 only when asked, with
+ * fl_monitor_opts.on_sigusr1): a VMM that needs those signals must block
+ * them in its other threads or
  * not rely on its own handlers until fl_vmm_dest_destroy(). A stopped
  * monitor leaves missing pages blocking (our fd stays open), never zeros.
  *

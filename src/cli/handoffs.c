@@ -46,3 +46,9 @@ int cli_serve_handoffs(struct fl_handoff_server **out, struct fl_monitor *m,
 	free(parts);
 	return ret;
 }
+
+void cli_stats_on_sigusr1(struct fl_monitor *m, void *arg)
+{
+	(void)arg;
+	fl_monitor_print_stats(m, stderr, false);
+}

@@ -19,4 +19,8 @@ int cli_serve_handoffs(struct fl_handoff_server **out, struct fl_monitor *m,
 		       const struct fl_source *src, const char *path,
 		       enum fl_handoff_proto proto, int verbose, char *err, size_t errlen);
 
+/* fl_monitor_opts.on_sigusr1 for the commands: the statistics, as text,
+ * to stderr. */
+void cli_stats_on_sigusr1(struct fl_monitor *m, void *arg);
+
 #endif

@@ -111,6 +111,7 @@ int cmd_monitor(int argc, char **argv)
 	char err[512] = "";
 	int c, ret;
 
+	o.on_sigusr1 = cli_stats_on_sigusr1; /* statistics on SIGUSR1 */
 	while ((c = getopt_long(argc, argv, "s:S:F:m:Hnr:R:j:kvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': dir = optarg; break;

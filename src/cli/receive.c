@@ -131,6 +131,8 @@ int cmd_receive(int argc, char **argv)
 	bool done = false;
 	pid_t child;
 
+	mo.on_sigusr1 = cli_stats_on_sigusr1; /* statistics on SIGUSR1 */
+
 	while ((c = getopt_long(argc, argv, "l:e:j:vqkh", opts, NULL)) != -1) {
 		if (tls_option(c, optarg, &tls, "dest"))
 			continue;

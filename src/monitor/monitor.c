@@ -123,7 +123,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGUSR1) {
-		fl_monitor_print_stats(m, stderr, false);
+		m->opts.on_sigusr1(m, m->opts.sigusr1_arg);
 		return;
 	}
 	fl__mon_log(m, 0, "signal %d: stopping", (int)sig);
@@ -198,8 +198,10 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	event_add(m->sig_ev, NULL);
 	m->int_ev = evsignal_new(m->base, SIGINT, on_signal, m);
 	event_add(m->int_ev, NULL);
-	m->usr1_ev = evsignal_new(m->base, SIGUSR1, on_signal, m);
-	event_add(m->usr1_ev, NULL);
+	if (m->opts.on_sigusr1) {
+		m->usr1_ev = evsignal_new(m->base, SIGUSR1, on_signal, m);
+		event_add(m->usr1_ev, NULL);
+	}
 	m->src_ev = event_new(m->base, source->event_fd, EV_READ | EV_PERSIST, on_source, m);
 	event_priority_set(m->src_ev, 0);
 	event_add(m->src_ev, NULL);
@@ -431,9 +433,9 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(m->base);
 }
 
-void fl_monitor_print_stats(struct fl_monitor *m, FILE *out, bool json)
+void fl_monitor_get_stats(struct fl_monitor *m, struct fl_monitor_stats *out)
 {
-	fl__stats_print(&m->stats, out, json, fl__mon_now_ns());
+	fl__stats_get(&m->stats, fl__mon_now_ns(), out);
 }
 
 void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,

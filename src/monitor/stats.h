@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <faultline/monitor.h>
+
 /* Log-linear histogram of nanoseconds: 8 sub-buckets per power of two
  * (values within 12.5 %), no allocation, constant-time record. */
 #define HIST_BUCKETS (64 * 8)
@@ -37,6 +39,7 @@ struct stats {
 };
 
 void fl__stats_thread_blocked(struct stats *s, uint32_t tid, uint64_t ns);
-void fl__stats_print(const struct stats *s, FILE *out, bool json, uint64_t now);
+/* The counters as the public plain struct, duration up to now. */
+void fl__stats_get(const struct stats *s, uint64_t now, struct fl_monitor_stats *out);
 
 #endif
