@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "monitor-internal.h"
+#include "util/clock.h"
 
 /* One non-cooperative event: applied to p's regions and page states. */
 static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
@@ -56,7 +57,7 @@ static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
 static int read_events(struct mproc *p)
 {
 	struct fl_uffd_event ev[64];
-	uint64_t now = fl__mon_now_ns();
+	uint64_t now = fl__now_ns();
 	int n, total = 0;
 
 	do {

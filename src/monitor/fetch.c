@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "monitor-internal.h"
+#include "util/clock.h"
 
 #define URGENT_REQS 256
 #define MAX_PAGE (2UL << 20)
@@ -166,7 +167,7 @@ static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 			continue;
 		}
 		if (!now)
-			now = fl__mon_now_ns();
+			now = fl__now_ns();
 		fl__hist_record(&m->stats.latency, now - f->t_read);
 		if (f->tid)
 			fl__stats_thread_blocked(&m->stats, f->tid, now - f->t_read);
@@ -427,7 +428,7 @@ static void count_latency(struct fl_monitor *m, struct mreq *q)
 
 	if (!q->t_fault)
 		return;
-	ns = fl__mon_now_ns() - q->t_fault;
+	ns = fl__now_ns() - q->t_fault;
 	fl__hist_record(&m->stats.latency, ns);
 	if (q->tid)
 		fl__stats_thread_blocked(&m->stats, q->tid, ns);
@@ -559,7 +560,7 @@ static int submit(struct fl_monitor *m, struct mreq *q, uint32_t region, uint64_
 	q->req.len = len;
 	q->req.urgent = urgent;
 	q->req.cookie = q;
-	q->t_submit = fl__mon_now_ns();
+	q->t_submit = fl__now_ns();
 	ret = fl_source_submit(m->src, &q->req);
 	if (ret < 0) {
 		req_put(m, q);
@@ -640,7 +641,7 @@ static int zero_fault(struct mproc *p, struct mregion *r, size_t page, uint64_t 
 
 	if (ret == 0) {
 		p->mon->stats.faults_zero++;
-		fl__hist_record(&p->mon->stats.latency, fl__mon_now_ns() - t);
+		fl__hist_record(&p->mon->stats.latency, fl__now_ns() - t);
 	}
 	return ret == -EAGAIN ? ret : 0;
 }
@@ -783,7 +784,7 @@ void fl__fetch_cancel_unwanted(struct fl_monitor *m)
  * is withdrawn and its pages end as if the read failed (SIGBUS). */
 void fl__fetch_check_deadlines(struct fl_monitor *m)
 {
-	uint64_t now = fl__mon_now_ns(), limit = (uint64_t)m->opts.read_deadline_ms * 1000000;
+	uint64_t now = fl__now_ns(), limit = (uint64_t)m->opts.read_deadline_ms * 1000000;
 
 	if (!limit)
 		return;

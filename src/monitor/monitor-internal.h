@@ -144,6 +144,5 @@ int fl__policy_set_replay(struct fl_monitor *m, const struct fl_page_ref *list, 
 
 void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-uint64_t fl__mon_now_ns(void);
 
 #endif

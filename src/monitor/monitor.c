@@ -14,17 +14,10 @@
 #include <unistd.h>
 
 #include "monitor-internal.h"
+#include "util/clock.h"
 
 #define PROBE_INTERVAL_MS 200
 #define WATCHDOG_TICKS 5 /* every second */
-
-uint64_t fl__mon_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 {
@@ -210,7 +203,7 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		fl_monitor_destroy(m);
 		return ret;
 	}
-	m->stats.t_start = fl__mon_now_ns();
+	m->stats.t_start = fl__now_ns();
 	*out = m;
 	return 0;
 }
@@ -435,7 +428,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
 void fl_monitor_get_stats(struct fl_monitor *m, struct fl_monitor_stats *out)
 {
-	fl__stats_get(&m->stats, fl__mon_now_ns(), out);
+	fl__stats_get(&m->stats, fl__now_ns(), out);
 }
 
 void fl_monitor_fault_stats(struct fl_monitor *m, uint64_t *faults, uint64_t *p50_ns,

@@ -28,6 +28,7 @@
 #define HELLO_DEADLINE_S 5.0
 
 #include "source-internal.h"
+#include "util/bitmap.h"
 
 struct rx_region {
 	char *staging;
@@ -61,29 +62,12 @@ struct fl_receiver {
 	unsigned refused; /* connections refused while waiting for the source */
 };
 
-static bool test_bit(_Atomic uint64_t *bm, size_t i)
-{
-	return atomic_load(&bm[i / 64]) & (1ULL << (i % 64));
-}
-
-static bool set_bit(_Atomic uint64_t *bm, size_t i)
-{
-	uint64_t m = 1ULL << (i % 64);
-
-	return !(atomic_fetch_or(&bm[i / 64], m) & m);
-}
-
-static void clear_bit(_Atomic uint64_t *bm, size_t i)
-{
-	atomic_fetch_and(&bm[i / 64], ~(1ULL << (i % 64)));
-}
-
 static bool all_here(struct fl_receiver *r, const struct fl_source_req *q)
 {
 	struct rx_region *g = &r->rg[q->region];
 
 	for (uint64_t p = q->offset / g->page; p < (q->offset + q->len) / g->page; p++)
-		if (!test_bit(g->have, p))
+		if (!fl__bitmap_test_atomic(g->have, p))
 			return false;
 	return true;
 }
@@ -197,16 +181,16 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 		madvise(g->staging + h->offset, len, MADV_DONTNEED);
 	pthread_mutex_lock(&r->lock);
 	for (size_t p = first; p < first + n; p++)
-		if (test_bit(g->asked, p) || test_bit(g->urgent, p))
+		if (fl__bitmap_test_atomic(g->asked, p) || fl__bitmap_test_atomic(g->urgent, p))
 			unasked = false;
 	for (size_t p = first; p < first + n; p++) {
 		if (h->kind == FL_WIRE_ZERO)
-			set_bit(g->zero, p);
+			fl__bitmap_set_atomic(g->zero, p);
 		else
-			clear_bit(g->zero, p);
-		clear_bit(g->asked, p);
-		clear_bit(g->urgent, p);
-		if (set_bit(g->have, p) && r->resumed)
+			fl__bitmap_clear_atomic(g->zero, p);
+		fl__bitmap_clear_atomic(g->asked, p);
+		fl__bitmap_clear_atomic(g->urgent, p);
+		if (fl__bitmap_set_atomic(g->have, p) && r->resumed)
 			atomic_fetch_sub(&r->owed, 1);
 	}
 	r->bytes += h->kind == FL_WIRE_PAGES ? h->length : 0;
@@ -224,8 +208,8 @@ static void apply_owed(struct fl_receiver *r, const struct fl_ctl *m)
 	pthread_mutex_lock(&r->lock);
 	for (uint64_t i = 0; i < m->owed.npages; i++)
 		if (m->owed.bitmap[i / 8] & (1u << (i % 8))) {
-			clear_bit(g->have, m->owed.first_page + i);
-			clear_bit(g->zero, m->owed.first_page + i);
+			fl__bitmap_clear_atomic(g->have, m->owed.first_page + i);
+			fl__bitmap_clear_atomic(g->zero, m->owed.first_page + i);
 		}
 	pthread_mutex_unlock(&r->lock);
 }
@@ -249,7 +233,7 @@ static void control(struct fl_receiver *r, struct fl_ctl *m)
 		pthread_mutex_lock(&r->lock);
 		for (size_t i = 0; i < r->n; i++)
 			for (size_t p = 0; p < r->rg[i].pages; p++)
-				owed += !test_bit(r->rg[i].have, p);
+				owed += !fl__bitmap_test_atomic(r->rg[i].have, p);
 		atomic_store(&r->owed, owed);
 		r->blob = m->resume.blob;
 		r->blob_len = m->resume.len;
@@ -323,12 +307,12 @@ static int ask(struct fl_receiver *r, const struct fl_source_req *q)
 		struct fl_ctl m = { .type = FL_CTL_REQUEST };
 		int ret;
 
-		if (test_bit(g->have, p) || !set_bit(asked, p)) {
+		if (fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_set_atomic(asked, p)) {
 			p++;
 			continue;
 		}
-		while (p + run + 1 < end && !test_bit(g->have, p + run + 1) &&
-		       set_bit(asked, p + run + 1))
+		while (p + run + 1 < end && !fl__bitmap_test_atomic(g->have, p + run + 1) &&
+		       fl__bitmap_set_atomic(asked, p + run + 1))
 			run++;
 		run++;
 		m.request.region = q->region;
@@ -436,7 +420,7 @@ static int64_t rx_zero_run(struct fl_source *s, uint32_t region, uint64_t offset
 		return -ERANGE;
 	g = &r->rg[region];
 	for (size_t p = offset / g->page; p < g->pages && n < max; p++, n += g->page)
-		if (!test_bit(g->have, p) || !test_bit(g->zero, p))
+		if (!fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_test_atomic(g->zero, p))
 			break;
 	return (int64_t)(n < max ? n : max);
 }

@@ -143,21 +143,26 @@ void harness_free(struct harness *h)
 	free(h->data);
 }
 
-uint64_t harness_stat(struct harness *h, const char *key)
+uint64_t monitor_stat(struct fl_monitor *m, const char *key)
 {
 	char *buf = NULL, pat[64], *at;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	unsigned long long v = 0;
 
-	fl_monitor_print_stats(h->mon, f, true);
+	fl_monitor_print_stats(m, f, true);
 	fclose(f);
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	at = strstr(buf, pat);
 	assert_non_null(at);
-	sscanf(at + strlen(pat), "%llu", &v);
+	sscanf(at + strlen(pat), " %llu", &v);
 	free(buf);
 	return v;
+}
+
+uint64_t harness_stat(struct harness *h, const char *key)
+{
+	return monitor_stat(h->mon, key);
 }
 
 char *workload_handoff(const char *sock)

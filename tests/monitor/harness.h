@@ -54,6 +54,7 @@ int harness_join_timeout(struct harness *h, unsigned seconds);
 void harness_free(struct harness *h);
 /* A statistic from the monitor's JSON, e.g. "faults". */
 uint64_t harness_stat(struct harness *h, const char *key);
+uint64_t monitor_stat(struct fl_monitor *m, const char *key);
 
 /* What page i of source region 0 holds. */
 void expect_page(size_t i, void *buf);

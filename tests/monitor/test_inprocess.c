@@ -16,33 +16,16 @@
 #include <faultline/monitor.h>
 #include <faultline/snapshot.h>
 
+#include "harness.h"
 #include "memtypes.h"
 #include "runner.h"
 
-#define PG 4096UL
 #define PAGES 2048 /* 8 MiB */
 
 static void *run(void *m)
 {
 	fl_monitor_run(m);
 	return NULL;
-}
-
-static uint64_t stat_of(struct fl_monitor *m, const char *key)
-{
-	char *buf = NULL, pat[64], *at;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	unsigned long long v = 0;
-
-	fl_monitor_print_stats(m, f, true);
-	fclose(f);
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	at = strstr(buf, pat);
-	assert_non_null(at);
-	sscanf(at + strlen(pat), "%llu", &v);
-	free(buf);
-	return v;
 }
 
 /* Serve PAGES of a snapshot into fresh memory of this process, handing
@@ -84,7 +67,7 @@ static uint64_t serve_and_read(pid_t pid, const char *dir)
 	}
 	fl_monitor_stop(m);
 	pthread_join(th, NULL);
-	moved = stat_of(m, "pages_moved");
+	moved = monitor_stat(m, "pages_moved");
 	fl_monitor_destroy(m);
 	fl_uffd_close(&u);
 	munmap(mem, PAGES * PG);
