@@ -155,12 +155,22 @@ int fl_wire_hdr_unpack(const uint8_t in[FL_WIRE_HDR_SIZE], struct fl_wire_hdr *h
 
 /* -------------------------------------------------------- connections */
 
+/* A certificate's role, as a subjectAltName URI: FL_CERT_ROLE_URI "source". */
+#define FL_CERT_ROLE_URI "faultline:role:"
+
 struct fl_tls_config {
 	const char *cert; /* our certificate (PEM) */
 	const char *key;  /* its private key (PEM) */
 	const char *ca;	  /* the CA that must have signed the peer's */
 	bool plain;	  /* no TLS: only with an explicit flag */
 	bool force_plain; /* allow plain TCP to a non-loopback peer */
+	/* What the peer's certificate must say, beyond chaining to ca: its
+	 * role ("source" or "dest", as `faultline certs` writes it; NULL: the
+	 * caller's side sets it: a receiver wants a source, a source a dest)
+	 * and its name (a DNS name or an IP address in its subjectAltName;
+	 * NULL: any host of the deployment). */
+	const char *peer_role;
+	const char *peer_name;
 };
 
 struct fl_conn;
@@ -222,7 +232,12 @@ void fl_conn_close(struct fl_conn *c);
  * Make a test CA and one certificate and key per host in directory dir
  * (created if missing): ca.crt, ca.key, HOST.crt, HOST.key (keys 0600),
  * valid for `days` days, usable for both TLS client and server auth.
- * What `faultline certs` runs.
+ * Each names its host (subjectAltName DNS or IP) and its roles
+ * (subjectAltName URIs faultline:role:source, faultline:role:dest): a
+ * host given as "NAME/source" or "NAME/dest" gets that role only, hosts
+ * named "source" and "dest" theirs, any other both (it is the source of
+ * one migration and the destination of the next). What `faultline certs`
+ * runs.
  */
 int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 		  char *err, size_t errlen);

@@ -24,6 +24,9 @@ static void usage(FILE *out)
 		"Make a CA (DIR/ca.crt, DIR/ca.key) and, signed by it, a certificate and\n"
 		"key per host (DIR/HOST.crt, DIR/HOST.key; default hosts: source,dest),\n"
 		"valid N days (default 365), good for both ends of a TLS connection.\n"
+		"A host may say its role, NAME/source or NAME/dest (hosts named source\n"
+		"and dest get theirs, others both): receive accepts only a source's\n"
+		"certificate, migrate only a destination's.\n"
 		"Give each host its own .crt and .key and everyone ca.crt; keep ca.key\n"
 		"off the hosts. Keys are Ed25519, written 0600.\n");
 }

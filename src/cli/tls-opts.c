@@ -34,6 +34,7 @@ bool tls_option(int c, const char *arg, struct fl_tls_config *t, const char *rol
 	case 0x104: t->plain = true; return true;
 	case 0x105: t->plain = t->force_plain = true; return true;
 	case 0x106: certs.name = arg; certs.role = role; return true;
+	case 0x107: t->peer_name = arg; return true;
 	}
 	return false;
 }

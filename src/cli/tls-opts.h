@@ -14,6 +14,7 @@
 	{ "ca", required_argument, NULL, 0x102 },               \
 	{ "certs", required_argument, NULL, 0x103 },            \
 	{ "cert-name", required_argument, NULL, 0x106 },        \
+	{ "peer-name", required_argument, NULL, 0x107 },        \
 	{ "plain", no_argument, NULL, 0x104 },                  \
 	{ "force-plain", no_argument, NULL, 0x105 }
 
@@ -24,6 +25,9 @@
 	"                       has of source (migrate) or dest (receive), this host's\n"   \
 	"                       name, or the only NAME.crt besides ca.crt\n"                \
 	"  --cert F --key F --ca F   or each file given alone (wins over DIR's)\n"          \
+	"  --peer-name NAME     the peer's certificate must be for NAME (a host name or\n" \
+	"                       address); its role is always checked (a source's for\n"   \
+	"                       receive, a destination's for migrate)\n"                  \
 	"  --plain              plain TCP instead of TLS (loopback only)\n"                 \
 	"  --force-plain        plain TCP to another host (unauthenticated!)\n"
 

@@ -63,8 +63,11 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 
 /* A certificate for key, named cn, signed by issuer_key (issuer NULL:
  * self-signed, the CA). */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
-		       int days)
+#define ROLE_SOURCE 1u
+#define ROLE_DEST 2u
+
+static X509 *make_cert(EVP_PKEY *key, const char *cn, unsigned roles, X509 *issuer,
+		       EVP_PKEY *issuer_key, int days)
 {
 	X509 *x = X509_new();
 	X509_NAME *name;
@@ -100,6 +103,13 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
 			snprintf(san, sizeof(san), "IP:%s", cn);
 		else
 			snprintf(san, sizeof(san), "DNS:%s", cn);
+		/* The roles, as URIs in the same extension: the peer checks it
+		 * talks to a source (or a destination), not just to a host of
+		 * the deployment. */
+		if (roles & ROLE_SOURCE)
+			strncat(san, ",URI:" FL_CERT_ROLE_URI "source", sizeof(san) - strlen(san) - 1);
+		if (roles & ROLE_DEST)
+			strncat(san, ",URI:" FL_CERT_ROLE_URI "dest", sizeof(san) - strlen(san) - 1);
 		if (add_ext(x, issuer, NID_ext_key_usage, "clientAuth,serverAuth") ||
 		    add_ext(x, issuer, NID_authority_key_identifier, "keyid:always") ||
 		    add_ext(x, issuer, NID_subject_alt_name, san))
@@ -114,6 +124,22 @@ fail:
 	BN_free(bn);
 	X509_free(x);
 	return NULL;
+}
+
+/* "NAME", "NAME/source" or "NAME/dest": the name into host, the roles
+ * returned (0: a bad role). */
+static unsigned host_roles(const char *spec, char *host, size_t len)
+{
+	const char *slash = strchr(spec, '/');
+
+	if (!slash) {
+		snprintf(host, len, "%s", spec);
+		return !strcmp(spec, "source") ? ROLE_SOURCE :
+		       !strcmp(spec, "dest") ? ROLE_DEST : ROLE_SOURCE | ROLE_DEST;
+	}
+	snprintf(host, len, "%.*s", (int)(slash - spec), spec);
+	return !strcmp(slash + 1, "source") ? ROLE_SOURCE :
+	       !strcmp(slash + 1, "dest") ? ROLE_DEST : 0;
 }
 
 static int write_pem(const char *dir, const char *name, X509 *cert, EVP_PKEY *key,
@@ -150,26 +176,29 @@ int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 {
 	EVP_PKEY *ca_key = NULL, *key = NULL;
 	X509 *ca = NULL, *cert = NULL;
-	char name[256], why[256];
+	char name[300], why[256];
 	int ret = 0;
 
 	if (days <= 0 || days > 36500) {
 		fl__wire_err(err, errlen, "--days %d: must be 1 to 36500", days);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!good_host(hosts[i])) {
-			fl__wire_err(err, errlen, "host name '%s': use letters, digits, '.', '-', '_', ':' (and not 'ca')",
-				 hosts[i]);
+	for (size_t i = 0; i < n; i++) {
+		char host[256];
+
+		if (!host_roles(hosts[i], host, sizeof(host)) || !good_host(host)) {
+			fl__wire_err(err, errlen, "host '%s': a name of letters, digits, '.', '-', '_', "
+				     "':' (not 'ca'), optionally /source or /dest", hosts[i]);
 			return -EINVAL;
 		}
+	}
 	if (mkdir(dir, 0700) && errno != EEXIST) {
 		fl__wire_err(err, errlen, "%s: cannot create the directory: %s", dir, strerror(errno));
 		return -errno;
 	}
 	ERR_clear_error();
 	ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	ca = ca_key ? make_cert(ca_key, "faultline test CA", NULL, NULL, days) : NULL;
+	ca = ca_key ? make_cert(ca_key, "faultline test CA", 0, NULL, NULL, days) : NULL;
 	if (!ca) {
 		ossl_reason(why, sizeof(why));
 		fl__wire_err(err, errlen, "making the CA: %s", why);
@@ -180,17 +209,20 @@ int fl_certs_make(const char *dir, const char *const *hosts, size_t n, int days,
 	if (!ret)
 		ret = write_pem(dir, "ca.key", NULL, ca_key, err, errlen);
 	for (size_t i = 0; !ret && i < n; i++) {
+		char host[256];
+		unsigned roles = host_roles(hosts[i], host, sizeof(host));
+
 		key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-		cert = key ? make_cert(key, hosts[i], ca, ca_key, days) : NULL;
+		cert = key ? make_cert(key, host, roles, ca, ca_key, days) : NULL;
 		if (!cert) {
 			ossl_reason(why, sizeof(why));
 			fl__wire_err(err, errlen, "making the certificate of %s: %s", hosts[i], why);
 			ret = -EIO;
 			break;
 		}
-		snprintf(name, sizeof(name), "%s.crt", hosts[i]);
+		snprintf(name, sizeof(name), "%s.crt", host);
 		ret = write_pem(dir, name, cert, NULL, err, errlen);
-		snprintf(name, sizeof(name), "%s.key", hosts[i]);
+		snprintf(name, sizeof(name), "%s.key", host);
 		if (!ret)
 			ret = write_pem(dir, name, NULL, key, err, errlen);
 		X509_free(cert);

@@ -222,6 +222,9 @@ static int conn_start(struct fl_conn **out, int fd, const struct fl_tls_config *
 	ret = fl__wire_tls_handshake(c->ssl, fd, server, c->peer,
 				     server ? SERVER_HANDSHAKE_TIMEOUT_MS : HANDSHAKE_TIMEOUT_MS, err,
 				     errlen);
+	if (!ret && (cfg->peer_role || cfg->peer_name))
+		ret = fl__wire_tls_check_peer(c->ssl, cfg->peer_role, cfg->peer_name, c->peer, err,
+					      errlen);
 	if (ret)
 		goto fail;
 	*out = c;

@@ -600,6 +600,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		      struct fl_migrate_report *report, char *err, size_t errlen)
 {
 	struct server s = { .o = opts, .mem = mem, .n = n, .rep = report };
+	struct fl_tls_config tls;
 	uint64_t **dirty = NULL;
 	uint8_t session[16];
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
@@ -636,11 +637,15 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	}
 	if (getrandom(session, sizeof(session), 0) != sizeof(session))
 		memset(session, 0x5a, sizeof(session));
-	ret = fl_conn_connect(&s.ctl, opts->to, &opts->tls, err, errlen);
+	/* Only a destination may pull the program's memory. */
+	tls = opts->tls;
+	if (!tls.peer_role)
+		tls.peer_role = "dest";
+	ret = fl_conn_connect(&s.ctl, opts->to, &tls, err, errlen);
 	if (!ret)
 		ret = say_hello(s.ctl, FL_CONN_CONTROL, session, err, errlen);
 	if (!ret)
-		ret = fl_conn_connect(&s.urg, opts->to, &opts->tls, err, errlen);
+		ret = fl_conn_connect(&s.urg, opts->to, &tls, err, errlen);
 	if (!ret)
 		ret = say_hello(s.urg, FL_CONN_URGENT, session, err, errlen);
 	if (ret)

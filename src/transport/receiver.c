@@ -485,7 +485,13 @@ static int accept_source(struct fl_receiver *r, int listen_fd, const struct fl_t
 {
 	for (;;) {
 		struct fl_conn *c;
-		int ret = fl_conn_accept(&c, listen_fd, tls, err, errlen);
+		struct fl_tls_config t = *tls;
+		int ret;
+
+		/* Only a source may write into the program's memory. */
+		if (!t.peer_role)
+			t.peer_role = "source";
+		ret = fl_conn_accept(&c, listen_fd, &t, err, errlen);
 
 		if (ret == -EBADF || ret == -EINVAL || ret == -ENOTSOCK || ret == -EOPNOTSUPP ||
 		    ret == -EMFILE || ret == -ENFILE)

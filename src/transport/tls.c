@@ -20,6 +20,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <arpa/inet.h>
 
 #include "util/clock.h"
 #include "wire-internal.h"
@@ -239,4 +241,65 @@ int fl__wire_tls_handshake(SSL *ssl, int fd, bool server, const char *peer,
 			return -errno;
 		}
 	}
+}
+
+/* Does cert's subjectAltName carry URI FL_CERT_ROLE_URI role? */
+static bool has_role(X509 *cert, const char *role)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	char want[64];
+	bool found = false;
+
+	snprintf(want, sizeof(want), "%s%s", FL_CERT_ROLE_URI, role);
+	for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !found; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+
+		if (g->type == GEN_URI &&
+		    (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier) == strlen(want) &&
+		    !memcmp(ASN1_STRING_get0_data(g->d.uniformResourceIdentifier), want, strlen(want)))
+			found = true;
+	}
+	GENERAL_NAMES_free(names);
+	return found;
+}
+
+/* The peer's certificate, beyond its chain to the CA (checked in the
+ * handshake): it must say the role we expect it to play (a destination
+ * must not pull a program's memory, a source must not write into one) and,
+ * if asked, the host name or address we expect. -EACCES with the reason. */
+int fl__wire_tls_check_peer(SSL *ssl, const char *role, const char *name, const char *peer,
+			    char *err, size_t errlen)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	unsigned char ip[16];
+	int ok;
+
+	if (!cert) {
+		fl__wire_err(err, errlen, "%s: presented no certificate", peer);
+		return -EACCES;
+	}
+	if (role && !has_role(cert, role)) {
+		const char *other = !strcmp(role, "source") ? "dest" : "source";
+		const char *word = !strcmp(role, "dest") ? "destination" : "source";
+
+		fl__wire_err(err, errlen, "%s: its certificate is not a faultline %s's (%s): "
+			     "refused. Make one with `faultline certs --hosts NAME/%s`", peer, word,
+			     has_role(cert, other) ? (!strcmp(other, "dest") ? "it is a destination's"
+									     : "it is a source's")
+						   : "it names no faultline role: made by an older "
+						     "`faultline certs`?", role);
+		return -EACCES;
+	}
+	if (!name)
+		return 0;
+	if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
+		ok = X509_check_ip_asc(cert, name, 0);
+	else
+		ok = X509_check_host(cert, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL);
+	if (ok != 1) {
+		fl__wire_err(err, errlen, "%s: its certificate is not for %s (--peer-name): refused",
+			     peer, name);
+		return -EACCES;
+	}
+	return 0;
 }

@@ -39,4 +39,6 @@ int fl__wire_tls_handshake(struct ssl_st *ssl, int fd, bool server, const char *
 /* Why the last SSL call on ssl failed (the thread's OpenSSL error queue,
  * and the certificate verification result), emptying the queue. */
 void fl__wire_tls_reason(struct ssl_st *ssl, char *buf, size_t len);
+int fl__wire_tls_check_peer(struct ssl_st *ssl, const char *role, const char *name,
+			    const char *peer, char *err, size_t errlen);
 #endif

@@ -368,6 +368,79 @@ static void test_server_signed_by_another_ca_is_refused(const struct fl_case *c)
 	pki_rm(&p);
 }
 
+/* Both certificates chain to the deployment's CA, but a destination's
+ * may not play the source: the accepting side refuses it, saying so. */
+static void test_a_destination_certificate_cannot_play_the_source(const struct fl_case *c)
+{
+	struct fl_tls_config scfg, ccfg;
+	struct fl_conn *sc = NULL, *cc = NULL;
+	struct server s;
+	char err[1024] = "";
+	struct pki p;
+
+	(void)c;
+	pki_make(&p);
+	scfg = p.dest;
+	scfg.peer_role = "source";
+	ccfg = p.dest; /* a destination's certificate, connecting as a source */
+	pair(&scfg, &ccfg, &sc, &cc, &s, err, sizeof(err));
+	assert_true(s.ret == -EACCES);
+	assert_null(sc);
+	if (!strstr(s.err, "not a faultline source's") || !strstr(s.err, "it is a destination's"))
+		fail_msg("the refusal does not say why: %s", s.err);
+	fl_conn_close(cc);
+	pki_rm(&p);
+}
+
+/* And a source's may not play the destination: the connecting side
+ * refuses to send memory to it. */
+static void test_a_source_certificate_cannot_play_the_destination(const struct fl_case *c)
+{
+	struct fl_tls_config scfg, ccfg;
+	struct fl_conn *sc = NULL, *cc = NULL;
+	struct server s;
+	char err[1024] = "";
+	struct pki p;
+
+	(void)c;
+	pki_make(&p);
+	scfg = p.source; /* a source's certificate, accepting as a destination */
+	ccfg = p.source;
+	ccfg.peer_role = "dest";
+	assert_int_equal(pair(&scfg, &ccfg, &sc, &cc, &s, err, sizeof(err)), -EACCES);
+	assert_null(cc);
+	if (!strstr(err, "not a faultline destination's") || !strstr(err, "it is a source's"))
+		fail_msg("the refusal does not say why: %s", err);
+	fl_conn_close(sc);
+	pki_rm(&p);
+}
+
+/* With a peer name, the certificate must be for that host. */
+static void test_peer_name_must_match_the_certificate(const struct fl_case *c)
+{
+	struct fl_tls_config ccfg;
+	struct fl_conn *sc = NULL, *cc = NULL;
+	struct server s;
+	char err[1024] = "";
+	struct pki p;
+
+	(void)c;
+	pki_make(&p);
+	ccfg = p.source;
+	ccfg.peer_role = "dest";
+	ccfg.peer_name = "dest";
+	pair_ok(&p.dest, &ccfg, &sc, &cc);
+	fl_conn_close(sc);
+	fl_conn_close(cc);
+	sc = cc = NULL;
+	ccfg.peer_name = "elsewhere.example";
+	assert_int_equal(pair(&p.dest, &ccfg, &sc, &cc, &s, err, sizeof(err)), -EACCES);
+	if (!strstr(err, "not for elsewhere.example"))
+		fail_msg("the refusal does not name the host: %s", err);
+	fl_conn_close(sc);
+	pki_rm(&p);
+}
+
 static void test_client_signed_by_another_ca_is_refused(const struct fl_case *c)
 {
 	struct fl_conn *sc = NULL, *cc = NULL;
@@ -715,6 +788,9 @@ int main(int argc, char **argv)
 	FL_ADD(test_concurrent_senders_never_interleave_frames);
 	FL_ADD(test_server_signed_by_another_ca_is_refused);
 	FL_ADD(test_client_signed_by_another_ca_is_refused);
+	FL_ADD(test_a_destination_certificate_cannot_play_the_source);
+	FL_ADD(test_a_source_certificate_cannot_play_the_destination);
+	FL_ADD(test_peer_name_must_match_the_certificate);
 	FL_ADD(test_client_without_certificate_is_refused);
 	FL_ADD(test_tls_config_without_files_is_refused_clearly);
 	FL_ADD(test_plain_works_on_loopback_only_when_asked);
