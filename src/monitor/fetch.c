@@ -39,6 +39,7 @@
 #include "util/clock.h"
 
 #define URGENT_REQS 256
+#define POISON_LOG_MAX 16
 #define MAX_PAGE (2UL << 20)
 
 int fl__fetch_pool_init(struct fl_monitor *m)
@@ -415,8 +416,14 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 				}
 				fl__ps_set(&r->ps, page, PS_PRESENT);
 				m->stats.pages_poisoned++;
-				fl__mon_log(m, 0, "%s: %s; poisoned: SIGBUS on access, never zeros",
-					p->label, why);
+				/* A lost source can poison every owed page: name
+				 * the first ones, count the rest. */
+				if (m->stats.pages_poisoned <= POISON_LOG_MAX)
+					fl__mon_log(m, 0, "%s: %s; poisoned: SIGBUS on access, never "
+						    "zeros", p->label, why);
+				if (m->stats.pages_poisoned == POISON_LOG_MAX)
+					fl__mon_log(m, 0, "further poisoned pages are counted, not "
+						    "logged (pages_poisoned in the statistics)");
 			}
 		}
 	}

@@ -29,9 +29,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "1..6"
+say "1..7"
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
-	for t in precopy_postcopy_over_tls postcopy_only_over_tls pid_postcopy_over_tls \
+	for t in precopy_postcopy_over_tls postcopy_only_over_tls source_killed_mid_postcopy_gives_sigbus_not_zeros pid_postcopy_over_tls \
 		wrong_ca_refused_then_the_real_source_migrates garbage_peer_refused_then_the_real_source_migrates plain_refused_off_loopback; do
 		ok "test_$t" "needs root and iproute2 for network namespaces"
 	done
@@ -71,6 +71,40 @@ if migrate precopy; then ok test_precopy_postcopy_over_tls; else not_ok test_pre
 # how long each waited.
 if migrate postcopy --postcopy-only &&
    grep -qE "^    thread [0-9]+: [0-9.]+ ms over [1-9][0-9]* faults" "$tmp/postcopy.src"; then ok test_postcopy_only_over_tls; else not_ok test_postcopy_only_over_tls "$tmp/postcopy.log"; fi
+
+# The source killed in the middle of post-copy (link slowed so that it
+# is): the destination's program gets SIGBUS on a page that can no longer
+# arrive, never zeros and never a hang, and receive exits non-zero saying
+# its restorer died of it (135 through sh -c), well within the test's time.
+link_rate() {
+	ip netns exec "$tag-src" tc qdisc change dev "$tag-a" root netem delay 1ms ${1:+rate $1} 2>/dev/null ||
+		ip netns exec "$tag-src" tc qdisc change dev "$tag-a" root tbf rate "${1:-2gbit}" \
+			burst 256kb latency 5ms 2>/dev/null
+}
+port=$((port + 1))
+rm -f "$tmp/sha"
+link_rate 40mbit
+ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+	--exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/kill.dst" 2>&1 &
+rpid=$!
+sleep 0.3
+ip netns exec "$tag-src" timeout 120 "$wl" source --mib 64 --to "10.213.7.2:$port" \
+	--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only --seconds 0.2 >"$tmp/kill.src" 2>&1 &
+for _ in $(seq 300); do grep -q "switch-over" "$tmp/kill.src" 2>/dev/null && break; sleep 0.05; done
+sleep 1
+t0=$(date +%s)
+pkill -9 -f "migrate-workload source --mib 64 --to 10.213.7.2:$port"
+wait $rpid; d=$?
+t1=$(date +%s)
+link_rate
+wait
+cat "$tmp/kill.src" "$tmp/kill.dst" >"$tmp/kill.log"
+if [ $d -ne 0 ] && grep -qE "died of signal 7|exited with 135" "$tmp/kill.dst" && grep -q "poisoned" "$tmp/kill.dst" &&
+	! grep -q "memory equals the source's" "$tmp/kill.dst" && [ $((t1 - t0)) -lt 60 ]; then
+	ok test_source_killed_mid_postcopy_gives_sigbus_not_zeros
+else
+	not_ok test_source_killed_mid_postcopy_gives_sigbus_not_zeros "$tmp/kill.log"
+fi
 
 # A process by pid (post-copy): its restorer maps the region it finds in
 # $FAULTLINE_REGIONS at the address the state file names.
