@@ -74,7 +74,15 @@ enum fl_ctl_type {
 	FL_CTL_DONE,	  /* dest -> source: every page is present */
 	FL_CTL_STATS,	  /* either way: counters for the final report */
 	FL_CTL_ERROR,	  /* either way: why the sender gives up */
+	FL_CTL_PING,	  /* either way, control connection: still here */
 };
+
+/* Heartbeat: each side sends FL_CTL_PING on the control connection every
+ * FL_WIRE_PING_S, and gives the other up after FL_WIRE_SILENCE_S without
+ * a frame there (a peer alive but silent, or a path that drops everything
+ * without a reset, is noticed in seconds, not after TCP's timeouts). */
+#define FL_WIRE_PING_S 1
+#define FL_WIRE_SILENCE_S 6
 
 #define FL_ROLE_SOURCE 1
 #define FL_ROLE_DEST 2
@@ -226,6 +234,9 @@ void fl_conn_shutdown(struct fl_conn *c);
  * -ETIMEDOUT (0: no deadline, the default). For the set-up exchanges, so a
  * peer that connects and says nothing costs a bounded wait. */
 void fl_conn_set_deadline(struct fl_conn *c, double seconds);
+/* Reads on c fail with -ETIMEDOUT once nothing has arrived for `seconds`
+ * (0: never, the default): for a connection whose peer sends a heartbeat. */
+void fl_conn_set_idle_timeout(struct fl_conn *c, double seconds);
 void fl_conn_close(struct fl_conn *c);
 
 /*

@@ -46,6 +46,9 @@ struct fl_conn {
 	struct fl_region *regions;
 	size_t nregions;
 	atomic_bool shut;
+	_Atomic uint64_t idle_ns;     /* 0: none; else a wait fails once nothing
+					 has arrived for this long */
+	_Atomic uint64_t last_rx_ns;  /* when bytes last arrived */
 	_Atomic uint64_t deadline_ns; /* 0: none; else a read or write waiting
 					 past it fails with -ETIMEDOUT */
 	char peer[INET6_ADDRSTRLEN + 16];
@@ -380,6 +383,12 @@ void fl_conn_set_deadline(struct fl_conn *c, double seconds)
 	atomic_store(&c->deadline_ns, seconds > 0 ? mono_ns() + (uint64_t)(seconds * 1e9) : 0);
 }
 
+void fl_conn_set_idle_timeout(struct fl_conn *c, double seconds)
+{
+	atomic_store(&c->last_rx_ns, mono_ns());
+	atomic_store(&c->idle_ns, seconds > 0 ? (uint64_t)(seconds * 1e9) : 0);
+}
+
 /* Wait until fd is ready, or the connection's deadline passes (errno
  * ETIMEDOUT). 0, or -errno with errno set. */
 static int wait_fd(struct fl_conn *c, short events)
@@ -387,7 +396,15 @@ static int wait_fd(struct fl_conn *c, short events)
 	struct pollfd p = { .fd = c->fd, .events = events };
 
 	for (;;) {
-		uint64_t dl = atomic_load(&c->deadline_ns), now;
+		uint64_t dl = atomic_load(&c->deadline_ns), idle = atomic_load(&c->idle_ns), now;
+
+		/* Silence counts only while waiting to read. */
+		if (idle && (events & POLLIN)) {
+			uint64_t quiet = atomic_load(&c->last_rx_ns) + idle;
+
+			if (!dl || quiet < dl)
+				dl = quiet;
+		}
 		int ms = -1, n;
 
 		if (dl) {
@@ -427,8 +444,10 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 			    e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_ZERO_RETURN)
 				fl__wire_tls_reason(c->ssl, why, sizeof(why));
 			pthread_mutex_unlock(&c->io_lock);
-			if (r)
+			if (r) {
+				atomic_store(&c->last_rx_ns, mono_ns());
 				return (ssize_t)n;
+			}
 			if (e == SSL_ERROR_ZERO_RETURN)
 				return 0;
 			if (e == SSL_ERROR_WANT_WRITE)
@@ -442,6 +461,8 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 		} else {
 			ssize_t n = recv(c->fd, buf, len, 0);
 
+			if (n > 0)
+				atomic_store(&c->last_rx_ns, mono_ns());
 			if (n >= 0)
 				return n;
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <faultline/migrate.h>
@@ -46,8 +47,8 @@ struct fl_receiver {
 	struct fl_region *regions;
 	struct rx_region *rg;
 	size_t n;
-	pthread_t ctl_thread, urg_thread;
-	bool ctl_started, urg_started;
+	pthread_t ctl_thread, urg_thread, hb_thread;
+	bool ctl_started, urg_started, hb_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool resumed, failed, finished;
@@ -255,11 +256,18 @@ static void *rx_loop(struct fl_receiver *r, struct fl_conn *c)
 {
 	char err[256];
 
+	/* The source pings the control connection every second: silence
+	 * there means it is gone (the urgent one is quiet between faults). */
+	if (c == r->ctl)
+		fl_conn_set_idle_timeout(c, FL_WIRE_SILENCE_S);
 	for (;;) {
 		struct fl_wire_hdr h;
 		struct fl_ctl m;
 		int ret = fl_conn_recv(c, &h, &m, page_buf, r, err, sizeof(err));
 
+		if (ret == -ETIMEDOUT && c == r->ctl)
+			snprintf(err, sizeof(err), "the source went silent: nothing on the control "
+				 "connection for %d s", FL_WIRE_SILENCE_S);
 		if (ret) {
 			if (ret == -ECONNRESET)
 				snprintf(err, sizeof(err), "the source closed the connection");
@@ -440,6 +448,33 @@ static const struct fl_source_ops receiver_ops = {
 	.destroy = rx_destroy,
 };
 
+/* "Still here" to the source every FL_WIRE_PING_S until the migration
+ * ends either way: the source gives us up after FL_WIRE_SILENCE_S. */
+static void *rx_heartbeat(void *arg)
+{
+	struct fl_receiver *r = arg;
+	const struct fl_ctl ping = { .type = FL_CTL_PING };
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->finished && !r->failed) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_sec += FL_WIRE_PING_S;
+		pthread_cond_timedwait(&r->cond, &r->lock, &t);
+		if (r->finished || r->failed)
+			break;
+		pthread_mutex_unlock(&r->lock);
+		if (fl_conn_send_ctl(r->ctl, &ping)) {
+			pthread_mutex_lock(&r->lock);
+			break; /* the reader says why */
+		}
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], bool check,
@@ -598,6 +633,8 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 		r->ctl_started = true;
 	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
 		r->urg_started = true;
+	if (pthread_create(&r->hb_thread, NULL, rx_heartbeat, r) == 0)
+		r->hb_started = true;
 	if (verbose)
 		fprintf(stderr, "receive: source %s connected (%s), %zu regions\n",
 			fl_conn_peer(r->ctl), fl_conn_is_tls(r->ctl) ? "TLS" : "plain TCP", r->n);
@@ -650,6 +687,7 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	 * that must not count as a failure. */
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
+	pthread_cond_broadcast(&r->cond); /* the heartbeat stops */
 	pthread_mutex_unlock(&r->lock);
 	if (r->verbose)
 		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
@@ -668,7 +706,10 @@ void fl_receiver_destroy(struct fl_receiver *r)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
+	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+	if (r->hb_started)
+		pthread_join(r->hb_thread, NULL);
 	if (r->ctl)
 		fl_conn_shutdown(r->ctl);
 	if (r->urg)

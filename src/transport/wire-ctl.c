@@ -61,6 +61,7 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 	Faultline__Wire__Resume resume = FAULTLINE__WIRE__RESUME__INIT;
 	Faultline__Wire__Request request = FAULTLINE__WIRE__REQUEST__INIT;
 	Faultline__Wire__Done done = FAULTLINE__WIRE__DONE__INIT;
+	Faultline__Wire__Ping ping = FAULTLINE__WIRE__PING__INIT;
 	Faultline__Wire__Stats stats = FAULTLINE__WIRE__STATS__INIT;
 	Faultline__Wire__Error error = FAULTLINE__WIRE__ERROR__INIT;
 	Faultline__Wire__Region *rs = NULL, **rp = NULL;
@@ -144,6 +145,10 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 	case FL_CTL_DONE:
 		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_DONE;
 		pb.done = &done;
+		break;
+	case FL_CTL_PING:
+		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_PING;
+		pb.ping = &ping;
 		break;
 	case FL_CTL_STATS:
 		if (m->stats.n > sizeof(m->stats.values) / sizeof(m->stats.values[0]))
@@ -348,6 +353,9 @@ int fl_ctl_decode(const uint8_t *buf, size_t len, struct fl_ctl *m, char *err,
 	}
 	case FAULTLINE__WIRE__CONTROL__MSG_DONE:
 		m->type = FL_CTL_DONE;
+		break;
+	case FAULTLINE__WIRE__CONTROL__MSG_PING:
+		m->type = FL_CTL_PING;
 		break;
 	case FAULTLINE__WIRE__CONTROL__MSG_STATS:
 		m->type = FL_CTL_STATS;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <faultline/migrate.h>
@@ -139,6 +140,73 @@ static void test_received_pages_served_even_after_the_source_dies(const struct f
 	close(lfd);
 }
 
+/* A source that resumes the destination and then says nothing more, its
+ * connections open: no pages, no pings (a hung process, a path dropping
+ * everything). */
+static void *silent_source(void *arg)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct fl_region g = { .start = 0x10000000, .len = NPAGES * PG, .page_size = PG,
+			       .prot = 3, .name = "ram" };
+	struct fl_conn *ctl, *urg;
+	struct fl_ctl m = { .type = FL_CTL_REGIONS };
+	uint8_t owed[2] = { 0xff, 0xff };
+	char addr[32], err[256];
+	volatile int *stop = arg;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	assert_int_equal(fl_conn_connect(&ctl, addr, &plain, err, sizeof(err)), 0);
+	hello(ctl, FL_CONN_CONTROL);
+	assert_int_equal(fl_conn_connect(&urg, addr, &plain, err, sizeof(err)), 0);
+	hello(urg, FL_CONN_URGENT);
+	m.regions.regions = &g;
+	m.regions.n = 1;
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	m = (struct fl_ctl){ .type = FL_CTL_OWED };
+	m.owed.npages = NPAGES;
+	m.owed.bitmap = owed;
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	while (!*stop)
+		usleep(10000);
+	fl_conn_close(ctl);
+	fl_conn_close(urg);
+	return NULL;
+}
+
+/* The source goes silent after the switch-over: within the heartbeat's
+ * silence limit the receiver gives it up, and a page still owed fails
+ * (never zeros, never a wait for ever). */
+static void test_a_silent_source_is_given_up_in_seconds(const struct fl_case *c)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct fl_receiver *r;
+	struct timespec t0, t1;
+	volatile int stop = 0;
+	pthread_t th;
+	char err[256], buf[PG];
+	int lfd;
+
+	(void)c;
+	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
+	assert_true(lfd >= 0);
+	assert_int_equal(pthread_create(&th, NULL, silent_source, (void *)&stop), 0);
+	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 1, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(fetch(fl_receiver_source(r), 5, buf, true), -ECONNRESET);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("# given up after %.1f s (silence limit %d s)\n",
+	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       FL_WIRE_SILENCE_S);
+	assert_true(t1.tv_sec - t0.tv_sec <= FL_WIRE_SILENCE_S + 3);
+	stop = 1;
+	pthread_join(th, NULL);
+	fl_receiver_destroy(r);
+	close(lfd);
+}
+
 /* Connect to the receiver's port; send `bytes` (or nothing) and keep the
  * connection open. Returns the fd. */
 static int stray(const char *bytes)
@@ -191,5 +259,6 @@ int main(int argc, char **argv)
 
 	FL_ADD(test_received_pages_served_even_after_the_source_dies);
 	FL_ADD(test_garbage_and_silent_connections_before_the_source_cost_nothing);
+	FL_ADD(test_a_silent_source_is_given_up_in_seconds);
 	return fl_run_cases(cases, n, argc, argv);
 }

@@ -131,6 +131,10 @@ static void test_every_control_message_round_trips(const struct fl_case *c)
 	round_trip(&m, &d);
 
 	memset(&m, 0, sizeof(m));
+	m.type = FL_CTL_PING;
+	round_trip(&m, &d);
+
+	memset(&m, 0, sizeof(m));
 	m.type = FL_CTL_STATS;
 	m.stats.n = 16;
 	for (int i = 0; i < 16; i++)
