@@ -826,8 +826,6 @@ static void release_only(struct fl_source_req *req, void *arg)
 
 void fl__fetch_cancel_all(struct fl_monitor *m)
 {
-	bool late = false;
-
 	while (m->deferred) {
 		struct mreq *q = m->deferred;
 
@@ -843,9 +841,10 @@ void fl__fetch_cancel_all(struct fl_monitor *m)
 		if (fl_source_cancel(m->src, &q->req) == 0)
 			req_put(m, q);
 		else
-			q->cancelled = late = true;
+			q->cancelled = true; /* already in the source's done list */
 	}
-	(void)late;
+	/* Those, and pages pushed unasked meanwhile, come back now: released,
+	 * never installed. */
 	fl_source_reap(m->src, release_only, m);
 }
 
