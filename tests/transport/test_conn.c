@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <faultline/wire.h>
 
@@ -465,6 +467,8 @@ static void test_client_signed_by_another_ca_is_refused(const struct fl_case *c)
 struct raw_client {
 	int port;
 	const char *ca;
+	const char *cert, *key; /* NULL: none presented */
+	bool tls12;		/* offer TLS 1.2 only */
 	int ok;
 };
 
@@ -481,6 +485,12 @@ static void *raw_client_main(void *arg)
 
 	SSL_CTX_load_verify_locations(ctx, r->ca, NULL);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (r->cert) {
+		SSL_CTX_use_certificate_file(ctx, r->cert, SSL_FILETYPE_PEM);
+		SSL_CTX_use_PrivateKey_file(ctx, r->key, SSL_FILETYPE_PEM);
+	}
+	if (r->tls12)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
 		ssl = SSL_new(ctx);
 		SSL_set_fd(ssl, fd);
@@ -515,6 +525,105 @@ static void test_client_without_certificate_is_refused(const struct fl_case *c)
 	if (!strstr(err, "certificate"))
 		fail_msg("server error does not say why: %s", err);
 	close(lfd);
+	pki_rm(&p);
+}
+
+/* A client that offers only TLS 1.2 (with a good certificate) is refused:
+ * the wire is TLS 1.3 only. */
+static void test_tls12_client_is_refused(const struct fl_case *c)
+{
+	struct raw_client r = { 0 };
+	struct fl_conn *sc = NULL;
+	char err[1024] = "";
+	pthread_t t;
+	struct pki p;
+	int lfd;
+
+	(void)c;
+	pki_make(&p);
+	lfd = fl_conn_listen("127.0.0.1:0", &r.port, err, sizeof(err));
+	assert_true(lfd >= 0);
+	r.ca = p.source.ca;
+	r.cert = p.source.cert;
+	r.key = p.source.key;
+	r.tls12 = true;
+	assert_int_equal(pthread_create(&t, NULL, raw_client_main, &r), 0);
+	assert_true(fl_conn_accept(&sc, lfd, &p.dest, err, sizeof(err)) < 0);
+	pthread_join(t, NULL);
+	assert_null(sc);
+	assert_false(r.ok);
+	if (!strstr(err, "protocol"))
+		fail_msg("server error does not say why: %s", err);
+	close(lfd);
+	pki_rm(&p);
+}
+
+/* A certificate signed by the right CA, with the right role, but expired:
+ * made here with the CA's key, valid from 3 days ago to yesterday. */
+static void make_expired(struct pki *p, const char *crt, const char *key)
+{
+	FILE *f = fopen(pki_file(p, 0, "", "ca.key"), "r");
+	EVP_PKEY *ca_key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	X509 *ca = NULL, *x = X509_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+
+	if (f)
+		fclose(f);
+	f = fopen(p->source.ca, "r");
+	ca = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	assert_true(ca_key && ca && k && x);
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3 * 86400L);
+	X509_gmtime_adj(X509_getm_notAfter(x), -86400L);
+	X509_set_pubkey(x, k);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"source", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(ca));
+	X509V3_set_ctx(&ctx, ca, x, NULL, NULL, 0);
+	e = X509V3_EXT_nconf_nid(NULL, &ctx, NID_subject_alt_name,
+				 "DNS:source,URI:" FL_CERT_ROLE_URI "source");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	assert_true(X509_sign(x, ca_key, NULL) > 0);
+	f = fopen(crt, "w");
+	PEM_write_X509(f, x);
+	fclose(f);
+	f = fopen(key, "w");
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(ca_key);
+}
+
+static void test_expired_client_certificate_is_refused(const struct fl_case *c)
+{
+	struct fl_tls_config old;
+	struct fl_conn *sc = NULL, *cc = NULL;
+	struct server s;
+	char err[1024] = "", crt[300], key[300];
+	struct pki p;
+
+	(void)c;
+	pki_make(&p);
+	snprintf(crt, sizeof(crt), "%s/expired.crt", p.dir);
+	snprintf(key, sizeof(key), "%s/expired.key", p.dir);
+	make_expired(&p, crt, key);
+	old = p.source;
+	old.cert = crt;
+	old.key = key;
+	pair(&p.dest, &old, &sc, &cc, &s, err, sizeof(err));
+	assert_true(s.ret < 0);
+	assert_null(sc);
+	if (!strstr(s.err, "expired"))
+		fail_msg("server error does not say why: %s", s.err);
+	fl_conn_close(cc);
 	pki_rm(&p);
 }
 
@@ -791,6 +900,8 @@ int main(int argc, char **argv)
 	FL_ADD(test_a_destination_certificate_cannot_play_the_source);
 	FL_ADD(test_a_source_certificate_cannot_play_the_destination);
 	FL_ADD(test_peer_name_must_match_the_certificate);
+	FL_ADD(test_tls12_client_is_refused);
+	FL_ADD(test_expired_client_certificate_is_refused);
 	FL_ADD(test_client_without_certificate_is_refused);
 	FL_ADD(test_tls_config_without_files_is_refused_clearly);
 	FL_ADD(test_plain_works_on_loopback_only_when_asked);
