@@ -287,7 +287,7 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 					strerror(-ret));
 				fl__ps_set_range(&r->ps, page + got, run - got, PS_MISSING);
 			}
-			off += run * r->page;
+			page += run;
 		}
 	}
 	return again;

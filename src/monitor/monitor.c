@@ -35,11 +35,9 @@ void fl__mon_log(struct fl_monitor *m, int level, const char *fmt, ...)
 static void on_source(evutil_socket_t fd, short what, void *arg)
 {
 	struct fl_monitor *m = arg;
-	uint64_t count = 0;
 
 	(void)what;
 	(void)fd;
-	(void)count;
 	fl__fetch_source_ready(m); /* reap drains the eventfd itself */
 	fl__retry_drain(m);
 	fl__fetch_kick(m);
