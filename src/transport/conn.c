@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "util/clock.h"
 #include "wire-internal.h"
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -370,22 +371,14 @@ int fl_conn_accept(struct fl_conn **out, int listen_fd,
 
 /* --------------------------------------------------------------- bytes */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 void fl_conn_set_deadline(struct fl_conn *c, double seconds)
 {
-	atomic_store(&c->deadline_ns, seconds > 0 ? mono_ns() + (uint64_t)(seconds * 1e9) : 0);
+	atomic_store(&c->deadline_ns, seconds > 0 ? fl__now_ns() + (uint64_t)(seconds * 1e9) : 0);
 }
 
 void fl_conn_set_idle_timeout(struct fl_conn *c, double seconds)
 {
-	atomic_store(&c->last_rx_ns, mono_ns());
+	atomic_store(&c->last_rx_ns, fl__now_ns());
 	atomic_store(&c->idle_ns, seconds > 0 ? (uint64_t)(seconds * 1e9) : 0);
 }
 
@@ -408,7 +401,7 @@ static int wait_fd(struct fl_conn *c, short events)
 		int ms = -1, n;
 
 		if (dl) {
-			now = mono_ns();
+			now = fl__now_ns();
 			if (now >= dl) {
 				errno = ETIMEDOUT;
 				return -ETIMEDOUT;
@@ -445,7 +438,7 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 				fl__wire_tls_reason(c->ssl, why, sizeof(why));
 			pthread_mutex_unlock(&c->io_lock);
 			if (r) {
-				atomic_store(&c->last_rx_ns, mono_ns());
+				atomic_store(&c->last_rx_ns, fl__now_ns());
 				return (ssize_t)n;
 			}
 			if (e == SSL_ERROR_ZERO_RETURN)
@@ -462,7 +455,7 @@ static ssize_t io_read(struct fl_conn *c, void *buf, size_t len, char *err, size
 			ssize_t n = recv(c->fd, buf, len, 0);
 
 			if (n > 0)
-				atomic_store(&c->last_rx_ns, mono_ns());
+				atomic_store(&c->last_rx_ns, fl__now_ns());
 			if (n >= 0)
 				return n;
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

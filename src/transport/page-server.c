@@ -22,6 +22,7 @@
 
 #include <faultline/migrate.h>
 
+#include "heartbeat.h"
 #include "util/bitmap.h"
 #include "util/clock.h"
 
@@ -61,10 +62,7 @@ struct server {
 		double t0, last;
 	} pg;
 	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
-	/* The heartbeat thread: FL_CTL_PING on ctl every FL_WIRE_PING_S. */
-	pthread_mutex_t hb_lock;
-	pthread_cond_t hb_cond;
-	bool hb_stop;
+	struct fl__heartbeat hb; /* Ping to the destination on ctl */
 };
 
 static void progress_start(struct server *s, const char *what, uint64_t total)
@@ -453,42 +451,6 @@ static void *urgent_thread(void *arg)
 	}
 }
 
-/* "Still here", every FL_WIRE_PING_S, from connection to the end: the
- * destination gives us up after FL_WIRE_SILENCE_S without a frame. */
-static void *heartbeat_thread(void *arg)
-{
-	struct server *s = arg;
-	const struct fl_ctl ping = { .type = FL_CTL_PING };
-
-	pthread_mutex_lock(&s->hb_lock);
-	while (!s->hb_stop) {
-		struct timespec t;
-
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_sec += FL_WIRE_PING_S;
-		pthread_cond_timedwait(&s->hb_cond, &s->hb_lock, &t);
-		if (s->hb_stop)
-			break;
-		pthread_mutex_unlock(&s->hb_lock);
-		if (fl_conn_send_ctl(s->ctl, &ping)) {
-			pthread_mutex_lock(&s->hb_lock);
-			break; /* the connection's reader says why */
-		}
-		pthread_mutex_lock(&s->hb_lock);
-	}
-	pthread_mutex_unlock(&s->hb_lock);
-	return NULL;
-}
-
-static void heartbeat_stop(struct server *s, pthread_t t)
-{
-	pthread_mutex_lock(&s->hb_lock);
-	s->hb_stop = true;
-	pthread_cond_broadcast(&s->hb_cond);
-	pthread_mutex_unlock(&s->hb_lock);
-	pthread_join(t, NULL);
-}
-
 static void *control_thread(void *arg)
 {
 	struct server *s = arg;
@@ -652,8 +614,8 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	uint64_t **dirty = NULL;
 	uint8_t session[16];
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
-	pthread_t ut, ct, hb;
-	bool ut_started = false, ct_started = false, hb_started = false;
+	pthread_t ut, ct;
+	bool ut_started = false, ct_started = false;
 	double t0 = fl__now_s(), t_pause, t_resume;
 	void *blob = NULL;
 	size_t blob_len = 0;
@@ -662,8 +624,6 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	memset(report, 0, sizeof(*report));
 	s.out = opts->progress ? opts->progress : stderr;
 	pthread_mutex_init(&s.lock, NULL);
-	pthread_mutex_init(&s.hb_lock, NULL);
-	pthread_cond_init(&s.hb_cond, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	s.rg = calloc(n, sizeof(*s.rg));
 	dirty = calloc(n, sizeof(*dirty));
@@ -702,7 +662,9 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		goto out;
 	fl_conn_set_regions(s.ctl, regions, n);
 	fl_conn_set_regions(s.urg, regions, n);
-	hb_started = pthread_create(&hb, NULL, heartbeat_thread, &s) == 0;
+	/* "Still here", from connection to the end: the destination gives
+	 * us up after FL_WIRE_SILENCE_S without a frame. */
+	fl__heartbeat_start(&s.hb, s.ctl);
 	m.regions.regions = (struct fl_region *)regions;
 	m.regions.n = n;
 	if ((ret = fl_conn_send_ctl(s.ctl, &m))) {
@@ -805,8 +767,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	report->postcopy_s = fl__now_s() - t_resume;
 out:
 	report->total_s = fl__now_s() - t0;
-	if (hb_started)
-		heartbeat_stop(&s, hb);
+	fl__heartbeat_stop(&s.hb);
 	if (s.ctl)
 		fl_conn_shutdown(s.ctl);
 	if (s.urg)
@@ -832,8 +793,6 @@ out:
 	free(s.bg);
 	pthread_mutex_destroy(&s.lock);
 	pthread_cond_destroy(&s.cond);
-	pthread_mutex_destroy(&s.hb_lock);
-	pthread_cond_destroy(&s.hb_cond);
 	return ret;
 }
 

@@ -28,6 +28,7 @@
 /* A connection has this long to authenticate and say hello. */
 #define HELLO_DEADLINE_S 5.0
 
+#include "heartbeat.h"
 #include "source-internal.h"
 #include "util/bitmap.h"
 
@@ -47,8 +48,9 @@ struct fl_receiver {
 	struct fl_region *regions;
 	struct rx_region *rg;
 	size_t n;
-	pthread_t ctl_thread, urg_thread, hb_thread;
-	bool ctl_started, urg_started, hb_started;
+	pthread_t ctl_thread, urg_thread;
+	bool ctl_started, urg_started;
+	struct fl__heartbeat hb; /* Ping to the source on ctl */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool resumed, failed, finished;
@@ -60,7 +62,6 @@ struct fl_receiver {
 	_Atomic uint64_t owed;
 	int verbose;
 	uint64_t bytes, rounds;
-	unsigned refused; /* connections refused while waiting for the source */
 };
 
 static bool all_here(struct fl_receiver *r, const struct fl_source_req *q)
@@ -448,33 +449,6 @@ static const struct fl_source_ops receiver_ops = {
 	.destroy = rx_destroy,
 };
 
-/* "Still here" to the source every FL_WIRE_PING_S until the migration
- * ends either way: the source gives us up after FL_WIRE_SILENCE_S. */
-static void *rx_heartbeat(void *arg)
-{
-	struct fl_receiver *r = arg;
-	const struct fl_ctl ping = { .type = FL_CTL_PING };
-
-	pthread_mutex_lock(&r->lock);
-	while (!r->finished && !r->failed) {
-		struct timespec t;
-
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_sec += FL_WIRE_PING_S;
-		pthread_cond_timedwait(&r->cond, &r->lock, &t);
-		if (r->finished || r->failed)
-			break;
-		pthread_mutex_unlock(&r->lock);
-		if (fl_conn_send_ctl(r->ctl, &ping)) {
-			pthread_mutex_lock(&r->lock);
-			break; /* the reader says why */
-		}
-		pthread_mutex_lock(&r->lock);
-	}
-	pthread_mutex_unlock(&r->lock);
-	return NULL;
-}
-
 /* ------------------------------------------------------------ lifecycle */
 
 static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], bool check,
@@ -541,7 +515,6 @@ static int accept_source(struct fl_receiver *r, int listen_fd, const struct fl_t
 			}
 			fl_conn_close(c);
 		}
-		r->refused++;
 		if (r->verbose)
 			fprintf(stderr, "receive: refused a connection: %s; still waiting for the "
 				"source\n", err);
@@ -633,8 +606,7 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 		r->ctl_started = true;
 	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
 		r->urg_started = true;
-	if (pthread_create(&r->hb_thread, NULL, rx_heartbeat, r) == 0)
-		r->hb_started = true;
+	fl__heartbeat_start(&r->hb, r->ctl);
 	if (verbose)
 		fprintf(stderr, "receive: source %s connected (%s), %zu regions\n",
 			fl_conn_peer(r->ctl), fl_conn_is_tls(r->ctl) ? "TLS" : "plain TCP", r->n);
@@ -687,8 +659,8 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	 * that must not count as a failure. */
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
-	pthread_cond_broadcast(&r->cond); /* the heartbeat stops */
 	pthread_mutex_unlock(&r->lock);
+	fl__heartbeat_stop(&r->hb);
 	if (r->verbose)
 		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
 	m.stats.n = n < FL_WIRE_STATS_MAX ? n : FL_WIRE_STATS_MAX;
@@ -706,10 +678,8 @@ void fl_receiver_destroy(struct fl_receiver *r)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
-	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	if (r->hb_started)
-		pthread_join(r->hb_thread, NULL);
+	fl__heartbeat_stop(&r->hb);
 	if (r->ctl)
 		fl_conn_shutdown(r->ctl);
 	if (r->urg)
