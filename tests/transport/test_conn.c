@@ -503,28 +503,34 @@ static void *raw_client_main(void *arg)
 	return NULL;
 }
 
-static void test_client_without_certificate_is_refused(const struct fl_case *c)
+/* Accept the raw client r (its ca, certificate and protocol set by the
+ * caller; the port here) against the destination's configuration: it is
+ * refused, and the server's error contains `why`. */
+static void raw_client_refused(struct raw_client *r, struct pki *p, const char *why)
 {
-	struct raw_client r = { 0 };
 	struct fl_conn *sc = NULL;
 	char err[1024] = "";
 	pthread_t t;
+	int lfd = fl_conn_listen("127.0.0.1:0", &r->port, err, sizeof(err));
+
+	assert_true(lfd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, raw_client_main, r), 0);
+	assert_true(fl_conn_accept(&sc, lfd, &p->dest, err, sizeof(err)) < 0);
+	pthread_join(t, NULL);
+	assert_null(sc);
+	assert_false(r->ok);
+	if (!strstr(err, why))
+		fail_msg("server error does not say why: %s", err);
+	close(lfd);
+}
+
+static void test_client_without_certificate_is_refused(const struct fl_case *c)
+{
 	struct pki p;
-	int lfd;
 
 	(void)c;
 	pki_make(&p);
-	lfd = fl_conn_listen("127.0.0.1:0", &r.port, err, sizeof(err));
-	assert_true(lfd >= 0);
-	r.ca = p.source.ca;
-	assert_int_equal(pthread_create(&t, NULL, raw_client_main, &r), 0);
-	assert_true(fl_conn_accept(&sc, lfd, &p.dest, err, sizeof(err)) < 0);
-	pthread_join(t, NULL);
-	assert_null(sc);
-	assert_false(r.ok);
-	if (!strstr(err, "certificate"))
-		fail_msg("server error does not say why: %s", err);
-	close(lfd);
+	raw_client_refused(&(struct raw_client){ .ca = p.source.ca }, &p, "certificate");
 	pki_rm(&p);
 }
 
@@ -532,29 +538,13 @@ static void test_client_without_certificate_is_refused(const struct fl_case *c)
  * the wire is TLS 1.3 only. */
 static void test_tls12_client_is_refused(const struct fl_case *c)
 {
-	struct raw_client r = { 0 };
-	struct fl_conn *sc = NULL;
-	char err[1024] = "";
-	pthread_t t;
 	struct pki p;
-	int lfd;
 
 	(void)c;
 	pki_make(&p);
-	lfd = fl_conn_listen("127.0.0.1:0", &r.port, err, sizeof(err));
-	assert_true(lfd >= 0);
-	r.ca = p.source.ca;
-	r.cert = p.source.cert;
-	r.key = p.source.key;
-	r.tls12 = true;
-	assert_int_equal(pthread_create(&t, NULL, raw_client_main, &r), 0);
-	assert_true(fl_conn_accept(&sc, lfd, &p.dest, err, sizeof(err)) < 0);
-	pthread_join(t, NULL);
-	assert_null(sc);
-	assert_false(r.ok);
-	if (!strstr(err, "protocol"))
-		fail_msg("server error does not say why: %s", err);
-	close(lfd);
+	raw_client_refused(&(struct raw_client){ .ca = p.source.ca, .cert = p.source.cert,
+						 .key = p.source.key, .tls12 = true },
+			   &p, "protocol");
 	pki_rm(&p);
 }
 

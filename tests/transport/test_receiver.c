@@ -41,26 +41,36 @@ static void hello(struct fl_conn *c, uint32_t kind)
 	fl_ctl_free(&m);
 }
 
-/* Pages 0-7 data, 8-11 zero, 12-15 owed; resume; then hang up. */
-static void *fake_source(void *arg)
+/* Connect both of a source's connections to the receiver, say hello on
+ * each, and send the region table (NPAGES pages). */
+static void connect_source(struct fl_conn **ctl, struct fl_conn **urg)
 {
 	struct fl_tls_config plain = { .plain = true };
 	struct fl_region g = { .start = 0x10000000, .len = NPAGES * PG, .page_size = PG,
 			       .prot = 3, .name = "ram" };
-	struct fl_conn *ctl, *urg;
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
-	uint8_t owed[2] = { 0, 0xf0 };
-	char addr[32], err[256], page[PG];
+	char addr[32], err[256];
 
-	(void)arg;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	assert_int_equal(fl_conn_connect(&ctl, addr, &plain, err, sizeof(err)), 0);
-	hello(ctl, FL_CONN_CONTROL);
-	assert_int_equal(fl_conn_connect(&urg, addr, &plain, err, sizeof(err)), 0);
-	hello(urg, FL_CONN_URGENT);
+	assert_int_equal(fl_conn_connect(ctl, addr, &plain, err, sizeof(err)), 0);
+	hello(*ctl, FL_CONN_CONTROL);
+	assert_int_equal(fl_conn_connect(urg, addr, &plain, err, sizeof(err)), 0);
+	hello(*urg, FL_CONN_URGENT);
 	m.regions.regions = &g;
 	m.regions.n = 1;
-	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	assert_int_equal(fl_conn_send_ctl(*ctl, &m), 0);
+}
+
+/* Pages 0-7 data, 8-11 zero, 12-15 owed; resume; then hang up. */
+static void *fake_source(void *arg)
+{
+	struct fl_conn *ctl, *urg;
+	struct fl_ctl m;
+	uint8_t owed[2] = { 0, 0xf0 };
+	char page[PG];
+
+	(void)arg;
+	connect_source(&ctl, &urg);
 	for (unsigned i = 0; i < 8; i++) {
 		fill_pattern(page, PG, i + 100);
 		assert_int_equal(fl_conn_send_pages(ctl, 0, i * PG, page, PG, 0), 0);
@@ -145,23 +155,12 @@ static void test_received_pages_served_even_after_the_source_dies(const struct f
  * everything). */
 static void *silent_source(void *arg)
 {
-	struct fl_tls_config plain = { .plain = true };
-	struct fl_region g = { .start = 0x10000000, .len = NPAGES * PG, .page_size = PG,
-			       .prot = 3, .name = "ram" };
 	struct fl_conn *ctl, *urg;
-	struct fl_ctl m = { .type = FL_CTL_REGIONS };
+	struct fl_ctl m;
 	uint8_t owed[2] = { 0xff, 0xff };
-	char addr[32], err[256];
 	volatile int *stop = arg;
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	assert_int_equal(fl_conn_connect(&ctl, addr, &plain, err, sizeof(err)), 0);
-	hello(ctl, FL_CONN_CONTROL);
-	assert_int_equal(fl_conn_connect(&urg, addr, &plain, err, sizeof(err)), 0);
-	hello(urg, FL_CONN_URGENT);
-	m.regions.regions = &g;
-	m.regions.n = 1;
-	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	connect_source(&ctl, &urg);
 	m = (struct fl_ctl){ .type = FL_CTL_OWED };
 	m.owed.npages = NPAGES;
 	m.owed.bitmap = owed;
