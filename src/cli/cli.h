@@ -17,4 +17,10 @@ int cmd_receive(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 
+#include <stddef.h>
+
+/* Write all len bytes of buf to fd (retrying short writes and EINTR):
+ * 0, or -1 with errno set. */
+int cli_write_all(int fd, const void *buf, size_t len);
+
 #endif

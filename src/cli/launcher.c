@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "launcher.h"
 
 #define MSG_MAX (1u << 20)
@@ -74,21 +75,10 @@ int launcher_start(struct launcher *l)
 	return 0;
 }
 
+/* One NUL-terminated string down the pipe. */
 static int put(int fd, const char *s)
 {
-	size_t len = strlen(s) + 1;
-
-	while (len) {
-		ssize_t n = write(fd, s, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return cli_write_all(fd, s, strlen(s) + 1);
 }
 
 pid_t launcher_exec(struct launcher *l, const char *cmd, char *const *extra)

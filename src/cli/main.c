@@ -1,12 +1,31 @@
 // SPDX-License-Identifier: MIT
 /* The faultline command: dispatch to a subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "manuals.h" /* generated from doc/NAME.scd */
 
 static int cmd_help(int argc, char **argv);
+
+int cli_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 struct command {
 	const char *name;

@@ -49,23 +49,6 @@ static void usage(FILE *out)
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static char *regions_env(const struct fl_region *g, size_t n)
 {
 	size_t cap = 64 + n * (3 * 20 + FL_REGION_NAME_MAX + 8), len = 0;
@@ -87,17 +70,25 @@ static char *regions_env(const struct fl_region *g, size_t n)
 static pid_t spawn(struct launcher *l, const char *cmd, const char *sock, const char *regions,
 		   const char *state)
 {
+	const char *names[3] = { "FAULTLINE_SOCKET", "FAULTLINE_REGIONS", "FAULTLINE_DEVICE_STATE" };
+	const char *values[3] = { sock, regions ? regions : "", state };
 	char *extra[4] = { NULL };
 	size_t k = 0;
-	pid_t pid = -1;
+	pid_t pid = -ENOMEM;
 
-	if (asprintf(&extra[k++], "FAULTLINE_SOCKET=%s", sock) < 0 ||
-	    asprintf(&extra[k++], "FAULTLINE_REGIONS=%s", regions ? regions : "") < 0 ||
-	    (state && asprintf(&extra[k++], "FAULTLINE_DEVICE_STATE=%s", state) < 0))
-		goto out;
+	for (size_t i = 0; i < 3; i++) {
+		if (!values[i])
+			continue;
+		/* asprintf leaves the pointer undefined when it fails */
+		if (asprintf(&extra[k], "%s=%s", names[i], values[i]) < 0) {
+			extra[k] = NULL;
+			goto out;
+		}
+		k++;
+	}
 	pid = launcher_exec(l, cmd, extra);
 out:
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < k; i++)
 		free(extra[i]);
 	return pid;
 }
@@ -204,7 +195,7 @@ int cmd_receive(int argc, char **argv)
 
 		snprintf(state, sizeof(state), "%s/device-state", dir);
 		fd = open(state, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 || write_all(fd, blob, blob_len)) {
+		if (fd < 0 || cli_write_all(fd, blob, blob_len)) {
 			fprintf(stderr, "faultline receive: cannot write the device state to %s: %s\n",
 				state, strerror(errno));
 			if (fd >= 0)
@@ -227,7 +218,7 @@ int cmd_receive(int argc, char **argv)
 	child = spawn(&launch, cmd, sock, regions, state[0] ? state : NULL);
 	if (child < 0) {
 		fprintf(stderr, "faultline receive: cannot start the restorer: %s\n",
-			strerror(errno));
+			strerror(-child));
 		goto out;
 	}
 	if (fl_vmm_dest_run(d, err, sizeof(err))) {
