@@ -43,6 +43,10 @@ static void usage(FILE *out)
 		"  --listen ADDR:PORT   where the source connects (e.g. 0.0.0.0:7700)\n"
 		"  --exec COMMAND       the restorer\n"
 		"  --stats-json FILE    the monitor's statistics as JSON\n"
+		"  --reconnect-deadline SECONDS\n"
+		"                       after a break, wait this long for the source to\n"
+		"                       reconnect and carry on (default 60; 0: a break fails\n"
+		"                       what has not arrived)\n"
 		"  --keep-caps          keep capabilities (debugging; by default every one is\n"
 		"                       dropped once listening, before any thread starts)\n"
 		TLS_USAGE
@@ -99,6 +103,7 @@ int cmd_receive(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "exec", required_argument, NULL, 'e' },
 		{ "stats-json", required_argument, NULL, 'j' },
+		{ "reconnect-deadline", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "keep-caps", no_argument, NULL, 'k' },
@@ -108,6 +113,7 @@ int cmd_receive(int argc, char **argv)
 	};
 	struct fl_tls_config tls = { 0 };
 	struct fl_monitor_opts mo = { .exit_when_idle = true };
+	struct fl_receiver_opts ro = { .rejoin_s = 60 };
 	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
 	char dir[] = "/tmp/faultline-receive-XXXXXX";
@@ -131,6 +137,13 @@ int cmd_receive(int argc, char **argv)
 		case 'l': listen_at = optarg; break;
 		case 'e': cmd = optarg; break;
 		case 'j': json = optarg; break;
+		case 'r':
+			if (cli_parse_seconds(optarg, &ro.rejoin_s)) {
+				fprintf(stderr, "faultline receive: --reconnect-deadline: '%s' is not "
+					"a number of seconds\n", optarg);
+				return CLI_USAGE;
+			}
+			break;
 		case 'v': verbose++; break;
 		case 'q': verbose = 0; break;
 		case 'k': keep_caps = true; break;
@@ -168,7 +181,8 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "receive: listening on %s (port %d), %s%s\n", listen_at, port,
 			tls.plain ? "plain TCP" : "TLS 1.3 with client certificates, ours ",
 			tls.plain ? "" : tls.cert);
-	if (fl_receiver_accept(&r, lfd, &tls, verbose, err, sizeof(err)) ||
+	ro.verbose = verbose;
+	if (fl_receiver_accept_opts(&r, lfd, &tls, &ro, err, sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
@@ -263,6 +277,17 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "receive: the restorer %s %d\n",
 			WIFEXITED(status) ? "exited with" : "died of signal",
 			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	if (verbose && fl_receiver_reconnects(r))
+		fprintf(stderr, "receive: the source reconnected %u times\n",
+			fl_receiver_reconnects(r));
+	if (fl_receiver_error(r) && fl_vmm_dest_owed(d)) {
+		/* Said last, where it is seen: what was lost and why. */
+		fprintf(stderr, "faultline receive: the migration failed: %s (%llu pages never "
+			"arrived; the program got SIGBUS for any it touched)\n", fl_receiver_error(r),
+			(unsigned long long)fl_vmm_dest_owed(d));
+		if (!ret)
+			ret = CLI_FAILED;
+	}
 out:
 	launcher_cancel(&launch); /* if it was never used */
 	if (lfd >= 0)
