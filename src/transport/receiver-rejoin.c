@@ -145,7 +145,10 @@ bool fl__rx_rejoin(struct fl_receiver *r, const char *why)
 	bool all_in;
 	int ret;
 
-	if (r->verbose)
+	pthread_mutex_lock(&r->lock);
+	all_in = r->all_in;
+	pthread_mutex_unlock(&r->lock);
+	if (r->verbose && !all_in) /* else most likely the source's hang-up after DONE */
 		fprintf(stderr, "receive: the connection to the source broke (%s); waiting up to "
 			"%.0f s for it to rejoin\n", why, r->rejoin_s);
 	/* Quiesce what uses the old connections. */
@@ -196,7 +199,10 @@ bool fl__rx_rejoin(struct fl_receiver *r, const char *why)
 		pthread_mutex_unlock(&r->hblock);
 	}
 	ask_again(r);
-	if (r->verbose && r->resumed)
+	if (r->verbose && all_in)
+		fprintf(stderr, "receive: the source rejoined after %.1f s (reconnect %u) for "
+			"the DONE it missed\n", (double)(fl__now_ns() - t0) / 1e9, r->reconnects);
+	else if (r->verbose && r->resumed)
 		fprintf(stderr, "receive: the source rejoined after %.1f s (reconnect %u); %llu "
 			"pages still owed\n", (double)(fl__now_ns() - t0) / 1e9, r->reconnects,
 			(unsigned long long)owed_now(r));

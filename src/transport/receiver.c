@@ -282,17 +282,14 @@ static void *rx_control(void *arg)
 	char why[256];
 
 	for (;;) {
-		int ret = rx_loop(r, r->ctl, why, sizeof(why));
-		bool over;
-
+		rx_loop(r, r->ctl, why, sizeof(why));
 		pthread_mutex_lock(&r->lock);
 		if (r->broke[0]) /* the urgent connection broke first */
 			snprintf(why, sizeof(why), "%s", r->broke);
-		/* After DONE the source hangs up: the end, not a break. */
-		over = r->all_in && ret == -ECONNRESET;
 		pthread_mutex_unlock(&r->lock);
-		if (over)
-			return NULL;
+		/* Even once every page is here: a source that did not get
+		 * DONE comes back for it (a hang-up after DONE looks the same
+		 * from here, and then nobody comes). */
 		if (!may_rejoin(r)) {
 			fl__rx_fail(r, "%s", why);
 			return NULL;
@@ -306,14 +303,8 @@ void *fl__rx_urgent(void *arg)
 {
 	struct fl_receiver *r = arg;
 	char why[256];
-	bool over;
 
-	over = rx_loop(r, r->urg, why, sizeof(why)) == -ECONNRESET;
-	pthread_mutex_lock(&r->lock);
-	over = over && r->all_in; /* the source hung up after DONE */
-	pthread_mutex_unlock(&r->lock);
-	if (over)
-		return NULL;
+	rx_loop(r, r->urg, why, sizeof(why));
 	if (!may_rejoin(r)) {
 		fl__rx_fail(r, "%s", why);
 		return NULL;
@@ -804,7 +795,9 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	if (r->verbose)
 		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
 	/* If this is lost in a break, a source that rejoins gets it again. */
-	return fl__rx_send_done(r);
+	if (fl__rx_send_done(r) && r->rejoin_s <= 0)
+		return -ECONNRESET;
+	return 0;
 }
 
 unsigned fl_receiver_reconnects(const struct fl_receiver *r)
