@@ -21,6 +21,9 @@ struct srv_region {
 	size_t pages;
 	uint64_t *owed;	  /* owed at switch-over */
 	uint64_t *pushed; /* sent since the switch-over */
+	/* The pre-copy round that last sent each page (0: none): what a
+	 * destination that rejoins may lack (see resend_set). */
+	uint16_t *sent_round;
 };
 
 struct bg_req {
@@ -57,6 +60,8 @@ struct server {
 		double t0, last;
 	} pg;
 	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
+	unsigned round;	  /* the pre-copy round being sent (0: none) */
+	bool unowed_said; /* a request for pages not owed was logged */
 	struct fl__heartbeat hb; /* Ping to the destination on ctl */
 };
 

@@ -159,6 +159,9 @@ static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm
 		}
 		while (q < g->pages && (!bm || fl__bitmap_test(bm, q)) && q - p < CHUNK / g->g->page_size)
 			q++;
+		/* Marked before: a send that fails half-way may have sent some. */
+		for (size_t k = p; k < q; k++)
+			g->sent_round[k] = (uint16_t)s->round;
 		ret = send_run(s, s->ctl, s->buf, region, p, q - p, 0, zero_bytes);
 		if (ret < 0)
 			return ret;
@@ -267,9 +270,30 @@ static int send_round(struct server *s, unsigned round, uint64_t **todo, bool be
 }
 
 /*
- * A round cut short by a break: rejoin, then send what of todo the
- * destination did not get since the round began (all of it, with a new
- * begin, when it never saw the round begin).
+ * What a destination that rejoins at round r = st->round (the last it saw
+ * begin; 0: none) may lack or hold stale, ORed into out: every page last
+ * sent in a later round (their frames came after a begin it never saw),
+ * and those last sent in round r that it did not get since r began. Pages
+ * last sent before r it has: their frames came before r's begin, on the
+ * same connection.
+ */
+static void resend_set(const struct server *s, const struct standing *st, size_t i,
+		       uint64_t *out)
+{
+	const struct srv_region *g = &s->rg[i];
+
+	for (size_t p = 0; p < g->pages; p++)
+		if (g->sent_round[p] > st->round ||
+		    (g->sent_round[p] && g->sent_round[p] == st->round &&
+		     !fl__bitmap_test(st->have[i], p)))
+			fl__bitmap_set(out, p);
+}
+
+/*
+ * A round cut short by a break: rejoin, then send what the destination
+ * lacks: the round's pages it did not get since the round began (and the
+ * round's end), or, when it never saw this round begin, the whole round
+ * from its begin, with whatever of earlier rounds was lost in flight.
  */
 static int round_rejoined(struct server *s, unsigned round, uint64_t **todo, uint64_t *bytes,
 			  int ret)
@@ -288,9 +312,11 @@ static int round_rejoined(struct server *s, unsigned round, uint64_t **todo, uin
 			return ret;
 		}
 		same = st.phase == FL_REJOIN_PRECOPY && st.round == round;
-		for (size_t i = 0; same && i < s->n; i++)
-			for (size_t w = 0; w < fl__bitmap_words(s->rg[i].pages); w++)
+		for (size_t i = 0; i < s->n; i++) {
+			for (size_t w = 0; same && w < fl__bitmap_words(s->rg[i].pages); w++)
 				todo[i][w] &= ~st.have[i][w];
+			resend_set(s, &st, i, todo[i]);
+		}
 		fl__standing_free(&st);
 		ret = send_round(s, round, todo, !same, bytes);
 	}
@@ -319,6 +345,7 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 			total += (uint64_t)popcount(dirty[i], s->rg[i].pages) * s->rg[i].g->page_size;
 		snprintf(what, sizeof(what), "round %u", round);
 		progress_start(s, what, total);
+		s->round = round < UINT16_MAX ? round : UINT16_MAX;
 		ret = send_round(s, round, dirty, true, &bytes);
 		if (ret)
 			ret = round_rejoined(s, round, dirty, &bytes, ret);
@@ -382,8 +409,12 @@ static int send_switch_over(struct server *s, const void *blob, size_t blob_len)
 static int apply_standing(struct server *s, struct standing *st, const void *blob,
 			  size_t blob_len)
 {
-	if (st->phase == FL_REJOIN_PRECOPY)
+	if (st->phase == FL_REJOIN_PRECOPY) {
+		/* Pre-copy pages lost in flight with the switch-over are owed. */
+		for (size_t i = 0; i < s->n; i++)
+			resend_set(s, st, i, s->rg[i].owed);
 		return send_switch_over(s, blob, blob_len);
+	}
 	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < s->n; i++) {
 		size_t words = fl__bitmap_words(s->rg[i].pages);
@@ -482,6 +513,31 @@ static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl
 			return (int)sent;
 		*bytes += (uint64_t)sent;
 		first = p + n;
+	}
+	/* Pages asked for that we believe the destination holds: it asks
+	 * only for what it lacks, so our bookkeeping slipped. A fault must
+	 * not wait for ever on that; the program is paused, these bytes are
+	 * its bytes. */
+	for (size_t p = m->request.offset / g->g->page_size; p < end;) {
+		size_t q = p;
+		int64_t sent;
+
+		while (q < end && !fl__bitmap_test(g->owed, q))
+			q++;
+		if (q == p) {
+			p++;
+			continue;
+		}
+		if (s->o->verbose && !s->unowed_said)
+			fprintf(s->out, "migrate: the destination asked for pages %zu-%zu of region "
+				"%u, which it was not owed; sent anyway\n", p, q - 1,
+				m->request.region);
+		s->unowed_said = true;
+		sent = send_run(s, c, buf, m->request.region, p, q - p, flags, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		*bytes += (uint64_t)sent;
+		p = q;
 	}
 	return 0;
 }
@@ -749,8 +805,9 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		s.rg[i].pages = regions[i].len / regions[i].page_size;
 		s.rg[i].owed = calloc(words, 8);
 		s.rg[i].pushed = calloc(words, 8);
+		s.rg[i].sent_round = calloc(s.rg[i].pages ? s.rg[i].pages : 1, sizeof(uint16_t));
 		dirty[i] = calloc(words, 8);
-		if (!s.rg[i].owed || !s.rg[i].pushed || !dirty[i])
+		if (!s.rg[i].owed || !s.rg[i].pushed || !s.rg[i].sent_round || !dirty[i])
 			ret = -ENOMEM;
 	}
 	if (ret) {
@@ -851,6 +908,7 @@ out:
 	for (size_t i = 0; s.rg && i < n; i++) {
 		free(s.rg[i].owed);
 		free(s.rg[i].pushed);
+		free(s.rg[i].sent_round);
 		if (dirty)
 			free(dirty[i]);
 	}

@@ -52,6 +52,20 @@ void fl_ctl_free(struct fl_ctl *m)
 
 /* ------------------------------------------------------------- encode */
 
+/* OWED and HAVE: the same four fields. */
+static int bitmap_fields(const struct fl_ctl *m, uint32_t *region, uint64_t *first_page,
+			 uint64_t *npages, ProtobufCBinaryData *bitmap)
+{
+	if (m->owed.npages > 8ull * FL_WIRE_MAX_CONTROL || (m->owed.npages && !m->owed.bitmap))
+		return -EINVAL;
+	*region = m->owed.region;
+	*first_page = m->owed.first_page;
+	*npages = m->owed.npages;
+	bitmap->data = m->owed.bitmap;
+	bitmap->len = (m->owed.npages + 7) / 8;
+	return 0;
+}
+
 int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 {
 	Faultline__Wire__Control pb = FAULTLINE__WIRE__CONTROL__INIT;
@@ -121,24 +135,16 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 		pb.round = &round;
 		break;
 	case FL_CTL_OWED:
-		if (m->owed.npages > 8ull * FL_WIRE_MAX_CONTROL || (m->owed.npages && !m->owed.bitmap))
-			return -EINVAL;
-		owed.region = m->owed.region;
-		owed.first_page = m->owed.first_page;
-		owed.npages = m->owed.npages;
-		owed.bitmap.data = m->owed.bitmap;
-		owed.bitmap.len = (m->owed.npages + 7) / 8;
+		if ((ret = bitmap_fields(m, &owed.region, &owed.first_page, &owed.npages,
+					 &owed.bitmap)))
+			return ret;
 		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_OWED;
 		pb.owed = &owed;
 		break;
 	case FL_CTL_HAVE:
-		if (m->owed.npages > 8ull * FL_WIRE_MAX_CONTROL || (m->owed.npages && !m->owed.bitmap))
-			return -EINVAL;
-		have.region = m->owed.region;
-		have.first_page = m->owed.first_page;
-		have.npages = m->owed.npages;
-		have.bitmap.data = m->owed.bitmap;
-		have.bitmap.len = (m->owed.npages + 7) / 8;
+		if ((ret = bitmap_fields(m, &have.region, &have.first_page, &have.npages,
+					 &have.bitmap)))
+			return ret;
 		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_HAVE;
 		pb.have = &have;
 		break;

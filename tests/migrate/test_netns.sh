@@ -67,6 +67,26 @@ migrate() {
 		grep -q "consistent after running on here" "$tmp/$name.dst"
 }
 
+# start_postcopy NAME MIB [RECEIVE-ARGS...] -- [SOURCE-ARGS...]: receive in
+# dst and the workload's source (post-copy only) in src, both in the
+# background ($rpid, $spid); returns once the source has switched over.
+start_postcopy() {
+	local name=$1 mib=$2 rargs=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do rargs+=("$1"); shift; done
+	shift
+	port=$((port + 1))
+	rm -f "$tmp/sha"
+	ip netns exec "$tag-dst" timeout 400 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+		"${rargs[@]}" --exec "$wl dest --mib $mib --sha $tmp/sha" >"$tmp/$name.dst" 2>&1 &
+	rpid=$!
+	sleep 0.3
+	ip netns exec "$tag-src" timeout 400 "$wl" source --mib "$mib" --to "10.213.7.2:$port" \
+		--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only "$@" >"$tmp/$name.src" 2>&1 &
+	spid=$!
+	for _ in $(seq 600); do grep -q "switch-over" "$tmp/$name.src" 2>/dev/null && break; sleep 0.05; done
+}
+
 if migrate precopy; then ok test_precopy_postcopy_over_tls; else not_ok test_precopy_postcopy_over_tls "$tmp/precopy.log"; fi
 # Post-copy only: the destination's threads faulted, and the report says
 # how long each waited.
@@ -84,16 +104,8 @@ link_rate() {
 		ip netns exec "$tag-src" tc qdisc change dev "$tag-a" root tbf rate "${1:-2gbit}" \
 			burst 256kb latency 5ms 2>/dev/null
 }
-port=$((port + 1))
-rm -f "$tmp/sha"
 link_rate 40mbit
-ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
-	--reconnect-deadline 5 --exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/kill.dst" 2>&1 &
-rpid=$!
-sleep 0.3
-ip netns exec "$tag-src" timeout 120 "$wl" source --mib 64 --to "10.213.7.2:$port" \
-	--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only --seconds 0.2 >"$tmp/kill.src" 2>&1 &
-for _ in $(seq 300); do grep -q "switch-over" "$tmp/kill.src" 2>/dev/null && break; sleep 0.05; done
+start_postcopy kill 64 --reconnect-deadline 5 -- --seconds 0.2
 sleep 1
 t0=$(date +%s)
 pkill -9 -f "migrate-workload source --mib 64 --to 10.213.7.2:$port"
@@ -191,17 +203,8 @@ fi
 # post-copy migration of 512 MiB over TLS (the link slowed so that it
 # lasts): both ends rejoin each time; memory equal at the switch-over and
 # after running on; the source's report counts the reconnects.
-port=$((port + 1))
-rm -f "$tmp/sha"
 link_rate 100mbit
-ip netns exec "$tag-dst" timeout 400 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
-	--exec "$wl dest --mib 512 --sha $tmp/sha" >"$tmp/cuts.dst" 2>&1 &
-rpid=$!
-sleep 0.3
-ip netns exec "$tag-src" timeout 400 "$wl" source --mib 512 --to "10.213.7.2:$port" \
-	--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only --seconds 0.5 >"$tmp/cuts.src" 2>&1 &
-spid=$!
-for _ in $(seq 600); do grep -q "switch-over" "$tmp/cuts.src" 2>/dev/null && break; sleep 0.05; done
+start_postcopy cuts 512 -- --seconds 0.5
 for i in $(seq 10); do
 	sleep 1
 	ip netns exec "$tag-src" ss -K dst 10.213.7.2 >/dev/null 2>&1
@@ -228,18 +231,8 @@ fi
 # silence and 4 s of waiting the destination gives up; its program gets
 # SIGBUS on a page it lacks, receive exits non-zero naming what was lost,
 # the source gives up too and says why.
-port=$((port + 1))
-rm -f "$tmp/sha"
 link_rate 40mbit
-ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
-	--reconnect-deadline 4 --exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/long.dst" 2>&1 &
-rpid=$!
-sleep 0.3
-ip netns exec "$tag-src" timeout 120 "$wl" source --mib 64 --to "10.213.7.2:$port" \
-	--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only --seconds 0.2 --reconnect-deadline 4 \
-	>"$tmp/long.src" 2>&1 &
-spid=$!
-for _ in $(seq 300); do grep -q "switch-over" "$tmp/long.src" 2>/dev/null && break; sleep 0.05; done
+start_postcopy long 64 --reconnect-deadline 4 -- --seconds 0.2 --reconnect-deadline 4
 sleep 1
 t0=$(date +%s)
 ip -n "$tag-src" link set "$tag-a" down

@@ -21,96 +21,40 @@
 #include <faultline/vmm.h>
 
 #include "../common/runner.h"
+#include "ram-source.h"
 #include "wire-inject.h"
 
 #define PG 4096UL
 #define RAM (4UL << 20)
 #define REJOIN_S 15.0
 
-struct src {
-	char *ram;
-	pthread_t writer;
-	atomic_bool stop;
-	bool postcopy_only;
-	unsigned seed;
-	char to[64];
-	int ret;
-	struct fl_migrate_report rep;
-	char err[512];
-};
-
-static void *writer(void *arg)
-{
-	struct src *s = arg;
-	unsigned seed = s->seed;
-
-	while (!atomic_load(&s->stop)) {
-		size_t p = (size_t)rand_r(&seed) % (RAM / PG);
-		uint64_t *w = (uint64_t *)(s->ram + p * PG);
-
-		w[0]++;
-		w[PG / 8 - 1] = w[0] ^ p;
-		if ((w[0] & 63) == 0)
-			usleep(50); /* a program, not a memory benchmark */
-	}
-	return NULL;
-}
-
-static int pause_cb(void *ctx, void **blob, size_t *len)
-{
-	struct src *s = ctx;
-
-	atomic_store(&s->stop, true);
-	pthread_join(s->writer, NULL);
-	*blob = strdup("vcpu-state");
-	*len = strlen("vcpu-state") + 1;
-	return 0;
-}
-
-static void *source_thread(void *arg)
-{
-	struct src *s = arg;
-	struct fl_vmm_ram ram = { .host = s->ram, .len = RAM, .guest_addr = 0, .name = "guest-ram" };
-	struct fl_vmm_source_hooks h = { .pause = pause_cb, .ctx = s };
-	struct fl_migrate_source_opts o = { .to = s->to, .postcopy_only = s->postcopy_only,
-					    .rejoin_s = REJOIN_S, .max_rounds = 3 };
-
-	o.tls.plain = true;
-	s->ret = fl_vmm_migrate(&ram, 1, &h, &o, &s->rep, s->err, sizeof(s->err));
-	return NULL;
-}
-
 /* One migration under cfg's faults; the reconnects it survived. */
 static unsigned migrate(const struct fl__wire_inject *cfg, bool postcopy_only, bool read_early)
 {
-	struct src s = { .postcopy_only = postcopy_only, .seed = (unsigned)cfg->seed };
+	struct ram_source s = { .seed = (unsigned)cfg->seed, .gentle = true,
+				.o = { .postcopy_only = postcopy_only, .rejoin_s = REJOIN_S,
+				       .max_rounds = 3 } };
 	struct fl_receiver_opts ro = { .rejoin_s = REJOIN_S };
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
 	struct fl_vmm_ram ram = { .len = RAM, .name = "guest-ram" };
 	const void *blob;
 	size_t blob_len;
-	pthread_t st;
 	char err[512];
 	int port = 0, lfd, ret;
 	unsigned reconnects;
 
-	s.ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(s.ram != MAP_FAILED);
-	for (size_t p = 0; p < RAM / PG; p += 3) /* a third of the pages start non-zero */
-		memset(s.ram + p * PG, (int)((p + cfg->seed) % 251) + 1, PG);
 	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
 	assert_true(lfd >= 0);
-	snprintf(s.to, sizeof(s.to), "127.0.0.1:%d", port);
-	assert_int_equal(pthread_create(&s.writer, NULL, writer, &s), 0);
+	ram_source_start(&s, RAM);
 	fl__wire_inject_set(cfg);
-	assert_int_equal(pthread_create(&st, NULL, source_thread, &s), 0);
+	ram_source_migrate(&s, port);
 
 	if (fl_receiver_accept_opts(&r, lfd, &(struct fl_tls_config){ .plain = true }, &ro, err,
 				    sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err)))
 		fail_msg("seed %llu: receiver: %s", (unsigned long long)cfg->seed, err);
-	assert_string_equal(blob, "vcpu-state");
+	assert_string_equal(blob, RAM_SOURCE_STATE);
 	ram.host = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(ram.host != MAP_FAILED);
 	if (fl_vmm_dest_start(&d, r, &ram, 1, NULL, err, sizeof(err)))
@@ -127,7 +71,7 @@ static unsigned migrate(const struct fl__wire_inject *cfg, bool postcopy_only, b
 	assert_int_equal(fl_vmm_dest_owed(d), 0);
 	/* The receiver stays until the source is through: a DONE lost in a
 	 * break is sent again to the source that rejoins for it. */
-	pthread_join(st, NULL);
+	ram_source_join(&s);
 	fl__wire_inject_set(NULL);
 	if (s.ret)
 		fail_msg("seed %llu: fl_vmm_migrate: %s", (unsigned long long)cfg->seed, s.err);
