@@ -211,6 +211,13 @@ int fl_conn_listen(const char *addr_port, int *port, char *err, size_t errlen);
 int fl_conn_accept(struct fl_conn **out, int listen_fd,
 		   const struct fl_tls_config *cfg, char *err, size_t errlen);
 
+/* Read cfg's certificate, key and CA now (server: for accepting) and keep
+ * them for the process's later connections with the same files: for a
+ * process about to lose the right to read them. Nothing for plain TCP.
+ * 0, or -EINVAL with err naming the file that cannot be used. */
+int fl_conn_tls_load(const struct fl_tls_config *cfg, bool server, char *err,
+		     size_t errlen);
+
 /* Sending: each call writes one whole frame (thread-safe per connection). */
 int fl_conn_send_ctl(struct fl_conn *c, const struct fl_ctl *m);
 int fl_conn_send_pages(struct fl_conn *c, uint32_t region, uint64_t offset,

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@ static void usage(FILE *out)
 		"                       what has not arrived)\n"
 		"  --keep-caps          keep capabilities (debugging; by default every one is\n"
 		"                       dropped once listening, before any thread starts)\n"
+		"  --user NAME          who to become then (default: nobody, when started as\n"
+		"                       root and the kernel has UFFD_FEATURE_POISON; root: stay)\n"
 		TLS_USAGE
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
 }
@@ -97,6 +100,30 @@ out:
 	return pid;
 }
 
+/*
+ * Who to be once set up: nothing of root is needed then (the restorer
+ * is started by the launcher forked before), so root becomes nobody, but
+ * only where a page that cannot arrive ends as SIGBUS by UFFDIO_POISON:
+ * without it the monitor kills the process, which nobody may not do to
+ * root's. NULL: stay.
+ */
+static const char *who_to_become(const char *asked, int verbose)
+{
+	uint64_t features = 0, ioctls = 0;
+
+	if (asked)
+		return strcmp(asked, "root") ? asked : NULL;
+	if (geteuid() != 0 || !getpwnam("nobody"))
+		return NULL;
+	if (fl_uffd_probe(0, &features, &ioctls) || !(features & UFFD_FEATURE_POISON)) {
+		if (verbose)
+			fprintf(stderr, "receive: staying root (without capabilities): this kernel "
+				"has no UFFD_FEATURE_POISON\n");
+		return NULL;
+	}
+	return "nobody";
+}
+
 int cmd_receive(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -107,6 +134,7 @@ int cmd_receive(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "keep-caps", no_argument, NULL, 'k' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
@@ -114,7 +142,8 @@ int cmd_receive(int argc, char **argv)
 	struct fl_tls_config tls = { 0 };
 	struct fl_monitor_opts mo = { .exit_when_idle = true };
 	struct fl_receiver_opts ro = { .rejoin_s = 60 };
-	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
+	const char *listen_at = NULL, *cmd = NULL, *json = NULL, *user = NULL;
+	FILE *json_out = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
 	char dir[] = "/tmp/faultline-receive-XXXXXX";
 	struct fl_receiver *r = NULL;
@@ -147,6 +176,7 @@ int cmd_receive(int argc, char **argv)
 		case 'v': verbose++; break;
 		case 'q': verbose = 0; break;
 		case 'k': keep_caps = true; break;
+		case 'u': user = optarg; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
 		}
@@ -173,7 +203,18 @@ int cmd_receive(int argc, char **argv)
 		return CLI_FAILED;
 	}
 	ret = CLI_FAILED;
-	if (!keep_caps && fl_privileges_drop(err, sizeof(err))) {
+	/* What we will need and could not get later: the certificate and
+	 * key, the statistics file. */
+	if (fl_conn_tls_load(&tls, true, err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		goto out;
+	}
+	if (json && !(json_out = fopen(json, "we"))) {
+		fprintf(stderr, "faultline receive: cannot write %s: %s\n", json, strerror(errno));
+		goto out;
+	}
+	user = who_to_become(user, verbose);
+	if (!keep_caps && fl_privileges_drop_to(user, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
 	}
@@ -264,14 +305,8 @@ int cmd_receive(int argc, char **argv)
 	fl_vmm_dest_finish(d); /* if the watcher had not yet */
 	if (verbose)
 		fl_vmm_dest_print_stats(d, stderr, false);
-	if (json) {
-		FILE *f = fopen(json, "we");
-
-		if (f) {
-			fl_vmm_dest_print_stats(d, f, true);
-			fclose(f);
-		}
-	}
+	if (json_out)
+		fl_vmm_dest_print_stats(d, json_out, true);
 	ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	if (verbose)
 		fprintf(stderr, "receive: the restorer %s %d\n",
@@ -289,6 +324,8 @@ int cmd_receive(int argc, char **argv)
 			ret = CLI_FAILED;
 	}
 out:
+	if (json_out)
+		fclose(json_out);
 	launcher_cancel(&launch); /* if it was never used */
 	if (lfd >= 0)
 		close(lfd);

@@ -8,6 +8,8 @@
  * requires CAP_SYS_PTRACE.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -92,13 +94,38 @@ void fl_uffd_privilege_explain(const struct fl_uffd_privilege *p, FILE *out)
  * any thread (and a process that must exec a privileged program later
  * forks the launcher for it first).
  */
-int fl_privileges_drop(char *err, size_t errlen)
+/* Become user: groups first (setgroups and setresgid need the right we
+ * lose with the uid), then the uid, for real, effective and saved. */
+static int become(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		snprintf(err, errlen, "no user named %s%s%s", user, errno ? ": " : "",
+			 errno ? strerror(errno) : "");
+		return -ENOENT;
+	}
+	if (setgroups(0, NULL) || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid)) {
+		int e = errno;
+
+		snprintf(err, errlen, "becoming user %s (uid %u): %s", user, (unsigned)pw->pw_uid,
+			 strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+int fl_privileges_drop_to(const char *user, char *err, size_t errlen)
 {
 	cap_t none;
 	int ret = 0;
 
 	/* Ambient first (needs nothing), then the bounding set (needs
-	 * CAP_SETPCAP, which we still have if we had any), then the rest. */
+	 * CAP_SETPCAP, which we still have if we had any), the user (needs
+	 * CAP_SETUID and CAP_SETGID), then the rest. */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL) {
 		ret = -errno;
 		snprintf(err, errlen, "clearing the ambient capabilities: %s", strerror(errno));
@@ -111,6 +138,8 @@ int fl_privileges_drop(char *err, size_t errlen)
 				 "(needs CAP_SETPCAP)", (int)c, strerror(errno));
 			return ret;
 		}
+	if (user && (ret = become(user, err, errlen)))
+		return ret;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		ret = -errno;
 		snprintf(err, errlen, "setting no_new_privs: %s", strerror(errno));
@@ -124,4 +153,9 @@ int fl_privileges_drop(char *err, size_t errlen)
 	if (none)
 		cap_free(none);
 	return ret;
+}
+
+int fl_privileges_drop(char *err, size_t errlen)
+{
+	return fl_privileges_drop_to(NULL, err, errlen);
 }

@@ -3,10 +3,12 @@
 """Least privilege, read from /proc: once set up, every thread of
 `faultline receive` (its network threads, its monitor) and of
 `faultline monitor` holds no capability, an empty bounding and ambient
-set, and no_new_privs, so no execve() can regain anything. The one
-exception is receive's launcher, forked before the drop to start the
-restorer, which becomes the restorer."""
+set, and no_new_privs, so no execve() can regain anything; receive,
+started as root, runs as nobody too. The one exception is receive's
+launcher, forked before the drop to start the restorer, which becomes
+the restorer."""
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -38,6 +40,15 @@ def check_dropped(pid, what):
             assert int(s[k], 16) == 0, f"{what} thread {tid} ({s['Name']}): {k} {s[k]}"
         assert s["NoNewPrivs"] == "1", f"{what} thread {tid}: NoNewPrivs {s['NoNewPrivs']}"
     return len(tids)
+
+
+def check_user(pid, what, uid):
+    """Every thread of pid runs as uid (real, effective, saved, fs), with
+    no supplementary group."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        s = status(pid, tid)
+        assert s["Uid"].split() == [str(uid)] * 4, f"{what} thread {tid}: Uid {s['Uid']}"
+        assert s["Groups"] == "", f"{what} thread {tid}: Groups {s['Groups']}"
 
 
 def free_port():
@@ -72,6 +83,9 @@ def receive_threads():
             # Right now the network threads still receive the stream.
             n = check_dropped(rx.pid, "faultline receive")
             assert n >= 2, f"expected the main thread and others, saw {n}"
+            log.seek(0)
+            if "staying root" not in log.read():  # a kernel without POISON
+                check_user(rx.pid, "faultline receive", pwd.getpwnam("nobody").pw_uid)
             time.sleep(0.5)
             check_dropped(rx.pid, "faultline receive")
         finally:
