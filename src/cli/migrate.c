@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,19 @@ int cmd_migrate(int argc, char **argv)
 		return CLI_FAILED;
 	}
 	mem.ctx = &t;
+	/* Before any thread reads the network: keep what reading the
+	 * process's memory and stopping it need, nothing else (and the
+	 * certificate and key read now). */
+	{
+		static const int keep[] = { CAP_SYS_PTRACE, CAP_KILL };
+
+		if (fl_conn_tls_load(&o.tls, false, err, sizeof(err)) ||
+		    fl_privileges_keep(keep, 2, err, sizeof(err))) {
+			fprintf(stderr, "faultline migrate: %s\n", err);
+			free(t.regions);
+			return CLI_FAILED;
+		}
+	}
 	if (o.verbose)
 		fprintf(stderr, "migrate: pid %d, %zu regions, %s%s; post-copy only (another "
 				"process's memory cannot be dirty-tracked from here)\n", t.pid, t.n,

@@ -118,14 +118,15 @@ static int become(const char *user, char *err, size_t errlen)
 	return 0;
 }
 
-int fl_privileges_drop_to(const char *user, char *err, size_t errlen)
+/* The steps of every drop: ambient first (needs nothing), then the
+ * bounding set (needs CAP_SETPCAP, which we still have if we had any),
+ * the user (needs CAP_SETUID and CAP_SETGID), no_new_privs, then what
+ * stays of the thread's own sets: keep[0..n) where held, nothing else. */
+static int drop(const char *user, const int *keep, size_t n, char *err, size_t errlen)
 {
-	cap_t none;
+	cap_t now, left;
 	int ret = 0;
 
-	/* Ambient first (needs nothing), then the bounding set (needs
-	 * CAP_SETPCAP, which we still have if we had any), the user (needs
-	 * CAP_SETUID and CAP_SETGID), then the rest. */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL) {
 		ret = -errno;
 		snprintf(err, errlen, "clearing the ambient capabilities: %s", strerror(errno));
@@ -145,14 +146,36 @@ int fl_privileges_drop_to(const char *user, char *err, size_t errlen)
 		snprintf(err, errlen, "setting no_new_privs: %s", strerror(errno));
 		return ret;
 	}
-	none = cap_init();
-	if (!none || cap_set_proc(none)) {
-		ret = -errno;
-		snprintf(err, errlen, "dropping every capability: %s", strerror(errno));
+	now = cap_get_proc();
+	left = cap_init();
+	for (size_t i = 0; now && left && i < n; i++) {
+		cap_value_t c = keep[i];
+		cap_flag_value_t v = CAP_CLEAR;
+
+		if (cap_get_flag(now, c, CAP_PERMITTED, &v) == 0 && v == CAP_SET) {
+			cap_set_flag(left, CAP_PERMITTED, 1, &c, CAP_SET);
+			cap_set_flag(left, CAP_EFFECTIVE, 1, &c, CAP_SET);
+		}
 	}
-	if (none)
-		cap_free(none);
+	if (!now || !left || cap_set_proc(left)) {
+		ret = -errno;
+		snprintf(err, errlen, "dropping the capabilities: %s", strerror(errno));
+	}
+	if (now)
+		cap_free(now);
+	if (left)
+		cap_free(left);
 	return ret;
+}
+
+int fl_privileges_drop_to(const char *user, char *err, size_t errlen)
+{
+	return drop(user, NULL, 0, err, errlen);
+}
+
+int fl_privileges_keep(const int *keep, size_t n, char *err, size_t errlen)
+{
+	return drop(NULL, keep, n, err, errlen);
 }
 
 int fl_privileges_drop(char *err, size_t errlen)
