@@ -760,18 +760,18 @@ static int postcopy(struct server *s, const void *blob, size_t blob_len, char *e
 		snprintf(why, sizeof(why), "post-copy: %s", s->broke);
 		pthread_mutex_unlock(&s->lock);
 		ret = fl__srv_rejoin(s, why, &st, err, errlen);
-		if (!ret)
-			ret = apply_standing(s, &st, blob, blob_len);
-		fl__standing_free(&st);
-		if (ret) {
-			if (ret != -ETIMEDOUT && ret != -ESRCH)
-				snprintf(err, errlen, "post-copy: rejoining failed: %s", strerror(-ret));
+		if (ret) /* the deadline passed, or the destination refused us */
 			return ret;
-		}
+		ret = apply_standing(s, &st, blob, blob_len);
+		fl__standing_free(&st);
 		pthread_mutex_lock(&s->lock);
 		s->broken = false;
 		s->broke[0] = 0;
 		pthread_mutex_unlock(&s->lock);
+		/* The switch-over sent again broke too: round the loop, whose
+		 * threads find the connection broken and rejoin once more. */
+		if (ret)
+			set_broken(s, "sending the switch-over again failed");
 	}
 }
 
