@@ -62,6 +62,10 @@ struct server {
 	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
 	unsigned round;	  /* the pre-copy round being sent (0: none) */
 	bool unowed_said; /* a request for pages not owed was logged */
+	/* Where the last urgent request ended: the push jumps there. */
+	bool hint_set;
+	uint32_t hint_region;
+	size_t hint_page;
 	struct fl__heartbeat hb; /* Ping to the destination on ctl */
 };
 

@@ -563,6 +563,12 @@ static void *urgent_thread(void *arg)
 		if (m.type == FL_CTL_REQUEST) {
 			ret = serve(s, s->urg, s->ubuf, &m, FL_WIRE_URGENT, &bytes);
 			pthread_mutex_lock(&s->lock);
+			if (m.request.region < s->n) { /* the push goes on from here */
+				s->hint_set = true;
+				s->hint_region = m.request.region;
+				s->hint_page = (m.request.offset + m.request.len) /
+					       s->rg[m.request.region].g->page_size;
+			}
 			s->rep->requests_served++;
 			s->rep->bytes_postcopy += bytes;
 			pthread_mutex_unlock(&s->lock);
@@ -649,49 +655,69 @@ static bool pop_bg(struct server *s, struct fl_ctl *m)
 	return true;
 }
 
-/* Post-copy: push what is owed, background requests first. */
+/*
+ * Post-copy: push what is owed, background requests first, from where the
+ * destination last faulted on (a program goes on near where it faulted:
+ * QEMU's post-copy jumps the same way), round the regions until a whole
+ * lap finds nothing left to send.
+ */
 static int push_owed(struct server *s)
 {
 	uint64_t bytes = 0;
+	size_t i = 0, p = 0, idle = 0, all = 0;
 
-	for (size_t i = 0; i < s->n; i++) {
-		struct srv_region *g = &s->rg[i];
+	for (size_t k = 0; k < s->n; k++)
+		all += s->rg[k].pages;
+	while (idle < all) {
+		struct srv_region *g;
+		struct fl_ctl m;
+		size_t first, n, window;
+		bool have_bg;
+		int64_t sent;
 
-		for (size_t p = 0; p < g->pages;) {
-			struct fl_ctl m;
-			size_t first = p, n = g->pages - p, window;
-			bool have_bg;
-			int64_t sent;
-
-			pthread_mutex_lock(&s->lock);
-			have_bg = pop_bg(s, &m);
-			if (s->failed || s->broken) {
-				pthread_mutex_unlock(&s->lock);
-				return -ECONNRESET;
-			}
-			s->pg.done = s->claimed; /* pushed, requested or faulted */
+		pthread_mutex_lock(&s->lock);
+		have_bg = pop_bg(s, &m);
+		if (s->failed || s->broken) {
 			pthread_mutex_unlock(&s->lock);
-			progress_show(s);
-			if (have_bg) {
-				if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
-					return -ECONNRESET;
-				continue;
-			}
-			if (n > CHUNK / g->g->page_size)
-				n = CHUNK / g->g->page_size;
-			window = n;
-			if (!claim(s, (uint32_t)i, &first, &n)) {
-				p += window; /* nothing owed here, or already sent */
-				continue;
-			}
-			sent = send_run(s, s->ctl, s->buf, (uint32_t)i, first, n, 0,
-					&s->rep->zero_bytes);
-			if (sent < 0)
-				return (int)sent;
-			bytes += (uint64_t)sent;
-			s->rep->pages_pushed += n;
-			p = first + n;
+			return -ECONNRESET;
 		}
+		if (s->hint_set) {
+			i = s->hint_region;
+			p = s->hint_page;
+			s->hint_set = false;
+			idle = 0;
+		}
+		s->pg.done = s->claimed; /* pushed, requested or faulted */
+		pthread_mutex_unlock(&s->lock);
+		progress_show(s);
+		if (have_bg) {
+			if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
+				return -ECONNRESET;
+			continue;
+		}
+		if (p >= s->rg[i].pages) {
+			i = (i + 1) % s->n;
+			p = 0;
+			continue;
+		}
+		g = &s->rg[i];
+		first = p;
+		n = g->pages - p;
+		if (n > CHUNK / g->g->page_size)
+			n = CHUNK / g->g->page_size;
+		window = n;
+		if (!claim(s, (uint32_t)i, &first, &n)) {
+			p += window; /* nothing owed here, or already sent */
+			idle += window;
+			continue;
+		}
+		idle = 0;
+		sent = send_run(s, s->ctl, s->buf, (uint32_t)i, first, n, 0, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		bytes += (uint64_t)sent;
+		s->rep->pages_pushed += n;
+		p = first + n;
 	}
 	pthread_mutex_lock(&s->lock);
 	s->rep->bytes_postcopy += bytes;

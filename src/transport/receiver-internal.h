@@ -24,9 +24,7 @@ struct rx_region {
 	_Atomic uint64_t *have;	 /* arrived (and still current) */
 	_Atomic uint64_t *zero;	 /* arrived as a zero range */
 	_Atomic uint64_t *fresh; /* arrived since the last pre-copy round began */
-	_Atomic uint64_t *asked;  /* requested for the background stream */
-	_Atomic uint64_t *urgent; /* requested for a fault: asked again even
-				     if a background request is on its way */
+	_Atomic uint64_t *urgent; /* requested for a fault */
 };
 
 struct fl_receiver {
@@ -79,8 +77,7 @@ int fl__rx_accept_source(struct fl_receiver *r, int listen_fd, uint32_t kind,
 			 uint8_t session[16], bool rejoin, double deadline_s,
 			 struct fl_conn **out, char *err, size_t errlen);
 int fl__rx_send_done(struct fl_receiver *r);
-int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len,
-	       bool urgent);
+int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len);
 
 /* receiver-rejoin.c: after a break, wait for the source to come back
  * within the deadline and bring it up to date (false: it did not, and

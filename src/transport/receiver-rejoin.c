@@ -58,7 +58,7 @@ static int send_standing(struct fl_receiver *r, struct fl_conn *c)
 	return 0;
 }
 
-/* Ask again for every page a pending request still lacks: what was asked
+/* Ask again for every page a pending fault still lacks: what was asked
  * on the broken connections may never have reached the source. */
 static void ask_again(struct fl_receiver *r)
 {
@@ -72,7 +72,6 @@ static void ask_again(struct fl_receiver *r)
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->n; i++)
 		for (size_t k = 0; k < fl__bitmap_words(r->rg[i].pages); k++) {
-			atomic_store(&r->rg[i].asked[k], 0);
 			atomic_store(&r->rg[i].urgent[k], 0);
 		}
 	w = calloc(r->npending ? r->npending : 1, sizeof(*w));
@@ -80,11 +79,10 @@ static void ask_again(struct fl_receiver *r)
 		w[n++] = (struct want){ r->pending[i]->region, r->pending[i]->offset,
 					r->pending[i]->len, r->pending[i]->urgent };
 	pthread_mutex_unlock(&r->lock);
-	/* Urgent ones first: a thread of the program waits on each. */
-	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < n; i++)
-			if (w[i].urgent == (pass == 0))
-				fl__rx_ask(r, w[i].region, w[i].offset, w[i].len, w[i].urgent);
+	/* Faults only: the rest comes with the source's push. */
+	for (size_t i = 0; i < n; i++)
+		if (w[i].urgent)
+			fl__rx_ask(r, w[i].region, w[i].offset, w[i].len);
 	free(w);
 }
 

@@ -6,11 +6,13 @@
  *
  * Threads: one per connection receives frames into the staging area and
  * marks pages present; the monitor's thread calls the source functions.
- * A request whose pages are all here completes at once (copied out of
- * staging); otherwise it waits, and asks the source for the missing pages:
- * on the urgent connection for a fault, on the control connection for the
- * background stream. Completions are handed over under a lock and
- * announced on an eventfd.
+ * A request whose pages are all here completes at once (by reference into
+ * staging); otherwise it waits. A fault asks the source for its missing
+ * pages on the urgent connection; a background request only waits, since
+ * the source pushes every owed page on the control connection, from where
+ * the last fault was (one stream; pages pushed that nobody asked for are
+ * offered to the monitor as they land). Completions are handed over under
+ * a lock and announced on an eventfd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -151,14 +153,13 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 		madvise(g->staging + h->offset, len, MADV_DONTNEED);
 	pthread_mutex_lock(&r->lock);
 	for (size_t p = first; p < first + n; p++)
-		if (fl__bitmap_test_atomic(g->asked, p) || fl__bitmap_test_atomic(g->urgent, p))
+		if (fl__bitmap_test_atomic(g->urgent, p))
 			unasked = false;
 	for (size_t p = first; p < first + n; p++) {
 		if (h->kind == FL_WIRE_ZERO)
 			fl__bitmap_set_atomic(g->zero, p);
 		else
 			fl__bitmap_clear_atomic(g->zero, p);
-		fl__bitmap_clear_atomic(g->asked, p);
 		fl__bitmap_clear_atomic(g->urgent, p);
 		fl__bitmap_set_atomic(g->fresh, p);
 		if (fl__bitmap_set_atomic(g->have, p) && r->resumed)
@@ -325,13 +326,11 @@ static struct fl_receiver *rx(struct fl_source *s)
 	return (struct fl_receiver *)s;
 }
 
-/* Ask the source for the pages of [offset, offset+len) not here and not
- * asked for yet: on the urgent connection for a fault. */
-int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len,
-	       bool urgent)
+/* Ask the source, on the urgent connection, for the pages of [offset,
+ * offset+len) a fault waits on that are not here and not asked for yet. */
+int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len)
 {
 	struct rx_region *g = &r->rg[region];
-	_Atomic uint64_t *asked = urgent ? g->urgent : g->asked;
 	uint64_t first = offset / g->page, end = (offset + len) / g->page;
 	int ret = 0;
 
@@ -340,12 +339,12 @@ int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t
 		uint64_t run = 0;
 		struct fl_ctl m = { .type = FL_CTL_REQUEST };
 
-		if (fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_set_atomic(asked, p)) {
+		if (fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_set_atomic(g->urgent, p)) {
 			p++;
 			continue;
 		}
 		while (p + run + 1 < end && !fl__bitmap_test_atomic(g->have, p + run + 1) &&
-		       fl__bitmap_set_atomic(asked, p + run + 1))
+		       fl__bitmap_set_atomic(g->urgent, p + run + 1))
 			run++;
 		run++;
 		m.request.region = region;
@@ -353,7 +352,7 @@ int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t
 		m.request.len = run * g->page;
 		/* On a broken connection this fails; a source that rejoins is
 		 * asked again for everything still pending. */
-		ret = fl_conn_send_ctl(urgent ? r->urg : r->ctl, &m);
+		ret = fl_conn_send_ctl(r->urg, &m);
 		p += run;
 	}
 	pthread_rwlock_unlock(&r->connlock);
@@ -378,8 +377,12 @@ static int rx_submit(struct fl_source *s, struct fl_source_req *q)
 	pthread_mutex_unlock(&r->lock);
 	if (ret)
 		return ret;
-	if (!all_here(r, q))
-		ret = fl__rx_ask(r, q->region, q->offset, q->len, q->urgent);
+	/* Only a fault asks: the source pushes every owed page anyway, from
+	 * where the last fault was, so a background request just waits for
+	 * its pages (a second stream of our own would fight that one, and
+	 * the source would send pages twice). */
+	if (q->urgent && !all_here(r, q))
+		ret = fl__rx_ask(r, q->region, q->offset, q->len);
 	pthread_mutex_lock(&r->lock);
 	complete_ready(r);
 	pthread_mutex_unlock(&r->lock);
@@ -631,10 +634,9 @@ static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, siz
 				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		g->have = calloc(words, sizeof(uint64_t));
 		g->zero = calloc(words, sizeof(uint64_t));
-		g->asked = calloc(words, sizeof(uint64_t));
 		g->fresh = calloc(words, sizeof(uint64_t));
 		g->urgent = calloc(words, sizeof(uint64_t));
-		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->asked || !g->fresh ||
+		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->fresh ||
 		    !g->urgent) {
 			if (g->staging == MAP_FAILED)
 				g->staging = NULL;
@@ -848,7 +850,6 @@ void fl_receiver_destroy(struct fl_receiver *r)
 			munmap(r->rg[i].staging, r->regions[i].len);
 		free(r->rg[i].have);
 		free(r->rg[i].zero);
-		free(r->rg[i].asked);
 		free(r->rg[i].fresh);
 		free(r->rg[i].urgent);
 	}
