@@ -199,10 +199,9 @@ int fl__criu_mm_decode(const void *buf, size_t len, const char *name, struct cri
 	for (size_t i = 0; i < mm->n_vmas; i++) {
 		const Faultline__Criu__VmaEntry *e = mm->vmas[i];
 
-		if (e->start >= e->end || (e->start | e->end) % CRIU_PAGE ||
-		    e->end > CRIU_ADDR_LIMIT) {
-			say(err, errlen, "%s: vma %zu [%#llx, %#llx) is empty, unaligned or beyond "
-			    "user space", name, i, (unsigned long long)e->start,
+		/* No upper bound: the vsyscall page is in the kernel's half. */
+		if (e->start >= e->end || (e->start | e->end) % CRIU_PAGE) {
+			say(err, errlen, "%s: vma %zu [%#llx, %#llx) is empty or unaligned", name, i, (unsigned long long)e->start,
 			    (unsigned long long)e->end);
 			ret = -EBADMSG;
 			goto out;
