@@ -310,9 +310,13 @@ int cmd_lazy_pages(int argc, char **argv)
 		ready_fd = -1;
 	}
 	ret = fl_monitor_run(z.m);
-	if (fl_monitor_owed_pages(z.m))
-		fprintf(stderr, "lazy-pages: stopping with %llu pages still owed\n",
+	if (z.failed)
+		fprintf(stderr, "lazy-pages: done: the restore failed\n");
+	else if (fl_monitor_owed_pages(z.m))
+		fprintf(stderr, "lazy-pages: done, with %llu pages still owed to live processes\n",
 			(unsigned long long)fl_monitor_owed_pages(z.m));
+	else
+		fprintf(stderr, "lazy-pages: done: every lazy page is in, or its process gone\n");
 	{
 		int r2 = fl__criu_source_finish(z.src, err, sizeof(err));
 

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""`faultline lazy-pages` serving a real `criu restore --lazy-pages`
+(CRIU built by ../shared/criu/build.sh; the cases skip, saying why, only
+when it cannot be built). The workload tree checks every page itself: a
+fork right after the restore, mremap, MADV_DONTNEED and munmap of lazy
+memory, a zombie, a process that exits with pages still owed.
+
+  test_criu.py FAULTLINE WORKLOAD CRIU_BUILD_SH"""
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import case  # noqa: E402
+import tap  # noqa: E402
+import criu_images  # noqa: E402
+import ctypes  # noqa: E402
+
+# Orphans of the dumped tree come to us, not to this machine's init (which
+# may leave them unreaped): a restore needs their pids free.
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+faultline, workload, build_sh = sys.argv[1:4]
+MIB = 32
+_criu = None
+
+
+def criu():
+    """The criu binary, built once (cached by the script)."""
+    global _criu
+    if _criu is None:
+        if os.geteuid() != 0:
+            raise tap.Skip("CRIU needs root")
+        p = subprocess.run(["bash", build_sh], capture_output=True, text=True, timeout=900)
+        if p.returncode != 0 or not os.access(p.stdout.strip(), os.X_OK):
+            _criu = ""
+            _criu_why[0] = f"CRIU cannot be built here: {p.stderr.strip()[-300:]}"
+        else:
+            _criu = p.stdout.strip()
+    if not _criu:
+        raise tap.Skip(_criu_why[0])
+    return _criu
+
+
+_criu_why = [""]
+
+
+def wait_for(path, proc=None, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited ({proc.returncode}) before {path}")
+        time.sleep(0.02)
+    raise AssertionError(f"no {path} after {timeout} s")
+
+
+def start_workload(tmp, mib=MIB, single=False, pidns=False):
+    """The tree, detached in its own session (and pid namespace): its pid."""
+    cmd = [workload, tmp, str(mib)] + (["single"] if single else [])
+    if pidns:
+        cmd = ["unshare", "-p", "-f", "setsid"] + cmd
+    else:
+        pass  # start_new_session: its own session already
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(os.path.join(tmp, "ready"), p)
+    if pidns:
+        # unshare's child: pid 1 of the new namespace
+        kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        assert len(kids) == 1, kids
+        return p, int(kids[0])
+    return p, p.pid
+
+
+def results(tmp, want_done=True, timeout=30):
+    path = os.path.join(tmp, "results")
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            lines = open(path).read().split("\n")
+            if not want_done or "ok root" in lines or any(x.startswith("FAIL") for x in lines):
+                return [x for x in lines if x]
+        time.sleep(0.05)
+    return open(path).read().split("\n") if os.path.exists(path) else []
+
+
+def check_tree(tmp, timeout=30):
+    got = results(tmp, timeout=timeout)
+    bad = [x for x in got if x.startswith("FAIL")]
+    assert not bad, f"the workload found bad memory: {bad}"
+    for who in ("ok root", "ok child", "ok fork", "ok zombie", "ok owed"):
+        assert who in got, f"'{who}' missing from the workload's results: {got}"
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def tree(pid):
+    out = [pid]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        for k in open(f"/proc/{pid}/task/{t}/children").read().split():
+            out += tree(int(k))
+    return out
+
+
+def reap_gone(pids, timeout=20):
+    """Reap what comes to us until none of pids is left."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the dumped tree's pids {pids} are still taken")
+
+
+def dump_local(tmp, imgs, pid):
+    pids = tree(pid)
+    p = run([criu(), "dump", "-t", str(pid), "-D", imgs, "-o", "dump.log"])
+    assert p.returncode == 0, "criu dump failed: " + tail(os.path.join(imgs, "dump.log"))
+    reap_gone(pids)
+
+
+def tail(path, n=6):
+    """The log's errors and last lines, on one line (a TAP comment)."""
+    try:
+        lines = open(path).read().split("\n")
+    except OSError as e:
+        return str(e)
+    errs = [x for x in lines if "Error" in x and "RLIMIT_NOFILE" not in x]
+    return " | ".join(errs[-4:] + lines[-n:])
+
+
+def restore(imgs, work=None):
+    cmd = [criu(), "restore", "-D", imgs, "--lazy-pages", "-d", "-o", "restore.log"]
+    if work:
+        cmd += ["-W", work]
+    p = run(cmd)
+    return p.returncode, tail(os.path.join(work or imgs, "restore.log"))
+
+
+@case("local images: a tree with fork, mremap, DONTNEED, munmap, a zombie and owed pages")
+def test_local():
+    criu()
+    with tempfile.TemporaryDirectory() as tmp:
+        imgs, work = os.path.join(tmp, "img"), os.path.join(tmp, "work")
+        os.mkdir(imgs)
+        os.mkdir(work)
+        w, pid = start_workload(tmp)
+        dump_local(tmp, imgs, pid)
+        open(os.path.join(tmp, "go"), "w").close()
+        # as a runtime runs criu's daemon: detached, pidfile, log file, work dir
+        pidfile = os.path.join(tmp, "lp.pid")
+        p = run([faultline, "lazy-pages", "-D", imgs, "-W", work, "-d", "--pidfile", pidfile,
+                 "-o", "lazy.log", "-v"])
+        assert p.returncode == 0, p.stderr
+        lp = int(open(pidfile).read())
+        rc, log = restore(imgs, work)
+        assert rc == 0, "criu restore failed: " + log
+        check_tree(tmp)
+        reap_gone([lp], timeout=30)  # a daemon: an orphan, ours to reap
+        lazylog = open(os.path.join(work, "lazy.log")).read()
+        assert "lazy-pages: done" in lazylog, lazylog
+        assert "1 fork, 1 remap, 1 remove, 1 unmap" in lazylog, lazylog
+        assert "0 pages poisoned" in lazylog, lazylog
+
+
+def page_server_dump(tmp, pid, port):
+    src = os.path.join(tmp, "src")
+    os.mkdir(src)
+    r, w = os.pipe()
+    d = subprocess.Popen([criu(), "dump", "-t", str(pid), "-D", src, "--lazy-pages",
+                          "--address", "127.0.0.1", "--port", str(port), "-o", "dump.log",
+                          "--status-fd", str(w)], pass_fds=(w,),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    ok = os.read(r, 1)
+    os.close(r)
+    assert ok, "criu dump --lazy-pages never listened: " + tail(os.path.join(src, "dump.log"))
+    return d, src
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def copy_images(src, dst):
+    os.mkdir(dst)
+    for f in os.listdir(src):
+        if f.endswith(".img"):
+            with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
+                b.write(a.read())
+
+
+@case("post-copy over criu dump's page server (pid namespace, loopback)")
+def test_page_server():
+    criu()
+    with tempfile.TemporaryDirectory() as tmp:
+        w, pid = start_workload(tmp, pidns=True)
+        port = free_port()
+        d, src = page_server_dump(tmp, pid, port)
+        dst = os.path.join(tmp, "dst")
+        copy_images(src, dst)
+        open(os.path.join(tmp, "go"), "w").close()
+        lp = subprocess.Popen([faultline, "lazy-pages", "-D", dst, "--page-server",
+                               "--address", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(os.path.join(dst, "lazy-pages.socket"), lp)
+            rc, log = restore(dst)
+            assert rc == 0, "criu restore failed: " + log
+            check_tree(tmp)
+            out, err = lp.communicate(timeout=60)
+            assert lp.returncode == 0, err
+            assert d.wait(timeout=60) == 0, "criu dump: " + tail(os.path.join(src, "dump.log"))
+            assert "lazy-pages: done" in err, err
+        finally:
+            for p in (lp, d, w):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+
+def serve_pages(lazy_by_pid, port_box, hostile_after, log):
+    """A page server speaking CRIU's wire: answers GETs from the images'
+    bytes, then (hostile_after) sends a reply for the wrong address."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    port_box.append(ls.getsockname()[1])
+    c, _ = ls.accept()
+    served = 0
+    try:
+        while True:
+            h = b""
+            while len(h) < 32:
+                k = c.recv(32 - len(h))
+                if not k:
+                    return
+                h += k
+            cmd, _, n, vaddr, pid = struct.unpack("<IIQQQ", h)
+            if cmd == 0x1023:
+                c.sendall(struct.pack("<i", 0))
+                return
+            assert cmd == 7, cmd
+            if served >= hostile_after:
+                log.append(f"hostile reply to {n} pages at {vaddr:#x}")
+                c.sendall(struct.pack("<IIQQQ", 0x40006, 0, n, vaddr + 4096, pid) +
+                          b"\0" * (n * 4096))
+                time.sleep(1)
+                return
+            pages = [lazy_by_pid[pid].get(vaddr + i * 4096) for i in range(n)]
+            assert None not in pages, f"GET for pages the dump never had: {vaddr:#x}+{n}"
+            data = b"".join(pages)
+            c.sendall(struct.pack("<IIQQQ", 0x40006, 0, n, vaddr, pid) + data)
+            served += 1
+    finally:
+        c.close()
+        ls.close()
+
+
+@case("a hostile page server: a malformed reply is refused, the process dies, never zeros")
+def test_hostile_page_server():
+    criu()
+    with tempfile.TemporaryDirectory() as tmp:
+        imgs = os.path.join(tmp, "img")
+        os.mkdir(imgs)
+        w, pid = start_workload(tmp, single=True)
+        dump_local(tmp, imgs, pid)
+        lazy = {pid: {base + i: chunk[i:i + 4096]
+                      for base, chunk in criu_images.make_remote(imgs, pid).items()
+                      for i in range(0, len(chunk), 4096)}}
+        port, log = [], []
+        t = threading.Thread(target=serve_pages, args=(lazy, port, 8, log), daemon=True)
+        t.start()
+        while not port:
+            time.sleep(0.01)
+        open(os.path.join(tmp, "go"), "w").close()
+        lp = subprocess.Popen([faultline, "lazy-pages", "-D", imgs, "--page-server",
+                               "--address", "127.0.0.1", "--port", str(port[0])],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(os.path.join(imgs, "lazy-pages.socket"), lp)
+            # The bad reply may come while criu restore still runs (its
+            # restorer faults too): then the restore fails, which is right.
+            rc, rlog = restore(imgs)
+            out, err = lp.communicate(timeout=60)
+            got = results(tmp, want_done=False, timeout=1)
+            assert log, "the server never got to misbehave"
+            assert "malformed reply" in err, err
+            assert lp.returncode != 0, "lazy-pages said all was well: " + err
+            assert not any(x.startswith("FAIL") for x in got), f"zeros were read: {got}"
+            assert "ok root" not in got, f"the process ran on without its pages: {got}"
+            assert not os.path.exists(f"/proc/{pid}") or \
+                open(f"/proc/{pid}/stat").read().split()[2] in "ZX", "the process lives on"
+        finally:
+            if lp.poll() is None:
+                lp.kill()
+                lp.wait()
+
+
+@case("malformed images are refused with the file named, and criu restore cannot start")
+def test_malformed_images():
+    criu()
+    with tempfile.TemporaryDirectory() as tmp:
+        imgs = os.path.join(tmp, "img")
+        os.mkdir(imgs)
+        w, pid = start_workload(tmp, mib=4, single=True)
+        dump_local(tmp, imgs, pid)
+        pm = os.path.join(imgs, f"pagemap-{pid}.img")
+        good = open(pm, "rb").read()
+        pages_id, _ = criu_images.pagemap(pm)
+        pf = os.path.join(imgs, f"pages-{pages_id}.img")
+        gooddata = open(pf, "rb").read()
+        cases = [
+            (pm, good[:-3], f"pagemap-{pid}.img: record"),
+            (pm, good[:4] + b"\0\0\0\0" + good[8:], f"pagemap-{pid}.img: magic"),
+            (pf, gooddata[:len(gooddata) // 2], f"pages-{pages_id}.img"),
+        ]
+        for path, data, want in cases:
+            with open(path, "wb") as f:
+                f.write(data)
+            p = run([faultline, "lazy-pages", "-D", imgs])
+            assert p.returncode == 1 and want in p.stderr, (want, p.stderr)
+            assert not os.path.exists(os.path.join(imgs, "lazy-pages.socket"))
+            with open(path, "wb") as f:
+                f.write(good if path == pm else gooddata)
+        rc, log = restore(imgs)
+        assert rc != 0, "criu restore --lazy-pages ran with no daemon"
+
+
+tap.run()
