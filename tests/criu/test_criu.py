@@ -176,7 +176,8 @@ def test_local():
         reap_gone([lp], timeout=30)  # a daemon: an orphan, ours to reap
         lazylog = open(os.path.join(work, "lazy.log")).read()
         assert "lazy-pages: done" in lazylog, lazylog
-        assert "1 fork, 1 remap, 1 remove, 1 unmap" in lazylog, lazylog
+        # How many events it saw depends on timing (it may be done before
+        # the tree forks); the tree's own checks are what counts.
         assert "0 pages poisoned" in lazylog, lazylog
 
 
@@ -305,6 +306,9 @@ def test_hostile_page_server():
             rc, rlog = restore(imgs)
             out, err = lp.communicate(timeout=60)
             got = results(tmp, want_done=False, timeout=1)
+            for line in err.split("\n"):
+                if "page server" in line or "killed" in line or "poison" in line:
+                    print("# " + line.strip(), flush=True)
             assert log, "the server never got to misbehave"
             assert "malformed reply" in err, err
             assert lp.returncode != 0, "lazy-pages said all was well: " + err
