@@ -276,7 +276,7 @@ int fl__criu_pagemap_decode(const void *buf, size_t len, const char *name,
 		if (x.vaddr % CRIU_PAGE || !x.nr_pages || x.vaddr >= CRIU_ADDR_LIMIT ||
 		    x.nr_pages > (CRIU_ADDR_LIMIT - x.vaddr) / CRIU_PAGE) {
 			say(err, errlen, "%s: entry %u (record %u): %llu pages at %#llx are empty, "
-			    "unaligned or beyond user space", name, rs.index - 1, rs.index,
+			    "unaligned or beyond user space", name, rs.index - 2, rs.index,
 			    (unsigned long long)x.nr_pages, (unsigned long long)x.vaddr);
 			break;
 		}
@@ -284,12 +284,12 @@ int fl__criu_pagemap_decode(const void *buf, size_t len, const char *name,
 		    (x.flags & CRIU_PE_PARENT && x.flags & CRIU_PE_PRESENT)) {
 			say(err, errlen, "%s: entry %u at %#llx: flags %#x are not a combination "
 			    "CRIU writes (PE_PARENT 1, PE_LAZY 2, PE_PRESENT 4; never 1 and 4)",
-			    name, rs.index - 1, (unsigned long long)x.vaddr, x.flags);
+			    name, rs.index - 2, (unsigned long long)x.vaddr, x.flags);
 			break;
 		}
 		if (pm->n && x.vaddr < pm->e[pm->n - 1].vaddr + pm->e[pm->n - 1].nr_pages * CRIU_PAGE) {
 			say(err, errlen, "%s: entry %u at %#llx overlaps or precedes the entry "
-			    "before it", name, rs.index - 1, (unsigned long long)x.vaddr);
+			    "before it", name, rs.index - 2, (unsigned long long)x.vaddr);
 			break;
 		}
 		/* Each PE_PRESENT entry's bytes follow the previous ones. */
