@@ -8,7 +8,8 @@ dump's page server (loopback), at 256 MiB and 1 GiB. The restored program
   bench/criu.py [BUILD_DIR] [MiB...]     (default: build, 256 1024)
 
 Columns: time to first instruction (restore start to the program running
-again), time until every page was in (the program's read of all of it),
+again), time until every page was in (restore start until the program had
+read all of it),
 fill rate, first-touch p50/p99/max, the daemon's wall time and CPU seconds
 (user+sys). Needs root and CRIU (../shared/criu/build.sh). Never fails on
 a time."""
@@ -103,6 +104,8 @@ def one(mib, remote, daemon):
             dump.wait()
         res = open(os.path.join(tmp, "result")).read().split()
         resumed, all_in, p50, p99, mx, bad = (float(x) for x in res)
+        # every page in: from the restore's start until the program had read all
+        all_in += resumed - t_restore
         return dict(first=resumed - t_restore, all_in=all_in, rate=mib / all_in, p50=p50,
                     p99=p99, max=mx / 1000, bad=int(bad), daemon_s=t_daemon,
                     cpu=ru.ru_utime + ru.ru_stime, status=status)

@@ -250,6 +250,14 @@ int cmd_lazy_pages(int argc, char **argv)
 		fprintf(stderr, "faultline lazy-pages: log file %s: %s\n", logfile, strerror(-ret));
 		goto out;
 	}
+	if (page_server) {
+		/* The page server answers one GET at a time, in order, at most
+		 * 256 pages (one of its pipes) per reply: a fault's GET waits
+		 * behind every background byte asked before it. Keep that to
+		 * two server-sized replies. */
+		o.bg_chunk = 1u << 20;
+		o.bg_inflight = 2;
+	}
 	so.images_dir = images_abs;
 	so.ps_addr = page_server ? addr : NULL;
 	so.ps_port = port;
