@@ -122,7 +122,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if ((z->finished || z->failed) && fl_monitor_owed_pages(z->m) == 0) {
-		if (z->verbose)
+		if (z->verbose && !z->failed)
 			fprintf(stderr, "lazy-pages: every lazy page is in\n");
 		fl_monitor_stop(z->m);
 	}
