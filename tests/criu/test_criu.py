@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import case  # noqa: E402
 import tap  # noqa: E402
 import criu_images  # noqa: E402
+import atexit  # noqa: E402
 import ctypes  # noqa: E402
 
 # Orphans of the dumped tree come to us, not to this machine's init (which
@@ -64,6 +65,20 @@ def wait_for(path, proc=None, timeout=30):
     raise AssertionError(f"no {path} after {timeout} s")
 
 
+_started = []
+
+
+@atexit.register
+def _end_leftovers():
+    """A case that failed half-way leaves a tree waiting for its go."""
+    for pid in _started:
+        try:
+            if b"criu-workload" in open(f"/proc/{pid}/cmdline", "rb").read():
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def start_workload(tmp, mib=MIB, single=False, pidns=False):
     """The tree, detached in its own session (and pid namespace): its pid."""
     cmd = [workload, tmp, str(mib)] + (["single"] if single else [])
@@ -78,7 +93,9 @@ def start_workload(tmp, mib=MIB, single=False, pidns=False):
         # unshare's child: pid 1 of the new namespace
         kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
         assert len(kids) == 1, kids
+        _started.append(int(kids[0]))
         return p, int(kids[0])
+    _started.append(p.pid)
     return p, p.pid
 
 
