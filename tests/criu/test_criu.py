@@ -6,8 +6,15 @@ when it cannot be built). The workload tree checks every page itself: a
 fork right after the restore, mremap, MADV_DONTNEED and munmap of lazy
 memory, a zombie, a process that exits with pages still owed.
 
-  test_criu.py FAULTLINE WORKLOAD CRIU_BUILD_SH"""
+And the same tree as a container under runc (Debian's 1.1.5), whose
+`checkpoint --lazy-pages [--page-server]` and `restore --lazy-pages` drive
+CRIU, with faultline lazy-pages serving it (skipped, saying so, without
+runc).
+
+  test_criu.py FAULTLINE WORKLOAD CRIU_BUILD_SH STATIC_WORKLOAD"""
+import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -29,7 +36,7 @@ import ctypes  # noqa: E402
 # may leave them unreaped): a restore needs their pids free.
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
-faultline, workload, build_sh = sys.argv[1:4]
+faultline, workload, build_sh, static_workload = sys.argv[1:5]
 MIB = 32
 _criu = None
 
@@ -224,8 +231,8 @@ def free_port():
 
 def copy_images(src, dst):
     os.mkdir(dst)
-    for f in os.listdir(src):
-        if f.endswith(".img"):
+    for f in os.listdir(src):  # the images, and runc's descriptors.json
+        if not f.endswith(".log"):
             with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
                 b.write(a.read())
 
@@ -369,6 +376,130 @@ def test_malformed_images():
                 f.write(good if path == pm else gooddata)
         rc, log = restore(imgs)
         assert rc != 0, "criu restore --lazy-pages ran with no daemon"
+
+
+def runc_tools(tmp):
+    """runc with its own state dir, and CRIU's options for it."""
+    if not shutil.which("runc"):
+        raise tap.Skip("runc is not installed (Debian: apt-get install runc)")
+    conf = os.path.join(tmp, "criu.conf")
+    with open(conf, "w") as f:
+        # No iptables-restore here to lock the container's network with
+        # during the dump; the container has no connections to protect.
+        f.write("network-lock skip\n")
+    env = dict(os.environ, CRIU_CONFIG_FILE=conf)
+    return ["runc", "--root", os.path.join(tmp, "runc-state"), "--log",
+            os.path.join(tmp, "runc.log"), "--criu", criu()], env
+
+
+def make_bundle(tmp):
+    """A root filesystem holding only the static workload tree."""
+    bundle = os.path.join(tmp, "bundle")
+    rootfs = os.path.join(bundle, "rootfs")
+    for d in ("bin", "w", "proc", "dev", "sys", "tmp"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy(static_workload, os.path.join(rootfs, "bin", "criu-workload"))
+    subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+    cfg = json.load(open(os.path.join(bundle, "config.json")))
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/criu-workload", "/w", str(MIB)]
+    cfg["root"]["readonly"] = False
+    json.dump(cfg, open(os.path.join(bundle, "config.json"), "w"))
+    return bundle, os.path.join(rootfs, "w")
+
+
+def runc_container(rc, env, bundle, w, cid):
+    # The container keeps runc's stdio: /dev/null, never a pipe of ours.
+    p = subprocess.run(rc + ["run", "-d", "--bundle", bundle, cid], env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 0, "runc run failed: " + tail(rc[4])
+    wait_for(os.path.join(w, "ready"))
+
+
+def runc_cleanup(rc, env, ids):
+    for cid in ids:
+        subprocess.run(rc + ["delete", "-f", cid], env=env, capture_output=True, timeout=60)
+
+
+@case("runc: a container checkpointed and restored lazily from local images")
+def test_runc_local():
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        rc, env = runc_tools(tmp)
+        bundle, w = make_bundle(tmp)
+        imgs, work = os.path.join(tmp, "img"), os.path.join(tmp, "work")
+        try:
+            runc_container(rc, env, bundle, w, "fl-a")
+            p = run(rc + ["checkpoint", "--image-path", imgs, "--work-path", work, "fl-a"],
+                    env=env)
+            assert p.returncode == 0, "runc checkpoint: " + p.stderr + \
+                tail(os.path.join(work, "dump.log"))
+            open(os.path.join(w, "go"), "w").close()
+            pidfile = os.path.join(tmp, "lp.pid")
+            p = run([faultline, "lazy-pages", "-D", imgs, "-W", work, "-d", "--pidfile",
+                     pidfile, "-o", "lazy.log"])
+            assert p.returncode == 0, p.stderr
+            p = subprocess.run(rc + ["restore", "-d", "--lazy-pages", "--image-path", imgs,
+                                     "--work-path", work, "--bundle", bundle, "fl-b"],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=120)
+            assert p.returncode == 0, "runc restore: " + tail(rc[4]) + \
+                tail(os.path.join(work, "restore.log"))
+            check_tree(w)
+            reap_gone([int(open(pidfile).read())], timeout=30)
+            lazylog = open(os.path.join(work, "lazy.log")).read()
+            assert "lazy-pages: done" in lazylog and "Sanitizer" not in lazylog, lazylog
+        finally:
+            runc_cleanup(rc, env, ["fl-a", "fl-b"])
+
+
+@case("runc: a container migrated post-copy over criu's page server (loopback)")
+def test_runc_page_server():
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        rc, env = runc_tools(tmp)
+        bundle, w = make_bundle(tmp)
+        src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
+        swork, dwork = os.path.join(tmp, "swork"), os.path.join(tmp, "dwork")
+        port = free_port()
+        ck = lp = None
+        try:
+            runc_container(rc, env, bundle, w, "fl-c")
+            r, wfd = os.pipe()
+            ck = subprocess.Popen(rc + ["checkpoint", "--lazy-pages", "--page-server",
+                                        f"127.0.0.1:{port}", "--status-fd", str(wfd),
+                                        "--image-path", src, "--work-path", swork, "fl-c"],
+                                  env=env, pass_fds=(wfd,), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+            os.close(wfd)
+            ok = os.read(r, 1)
+            os.close(r)
+            assert ok, "runc checkpoint --lazy-pages never listened: " + \
+                tail(os.path.join(swork, "dump.log"))
+            copy_images(src, dst)
+            open(os.path.join(w, "go"), "w").close()
+            os.makedirs(dwork)
+            lp = subprocess.Popen([faultline, "lazy-pages", "-D", dst, "-W", dwork,
+                                   "--page-server", "--address", "127.0.0.1", "--port",
+                                   str(port)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+            wait_for(os.path.join(dwork, "lazy-pages.socket"), lp)
+            p = subprocess.run(rc + ["restore", "-d", "--lazy-pages", "--image-path", dst,
+                                     "--work-path", dwork, "--bundle", bundle, "fl-d"],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=120)
+            assert p.returncode == 0, "runc restore: " + tail(rc[4]) + \
+                tail(os.path.join(dwork, "restore.log"))
+            check_tree(w)
+            out, err = lp.communicate(timeout=60)
+            assert lp.returncode == 0 and "Sanitizer" not in err, err
+            _, cerr = ck.communicate(timeout=60)
+            assert ck.returncode == 0, "runc checkpoint: " + cerr
+        finally:
+            for p in (lp, ck):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            runc_cleanup(rc, env, ["fl-c", "fl-d"])
 
 
 tap.run()
