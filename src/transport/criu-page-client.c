@@ -29,7 +29,6 @@
 #define PS_CLOSE 0x1023u
 #define PE_PRESENT 4u
 #define PAGE 4096ull
-#define DONE_MAX 4096
 
 struct ps_hdr {
 	uint32_t cmd;
@@ -48,7 +47,7 @@ struct pget {
 	uint64_t pages, got;
 	char *buf;
 	bool cancelled;
-	struct pget *next; /* FIFO */
+	struct pget *next; /* the FIFO, then the done list */
 };
 
 struct criu_pclient {
@@ -57,8 +56,7 @@ struct criu_pclient {
 	bool reader_started;
 	pthread_mutex_t lock;
 	struct pget *head, *tail; /* what the server will answer next, in order */
-	struct fl_source_req *done[DONE_MAX];
-	size_t ndone;
+	struct pget *done, *done_tail; /* finished, for take() */
 	bool broken, closing, closed;
 	int32_t status;
 	char error[256];
@@ -122,7 +120,12 @@ static void complete(struct criu_pclient *c, struct pget *g, int result)
 		g->buf = NULL;
 	}
 	g->req->priv = (uint64_t)(uintptr_t)g;
-	c->done[c->ndone++] = g->req;
+	g->next = NULL;
+	if (c->done_tail)
+		c->done_tail->next = g;
+	else
+		c->done = g;
+	c->done_tail = g;
 }
 
 /* With the lock held: append g to the FIFO and send its GET. */
@@ -314,8 +317,8 @@ int fl__criu_pclient_submit(struct criu_pclient *c, struct fl_source_req *r, int
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->broken || c->closing || c->ndone >= DONE_MAX / 2) {
-		ret = c->broken || c->closing ? -ECONNRESET : -EBUSY;
+	if (c->broken || c->closing) {
+		ret = -ECONNRESET;
 		pthread_mutex_unlock(&c->lock);
 		free(g->buf);
 		free(g);
@@ -335,12 +338,13 @@ int fl__criu_pclient_cancel(struct criu_pclient *c, struct fl_source_req *r)
 	int ret = -ENOENT;
 
 	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < c->ndone; i++)
-		if (c->done[i] == r) {
-			struct pget *g = (struct pget *)(uintptr_t)r->priv;
+	for (struct pget **pp = &c->done, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next)
+		if ((*pp)->req == r) {
+			struct pget *g = *pp;
 
-			memmove(&c->done[i], &c->done[i + 1], (c->ndone - i - 1) * sizeof(r));
-			c->ndone--;
+			*pp = g->next;
+			if (c->done_tail == g)
+				c->done_tail = prev;
 			free(g->buf);
 			free(g);
 			ret = 0;
@@ -357,13 +361,15 @@ int fl__criu_pclient_cancel(struct criu_pclient *c, struct fl_source_req *r)
 
 size_t fl__criu_pclient_take(struct criu_pclient *c, struct fl_source_req **out, size_t max)
 {
-	size_t n;
+	size_t n = 0;
 
 	pthread_mutex_lock(&c->lock);
-	n = c->ndone < max ? c->ndone : max;
-	memcpy(out, c->done, n * sizeof(out[0]));
-	memmove(c->done, c->done + n, (c->ndone - n) * sizeof(out[0]));
-	c->ndone -= n;
+	while (c->done && n < max) {
+		out[n++] = c->done->req;
+		c->done = c->done->next;
+	}
+	if (!c->done)
+		c->done_tail = NULL;
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }
@@ -435,13 +441,12 @@ void fl__criu_pclient_destroy(struct criu_pclient *c)
 		free(g->buf);
 		free(g);
 	}
-	for (size_t i = 0; i < c->ndone; i++) {
-		struct pget *g = (struct pget *)(uintptr_t)c->done[i]->priv;
+	while (c->done) {
+		struct pget *g = c->done;
 
-		if (g) {
-			free(g->buf);
-			free(g);
-		}
+		c->done = g->next;
+		free(g->buf);
+		free(g);
 	}
 	pthread_mutex_destroy(&c->lock);
 	free(c);
