@@ -27,6 +27,7 @@ build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "build")
 sizes = [int(x) for x in sys.argv[2:]] or [256, 1024]
 faultline = os.path.join(build, "src/cli/faultline")
 reader = os.path.join(build, "bench/criu-reader")
+drain = os.path.join(build, "bench/criu-drain")
 criu = subprocess.run(["bash", os.path.join(root, "..", "shared", "criu", "build.sh")],
                       capture_output=True, text=True, check=True).stdout.strip()
 import ctypes  # noqa: E402
@@ -58,6 +59,36 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def page_server_alone(mib, window):
+    """criu dump --lazy-pages's page server drained with nothing restored."""
+    tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
+    try:
+        subprocess.Popen(["unshare", "-p", "-f", "setsid", reader, tmp, str(mib)],
+                         start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(os.path.join(tmp, "ready"))
+        outer = [int(x) for x in os.listdir("/proc") if x.isdigit() and
+                 open(f"/proc/{x}/cmdline", "rb").read().startswith(b"unshare") and
+                 tmp.encode() in open(f"/proc/{x}/cmdline", "rb").read()][0]
+        pid = int(open(f"/proc/{outer}/task/{outer}/children").read().split()[0])
+        src = os.path.join(tmp, "src")
+        os.mkdir(src)
+        port = free_port()
+        r, wfd = os.pipe()
+        dump = subprocess.Popen([criu, "dump", "-t", str(pid), "-D", src, "--lazy-pages",
+                                 "--address", "127.0.0.1", "--port", str(port),
+                                 "-o", "dump.log", "--status-fd", str(wfd)], pass_fds=(wfd,))
+        os.close(wfd)
+        os.read(r, 1)
+        os.close(r)
+        out = subprocess.run([drain, src, "127.0.0.1", str(port), "1024", str(window)],
+                             capture_output=True, text=True, timeout=300).stdout.split()
+        dump.wait()
+        return float(out[0]) / float(out[1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def one(mib, remote, daemon):
@@ -119,6 +150,12 @@ hdr = (f"{'size':>6} {'source':<12} {'daemon':<10} {'first_s':>8} {'all_in_s':>8
        f"{'MiB/s':>7} {'p50_us':>7} {'p99_us':>7} {'max_ms':>7} {'daemon_s':>8} {'cpu_s':>6}")
 print(hdr)
 for mib in sizes:
+    try:
+        alone = ", ".join(f"{page_server_alone(mib, w):.0f} MiB/s with {w} x 1 MiB in flight"
+                          for w in (2, 8))
+    except Exception as e:  # a figure missing, not a failure
+        alone = f"failed: {e}"
+    print(f"{mib:>6} page server alone (criu-drain, nothing restored): {alone}", flush=True)
     for remote in (False, True):
         for daemon in ("criu", "faultline"):
             try:
