@@ -184,7 +184,7 @@ int cmd_lazy_pages(int argc, char **argv)
 	};
 	const char *images = NULL, *work = NULL, *addr = "127.0.0.1", *pidfile = NULL;
 	const char *logfile = NULL, *json = NULL;
-	char images_abs[PATH_MAX], err[1024] = "";
+	char images_abs[PATH_MAX], pidfile_abs[PATH_MAX], err[1024] = "";
 	bool page_server = false, daemon = false;
 	int port = 27, c, ret, ready_fd = -1, verbose = 1;
 	struct fl_monitor_opts o = { .exit_when_idle = true };
@@ -234,7 +234,20 @@ int cmd_lazy_pages(int argc, char **argv)
 			strerror(errno));
 		return CLI_FAILED;
 	}
-	/* As criu does: everything relative happens in the work dir. */
+	/* The pid file is where the caller said, from where it said it. */
+	if (pidfile && pidfile[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(pidfile_abs, sizeof(pidfile_abs), "%s/%s", cwd, pidfile) >=
+			    (int)sizeof(pidfile_abs)) {
+			fprintf(stderr, "faultline lazy-pages: pidfile %s: path too long\n", pidfile);
+			return CLI_FAILED;
+		}
+		pidfile = pidfile_abs;
+	}
+	/* As criu does: everything else relative happens in the work dir
+	 * (the log file too). */
 	if (chdir(work ? work : images_abs)) {
 		fprintf(stderr, "faultline lazy-pages: work dir %s: %s\n", work ? work : images_abs,
 			strerror(errno));
@@ -320,6 +333,8 @@ int cmd_lazy_pages(int argc, char **argv)
 	ret = fl_monitor_run(z.m);
 	if (z.failed)
 		fprintf(stderr, "lazy-pages: done: the restore failed\n");
+	else if (!z.finished)
+		fprintf(stderr, "lazy-pages: stopped before criu restore had finished\n");
 	else if (fl_monitor_owed_pages(z.m))
 		fprintf(stderr, "lazy-pages: done, with %llu pages still owed to live processes\n",
 			(unsigned long long)fl_monitor_owed_pages(z.m));
