@@ -46,6 +46,8 @@ static void usage(FILE *out)
 		"  -o, --log-file FILE   log here (relative to the work dir) instead of stderr\n"
 		"  -v[N], --verbosity[=N]  more progress (as criu's -v; -v4 or more: debug)\n"
 		"      --stats-json FILE also write the final statistics as JSON\n"
+		"      --no-prefetch     serve faults only, no background stream (faultline's own\n"
+		"                        option: the daemon then lives as long as the processes)\n"
 		"Statistics are printed at the end and on SIGUSR1.\n");
 }
 
@@ -179,6 +181,7 @@ int cmd_lazy_pages(int argc, char **argv)
 		{ "log-file", required_argument, NULL, 'o' },
 		{ "verbosity", optional_argument, NULL, 'v' },
 		{ "stats-json", required_argument, NULL, 'j' },
+		{ "no-prefetch", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -220,6 +223,7 @@ int cmd_lazy_pages(int argc, char **argv)
 				verbose = atoi(optarg) >= 4 ? 2 : 1;
 			break;
 		case 'j': json = optarg; break;
+		case 'n': o.no_prefetch = true; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
 		}

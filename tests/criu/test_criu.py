@@ -178,6 +178,33 @@ def restore(imgs, work=None):
     return p.returncode, tail(os.path.join(work or imgs, "restore.log"))
 
 
+@case("faults only: fork, mremap, DONTNEED and munmap meet pages that are all still owed")
+def test_faults_only():
+    criu()
+    with tempfile.TemporaryDirectory() as tmp:
+        imgs = os.path.join(tmp, "img")
+        os.mkdir(imgs)
+        w, pid = start_workload(tmp)
+        dump_local(tmp, imgs, pid)
+        open(os.path.join(tmp, "go"), "w").close()
+        lp = subprocess.Popen([faultline, "lazy-pages", "-D", imgs, "--no-prefetch"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(os.path.join(imgs, "lazy-pages.socket"), lp)
+            rc, log = restore(imgs)
+            assert rc == 0, "criu restore failed: " + log
+            check_tree(tmp)
+            out, err = lp.communicate(timeout=60)
+            assert lp.returncode == 0 and "Sanitizer" not in err, err
+            # nothing streams: every event of the tree met owed pages
+            assert "1 fork, 1 remap, 1 remove," in out, out
+            assert " 0 prefetched" in out and "0 pages poisoned" in out, out
+        finally:
+            if lp.poll() is None:
+                lp.kill()
+                lp.wait()
+
+
 @case("local images: a tree with fork, mremap, DONTNEED, munmap, a zombie and owed pages")
 def test_local():
     criu()
