@@ -293,9 +293,10 @@ def test_page_server():
                     p.wait()
 
 
-def serve_pages(lazy_by_pid, port_box, hostile_after, log):
+def serve_pages(lazy_by_pid, port_box, hostile_after, log, how="wrong address"):
     """A page server speaking CRIU's wire: answers GETs from the images'
-    bytes, then (hostile_after) sends a reply for the wrong address."""
+    bytes, then (hostile_after) sends a reply for the wrong address, or
+    (how="cut") closes the connection half-way through a reply."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     ls.listen(1)
@@ -315,6 +316,10 @@ def serve_pages(lazy_by_pid, port_box, hostile_after, log):
                 c.sendall(struct.pack("<i", 0))
                 return
             assert cmd == 7, cmd
+            if served >= hostile_after and how == "cut":
+                log.append(f"cut in the middle of {n} pages at {vaddr:#x}")
+                c.sendall(struct.pack("<IIQQQ", 0x40006, 0, n, vaddr, pid) + b"\x55" * 2048)
+                return
             if served >= hostile_after:
                 log.append(f"hostile reply to {n} pages at {vaddr:#x}")
                 c.sendall(struct.pack("<IIQQQ", 0x40006, 0, n, vaddr + 4096, pid) +
@@ -331,8 +336,7 @@ def serve_pages(lazy_by_pid, port_box, hostile_after, log):
         ls.close()
 
 
-@case("a hostile page server: a malformed reply is refused, the process dies, never zeros")
-def test_hostile_page_server():
+def hostile(how, want):
     criu()
     with tempfile.TemporaryDirectory() as tmp:
         imgs = os.path.join(tmp, "img")
@@ -343,7 +347,7 @@ def test_hostile_page_server():
                       for base, chunk in criu_images.make_remote(imgs, pid).items()
                       for i in range(0, len(chunk), 4096)}}
         port, log = [], []
-        t = threading.Thread(target=serve_pages, args=(lazy, port, 8, log), daemon=True)
+        t = threading.Thread(target=serve_pages, args=(lazy, port, 8, log, how), daemon=True)
         t.start()
         while not port:
             time.sleep(0.01)
@@ -362,7 +366,7 @@ def test_hostile_page_server():
                 if "page server" in line or "killed" in line or "poison" in line:
                     print("# " + line.strip(), flush=True)
             assert log, "the server never got to misbehave"
-            assert "malformed reply" in err, err
+            assert want in err, err
             assert "Sanitizer" not in err, err
             assert lp.returncode != 0, "lazy-pages said all was well: " + err
             assert not any(x.startswith("FAIL") for x in got), f"zeros were read: {got}"
@@ -373,6 +377,16 @@ def test_hostile_page_server():
             if lp.poll() is None:
                 lp.kill()
                 lp.wait()
+
+
+@case("a hostile page server: a malformed reply is refused, the process dies, never zeros")
+def test_hostile_page_server():
+    hostile("wrong address", "malformed reply")
+
+
+@case("a page server that vanishes mid-reply: the process dies, never zeros")
+def test_page_server_cut():
+    hostile("cut", "the connection was lost in the middle of")
 
 
 @case("malformed images are refused with the file named, and criu restore cannot start")
