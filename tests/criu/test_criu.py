@@ -8,8 +8,8 @@ memory, a zombie, a process that exits with pages still owed.
 
 And the same tree as a container under runc (Debian's 1.1.5), whose
 `checkpoint --lazy-pages [--page-server]` and `restore --lazy-pages` drive
-CRIU, with faultline lazy-pages serving it (skipped, saying so, without
-runc).
+CRIU, with faultline lazy-pages serving it, locally and between two network
+namespaces (skipped, saying so, without runc).
 
   test_criu.py FAULTLINE WORKLOAD CRIU_BUILD_SH STATIC_WORKLOAD"""
 import json
@@ -494,21 +494,42 @@ def test_runc_local():
             runc_cleanup(rc, env, ["fl-a", "fl-b"])
 
 
-@case("runc: a container migrated post-copy over criu's page server (loopback)")
+def netns_pair(tag):
+    """Two network namespaces joined by veth: TAG-src 10.215.3.1, TAG-dst .2."""
+    cmds = [f"ip netns add {tag}-src", f"ip netns add {tag}-dst",
+            f"ip link add {tag}-a type veth peer name {tag}-b",
+            f"ip link set {tag}-a netns {tag}-src", f"ip link set {tag}-b netns {tag}-dst",
+            f"ip -n {tag}-src addr add 10.215.3.1/24 dev {tag}-a",
+            f"ip -n {tag}-dst addr add 10.215.3.2/24 dev {tag}-b",
+            f"ip -n {tag}-src link set {tag}-a up", f"ip -n {tag}-dst link set {tag}-b up",
+            f"ip -n {tag}-src link set lo up", f"ip -n {tag}-dst link set lo up"]
+    for c in cmds:
+        p = subprocess.run(c.split(), capture_output=True, text=True)
+        assert p.returncode == 0, f"{c}: {p.stderr}"
+
+
+@case("runc: a container migrated post-copy over criu's page server, netns to netns")
 def test_runc_page_server():
+    tag = f"flrc{os.getpid() % 100000}"
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         rc, env = runc_tools(tmp)
         bundle, w = make_bundle(tmp)
         src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
         swork, dwork = os.path.join(tmp, "swork"), os.path.join(tmp, "dwork")
+        # nsenter --net, not `ip netns exec`: that one also makes a mount
+        # namespace, which CRIU would have to dump.
+        at_src = ["nsenter", f"--net=/run/netns/{tag}-src"]
+        at_dst = ["nsenter", f"--net=/run/netns/{tag}-dst"]
         port = free_port()
         ck = lp = None
         try:
+            netns_pair(tag)
             runc_container(rc, env, bundle, w, "fl-c")
             r, wfd = os.pipe()
-            ck = subprocess.Popen(rc + ["checkpoint", "--lazy-pages", "--page-server",
-                                        f"127.0.0.1:{port}", "--status-fd", str(wfd),
-                                        "--image-path", src, "--work-path", swork, "fl-c"],
+            ck = subprocess.Popen(at_src + rc + ["checkpoint", "--lazy-pages", "--page-server",
+                                                 f"10.215.3.1:{port}", "--status-fd", str(wfd),
+                                                 "--image-path", src, "--work-path", swork,
+                                                 "fl-c"],
                                   env=env, pass_fds=(wfd,), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
             os.close(wfd)
@@ -519,13 +540,14 @@ def test_runc_page_server():
             copy_images(src, dst)
             open(os.path.join(w, "go"), "w").close()
             os.makedirs(dwork)
-            lp = subprocess.Popen([faultline, "lazy-pages", "-D", dst, "-W", dwork,
-                                   "--page-server", "--address", "127.0.0.1", "--port",
-                                   str(port)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+            lp = subprocess.Popen(at_dst + [faultline, "lazy-pages", "-D", dst, "-W", dwork,
+                                            "--page-server", "--address", "10.215.3.1",
+                                            "--port", str(port)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             wait_for(os.path.join(dwork, "lazy-pages.socket"), lp)
-            p = subprocess.run(rc + ["restore", "-d", "--lazy-pages", "--image-path", dst,
-                                     "--work-path", dwork, "--bundle", bundle, "fl-d"],
+            p = subprocess.run(at_dst + rc + ["restore", "-d", "--lazy-pages", "--image-path",
+                                              dst, "--work-path", dwork, "--bundle", bundle,
+                                              "fl-d"],
                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, timeout=120)
             assert p.returncode == 0, "runc restore: " + tail(rc[4]) + \
@@ -541,6 +563,8 @@ def test_runc_page_server():
                     p.kill()
                     p.wait()
             runc_cleanup(rc, env, ["fl-c", "fl-d"])
+            for ns in ("src", "dst"):
+                subprocess.run(["ip", "netns", "del", f"{tag}-{ns}"], capture_output=True)
 
 
 tap.run()
