@@ -156,12 +156,18 @@ static int read_step(struct criu_handoff *s, size_t want, int *ufd, pid_t *cred_
 		}
 	}
 	if (n == 0) {
+		if (*ufd >= 0)
+			close(*ufd);
+		*ufd = -1;
 		fail(s, "the connection closed after %zu of %zu records%s", s->records,
 		     s->nprocs, s->step == WANT_FINISHED ? ", before the 'restore finished' word" :
 		     "");
 		return -1;
 	}
 	if (mh.msg_flags & MSG_CTRUNC) {
+		if (*ufd >= 0)
+			close(*ufd);
+		*ufd = -1;
 		fail(s, "record %zu (pid %d): control message truncated (more than one fd?)",
 		     s->records + 1, s->pid);
 		return -1;
@@ -169,14 +175,19 @@ static int read_step(struct criu_handoff *s, size_t want, int *ufd, pid_t *cred_
 	s->have += (size_t)n;
 	if (nfds && s->step != WANT_FD) {
 		fail(s, "an fd arrived outside a record's fd byte (record %zu)", s->records + 1);
-		return -1;
+		goto drop;
 	}
 	if (nfds > 1) {
 		fail(s, "record %zu (pid %d) carried %d fds, CRIU sends exactly one",
 		     s->records + 1, s->pid, nfds);
-		return -1;
+		goto drop;
 	}
 	return s->have == want;
+drop:
+	if (*ufd >= 0)
+		close(*ufd);
+	*ufd = -1;
+	return -1;
 }
 
 static void on_data(evutil_socket_t fd, short what, void *arg)

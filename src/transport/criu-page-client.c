@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "criu-page-client.h"
@@ -398,6 +399,12 @@ int fl__criu_pclient_close(struct criu_pclient *c, char *err, size_t errlen)
 		return -ECONNRESET;
 	}
 	c->closing = true;
+	{
+		/* A source that never answers must not hold this up forever. */
+		struct timeval tv = { 30, 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
 	ret = send_all(c->fd, &h, sizeof(h));
 	pthread_mutex_unlock(&c->lock);
 	if (ret) {
