@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -30,6 +31,10 @@
 #define PS_CLOSE 0x1023u
 #define PE_PRESENT 4u
 #define PAGE 4096ull
+/* Receive buffers are kept for reuse: a fresh one costs a first-touch
+ * page fault per page in the reader, as much as receiving the bytes. */
+#define POOL_BUF (2ull << 20)
+#define POOL_MAX 16
 
 struct ps_hdr {
 	uint32_t cmd;
@@ -58,6 +63,9 @@ struct criu_pclient {
 	pthread_mutex_t lock;
 	struct pget *head, *tail; /* what the server will answer next, in order */
 	struct pget *done, *done_tail; /* finished, for take() */
+	pthread_mutex_t pool_lock;
+	char *pool[POOL_MAX];
+	size_t npool;
 	bool broken, closing, closed;
 	int32_t status;
 	char error[256];
@@ -106,18 +114,60 @@ static void signal_done(struct criu_pclient *c)
 	(void)!write(c->event_fd, &one, sizeof(one));
 }
 
+static char *buf_get(struct criu_pclient *c, uint64_t len)
+{
+	char *b = NULL;
+
+	if (len > POOL_BUF)
+		return malloc(len);
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool)
+		b = c->pool[--c->npool];
+	pthread_mutex_unlock(&c->pool_lock);
+	if (!b) {
+		b = mmap(NULL, POOL_BUF, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (b == MAP_FAILED)
+			b = NULL;
+	}
+	return b;
+}
+
+static void buf_put(struct criu_pclient *c, char *b, uint64_t len)
+{
+	if (!b)
+		return;
+	if (len > POOL_BUF) {
+		free(b);
+		return;
+	}
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool < POOL_MAX) {
+		c->pool[c->npool++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	if (b)
+		munmap(b, POOL_BUF);
+}
+
+static void pget_free(struct criu_pclient *c, struct pget *g)
+{
+	buf_put(c, g->buf, g->pages * PAGE);
+	free(g);
+}
+
 /* With the lock held. */
 static void complete(struct criu_pclient *c, struct pget *g, int result)
 {
 	if (g->cancelled) {
-		free(g->buf);
-		free(g);
+		pget_free(c, g);
 		return;
 	}
 	g->req->result = result;
 	g->req->data = result ? NULL : g->buf;
 	if (result) {
-		free(g->buf);
+		buf_put(c, g->buf, g->pages * PAGE);
 		g->buf = NULL;
 	}
 	g->req->priv = (uint64_t)(uintptr_t)g;
@@ -272,6 +322,7 @@ int fl__criu_pclient_create(struct criu_pclient **out, const char *addr, int por
 	c->fd = -1;
 	c->event_fd = event_fd;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
 	snprintf(ports, sizeof(ports), "%d", port);
 	ret = getaddrinfo(addr, ports, &hints, &ai);
 	if (ret) {
@@ -312,7 +363,7 @@ int fl__criu_pclient_submit(struct criu_pclient *c, struct fl_source_req *r, int
 	if (!g)
 		return -ENOMEM;
 	*g = (struct pget){ .req = r, .pid = pid, .vaddr = vaddr, .pages = r->len / PAGE };
-	g->buf = malloc(r->len);
+	g->buf = buf_get(c, r->len);
 	if (!g->buf) {
 		free(g);
 		return -ENOMEM;
@@ -321,8 +372,7 @@ int fl__criu_pclient_submit(struct criu_pclient *c, struct fl_source_req *r, int
 	if (c->broken || c->closing) {
 		ret = -ECONNRESET;
 		pthread_mutex_unlock(&c->lock);
-		free(g->buf);
-		free(g);
+		pget_free(c, g);
 		return ret;
 	}
 	r->priv = (uint64_t)(uintptr_t)g;
@@ -346,8 +396,7 @@ int fl__criu_pclient_cancel(struct criu_pclient *c, struct fl_source_req *r)
 			*pp = g->next;
 			if (c->done_tail == g)
 				c->done_tail = prev;
-			free(g->buf);
-			free(g);
+			pget_free(c, g);
 			ret = 0;
 			break;
 		}
@@ -379,11 +428,9 @@ void fl__criu_pclient_release(struct criu_pclient *c, struct fl_source_req *r)
 {
 	struct pget *g = (struct pget *)(uintptr_t)r->priv;
 
-	(void)c;
 	if (!g)
 		return;
-	free(g->buf);
-	free(g);
+	pget_free(c, g);
 	r->priv = 0;
 }
 
@@ -445,16 +492,17 @@ void fl__criu_pclient_destroy(struct criu_pclient *c)
 		struct pget *g = c->head;
 
 		c->head = g->next;
-		free(g->buf);
-		free(g);
+		pget_free(c, g);
 	}
 	while (c->done) {
 		struct pget *g = c->done;
 
 		c->done = g->next;
-		free(g->buf);
-		free(g);
+		pget_free(c, g);
 	}
+	while (c->npool)
+		munmap(c->pool[--c->npool], POOL_BUF);
+	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
