@@ -46,6 +46,7 @@ static void usage(FILE *out)
 		"  -o, --log-file FILE   log here (relative to the work dir) instead of stderr\n"
 		"  -v[N], --verbosity[=N]  more progress (as criu's -v; -v4 or more: debug)\n"
 		"      --stats-json FILE also write the final statistics as JSON\n"
+		"      --tls             refused: CRIU's TLS page-server connection is not supported\n"
 		"      --no-prefetch     serve faults only, no background stream (faultline's own\n"
 		"                        option: the daemon then lives as long as the processes)\n"
 		"Statistics are printed at the end and on SIGUSR1.\n");
@@ -182,6 +183,12 @@ int cmd_lazy_pages(int argc, char **argv)
 		{ "verbosity", optional_argument, NULL, 'v' },
 		{ "stats-json", required_argument, NULL, 'j' },
 		{ "no-prefetch", no_argument, NULL, 'n' },
+		{ "tls", no_argument, NULL, 'T' },
+		{ "tls-cacert", required_argument, NULL, 'T' },
+		{ "tls-cacrl", required_argument, NULL, 'T' },
+		{ "tls-cert", required_argument, NULL, 'T' },
+		{ "tls-key", required_argument, NULL, 'T' },
+		{ "tls-no-cn-verify", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -224,6 +231,11 @@ int cmd_lazy_pages(int argc, char **argv)
 			break;
 		case 'j': json = optarg; break;
 		case 'n': o.no_prefetch = true; break;
+		case 'T':
+			fprintf(stderr, "faultline lazy-pages: CRIU's TLS for the page server (--tls and "
+				"its certificate options) is not supported: run criu dump and this "
+				"without it, over a network you trust\n");
+			return CLI_USAGE;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
 		}
