@@ -16,6 +16,7 @@ int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
+int cmd_lazy_pages(int argc, char **argv);
 
 #include <stddef.h>
 

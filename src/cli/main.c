@@ -53,6 +53,7 @@ static const struct command commands[] = {
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
 	{ "migrate", cmd_migrate, "migrate a process post-copy to a `faultline receive`" },
 	{ "receive", cmd_receive, "receive a migration and run the program's restorer" },
+	{ "lazy-pages", cmd_lazy_pages, "serve `criu restore --lazy-pages` (a drop-in for criu's daemon)" },
 	{ "certs", cmd_certs, "make a test CA and host certificates for TLS (--out DIR)" },
 	{ "help", cmd_help, "the manual page of COMMAND (as `man faultline-COMMAND`)" },
 };
