@@ -29,7 +29,10 @@ sizes = [int(x) for x in sys.argv[2:]] or [256, 1024]
 faultline = os.path.join(build, "src/cli/faultline")
 reader = os.path.join(build, "bench/criu-reader")
 drain = os.path.join(build, "bench/criu-drain")
-criu = subprocess.run(["bash", os.path.join(root, "..", "shared", "criu", "build.sh")],
+build_sh = os.path.join(root, "..", "shared", "criu", "build.sh")
+if not os.path.exists(build_sh):  # a clone elsewhere on the machine
+    build_sh = "/work/shared/criu/build.sh"
+criu = subprocess.run(["bash", build_sh],
                       capture_output=True, text=True, check=True).stdout.strip()
 import ctypes  # noqa: E402
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: reap the dumped tree

@@ -17,7 +17,9 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "demo: needs root (CRIU, network namespaces)"
 	exit 77
 fi
-if [ -z "${CRIU:-}" ] && ! CRIU=$("$here/../../../shared/criu/build.sh"); then
+build_sh=$here/../../../shared/criu/build.sh
+[ -f "$build_sh" ] || build_sh=/work/shared/criu/build.sh # a clone elsewhere
+if [ -z "${CRIU:-}" ] && ! CRIU=$("$build_sh"); then
 	echo "demo: CRIU cannot be built here (../shared/criu/build.sh failed, above)"
 	exit 77
 fi

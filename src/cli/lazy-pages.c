@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,18 @@ static int redirect_log(const char *path)
 	return 0;
 }
 
+/* Once the images are read, before the page server's reader thread (it
+ * parses bytes from the network): ending a process that cannot get its
+ * pages is all that needs a privilege later (CAP_KILL, which the monitor
+ * keeps too). */
+static int drop_privileges(void *arg, char *err, size_t errlen)
+{
+	static const int keep[] = { CAP_KILL };
+
+	(void)arg;
+	return fl_privileges_keep(keep, 1, err, errlen);
+}
+
 int cmd_lazy_pages(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -289,6 +302,7 @@ int cmd_lazy_pages(int argc, char **argv)
 		o.bg_chunk = 2u << 20;
 		o.bg_inflight = 2;
 	}
+	so.images_read = drop_privileges;
 	so.images_dir = images_abs;
 	so.ps_addr = page_server ? addr : NULL;
 	so.ps_port = port;

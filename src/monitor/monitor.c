@@ -121,16 +121,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	fl_monitor_stop(m);
 }
 
-/* After set-up the monitor needs no privilege at all: it only reads and
- * resolves fds it was handed, and opens pidfds. Everything goes, for its
- * thread and whatever it starts: capabilities, the bounding and ambient
- * sets, and no_new_privs is set (see fl_privileges_drop). */
+/* After set-up the monitor only reads and resolves fds it was handed and
+ * opens pidfds; the one thing it may still have to do to someone else's
+ * process is end it, when a page can never come and the fd has no
+ * UFFD_FEATURE_POISON (CRIU's, for one): CAP_KILL, if held, stays.
+ * Everything else goes, for its thread and whatever it starts:
+ * capabilities, the bounding and ambient sets, and no_new_privs is set. */
 static void drop_capabilities(struct fl_monitor *m)
 {
+	static const int keep[] = { CAP_KILL };
 	char err[256];
 
-	if (fl_privileges_drop(err, sizeof(err)) == 0)
-		fl__mon_log(m, 2, "dropped every capability (none is needed after set-up)");
+	if (fl_privileges_keep(keep, 1, err, sizeof(err)) == 0)
+		fl__mon_log(m, 2, "dropped every capability but CAP_KILL");
 	else
 		fl__mon_log(m, 0, "could not drop privileges: %s", err);
 }

@@ -276,6 +276,8 @@ int fl__criu_source_create(struct fl_source **out, const struct fl_criu_source_o
 	c->base.nregions = c->lazy->nranges;
 	if ((ret = map_files(c, err, errlen)))
 		goto fail;
+	if (o->images_read && (ret = o->images_read(o->arg, err, errlen)))
+		goto fail;
 	if (o->ps_addr) {
 		ret = fl__criu_pclient_create(&c->pc, o->ps_addr, o->ps_port, c->base.event_fd,
 					      err, errlen);

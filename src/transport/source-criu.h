@@ -19,6 +19,11 @@ struct fl_criu_source_opts {
 	const char *ps_addr; /* NULL: local images only */
 	int ps_port;
 	int verbose;
+	/* Called once the image files are read and mapped, before the page
+	 * server's connection and its reader thread: a caller gives up its
+	 * privileges here (0, or -errno with err said). May be NULL. */
+	int (*images_read)(void *arg, char *err, size_t errlen);
+	void *arg;
 };
 
 int fl__criu_source_create(struct fl_source **out, const struct fl_criu_source_opts *o,

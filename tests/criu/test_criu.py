@@ -479,7 +479,8 @@ def test_runc_local():
             pidfile = os.path.join(tmp, "lp.pid")
             p = run([faultline, "lazy-pages", "-D", imgs, "-W", work, "-d", "--pidfile",
                      pidfile, "-o", "lazy.log"])
-            assert p.returncode == 0, p.stderr
+            assert p.returncode == 0, "lazy-pages -d exited %d: %s%s" % (
+                p.returncode, p.stderr, tail(os.path.join(work, "lazy.log")))
             p = subprocess.run(rc + ["restore", "-d", "--lazy-pages", "--image-path", imgs,
                                      "--work-path", work, "--bundle", bundle, "fl-b"],
                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
