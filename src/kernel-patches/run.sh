@@ -188,7 +188,7 @@ build_tests() {
 	for src in "$HERE"/tests/*.c; do
 		t=$(basename "$src" .c)
 		if [ ! -x "$out/$t" ] || [ "$src" -nt "$out/$t" ] ||
-		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ] ||
+		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ] || [ "$HERE/tests/fl_ring.h" -nt "$out/$t" ] ||
 		   [ "$HERE/../../include/faultline/linux-compat.h" -nt "$out/$t" ]; then
 			gcc -static -O2 -Wall -Wextra -Werror -pthread \
 				-I "$HERE/../../include" -o "$out/$t" "$src" ||
@@ -324,7 +324,7 @@ boot() {
 		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
 		-initrd "$CACHE/initramfs.cpio" \
 		-append "console=ttyS0 panic=-1 fltests=$TESTS fltimeout=$limit flsuitetimeout=$slimit" \
-		-smp 2 -m 512M < /dev/null > "$logf" 2>&1 || true
+		-smp 4 -m 512M < /dev/null > "$logf" 2>&1 || true
 	tr -d '\r' < "$logf" > "$logf.txt"
 	grep -q '^FAULTLINE-DONE' "$logf.txt"
 }
