@@ -27,7 +27,7 @@ BOOT_TIMEOUT=
 # $PROJECT_BUILD, run in the guest by tap_runner: one result per program
 SUITE_PROGS=test_resolve,test_contract,test_events,test_dirty,test_api,test_compat
 SUITE_TIMEOUT=120
-ALL_TESTS=exit_event,uffd_selftest,pinned_scan,pagemap_selftest,racewrite,wp_racewrite
+ALL_TESTS=exit_event,uffd_selftest,pinned_scan,fork_pid,pagemap_selftest,racewrite,wp_racewrite
 ALL_TESTS+=,$(echo "$SUITE_PROGS" | sed 's/\([^,]*\)/uffd_suite_\1/g')
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
@@ -37,7 +37,7 @@ DEBUG=0
 
 # Tests that need the series: they must FAIL without it (expected failures)
 # and PASS with it. All others must PASS on every kernel.
-declare -A NEEDS_SERIES=([exit_event]=1 [uffd_selftest]=1 [pinned_scan]=1)
+declare -A NEEDS_SERIES=([exit_event]=1 [uffd_selftest]=1 [pinned_scan]=1 [fork_pid]=1)
 
 usage() {
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
