@@ -54,7 +54,7 @@ declare -A FAIL_REASON=(
 # the reason given here; proof that the test can see the bug at all.
 CONTROL_TESTS=wp_racewrite
 declare -A CONTROL_REASON=(
-	[wp_racewrite]='tracker missed|lost write|differs'
+	[wp_racewrite]='tracker missed a write'
 )
 
 usage() {
