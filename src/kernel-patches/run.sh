@@ -140,8 +140,17 @@ ensure_tree() {
 	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$SRC_VERSION" ]; then
 		return 0
 	fi
-	log "unpacking $SRC_PKG $SRC_VERSION into $dir"
 	rm -rf "$dir"
+	# the other patched kinds start as a copy of the built patched tree:
+	# no unpacking, and the control kernel recompiles only what its
+	# reverts touch (cp -a keeps the timestamps make compares)
+	if [ "$kind" != unpatched ] && [ "$kind" != patched ] &&
+	   [ "$(cat "$(tree_dir patched)/.faultline-source" 2>/dev/null)" = "$SRC_VERSION" ]; then
+		log "copying the patched tree to $dir"
+		cp -a "$(tree_dir patched)" "$dir"
+		return 0
+	fi
+	log "unpacking $SRC_PKG $SRC_VERSION into $dir"
 	mkdir -p "$dir"
 	tar -xf "$TARBALL" -C "$dir" --strip-components=1
 	if [ "$kind" != unpatched ]; then
@@ -174,6 +183,15 @@ ensure_series() {
 	       git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
 	if [ -n "$want" ] && [ "$want" = "$have" ]; then
 		log "series already applied to $dir"
+		return 0
+	fi
+	# a copy of the patched tree: add only the reverts, so that make
+	# recompiles only what they touch
+	if [ "$1" = control ] && [ -n "$have" ] &&
+	   [ "$have" = "$(cat $(series) | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)" ]; then
+		log "applying the negative-control reverts to $dir"
+		git -C "$dir" am -q "$HERE"/tests/negative/*.patch ||
+			die "the negative-control reverts do not apply"
 		return 0
 	fi
 	log "applying $(kind_patches "$1" | wc -l) patches to $dir"
