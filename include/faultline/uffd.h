@@ -202,7 +202,8 @@ struct fl_uffd_event {
 		} fault;
 		struct {
 			int ufd;     /* the child's userfaultfd, now in our fd table */
-			int32_t pid; /* the child (kernel patch 3), 0 if not told */
+			int32_t pid; /* the child (kernel patch 3), 0 if not told;
+				      * trust it only with fl_uffd_series.fork_pid */
 		} fork;
 		struct {
 			uint64_t from, to, len;
