@@ -98,6 +98,13 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 PROJECT_BUILD=$CACHE/project-build
+# where a suite program lives in the project: tests/uffd, else tests/monitor
+suite_path() {
+	case $1 in
+	test_monitor) echo "tests/monitor/$1" ;;
+	*) echo "tests/uffd/$1" ;;
+	esac
+}
 # the suite programs among the selected tests (test_resolve ...)
 suite_progs() {
 	local t
@@ -268,7 +275,7 @@ build_suite() {
 		}
 	fi
 	if ! nice -n 10 ninja -C "$PROJECT_BUILD" -j"$JOBS" \
-	     $(printf 'tests/uffd/%s ' "${progs[@]}") > "$CACHE/logs/project-build.log" 2>&1; then
+	     $(for p in "${progs[@]}"; do suite_path "$p"; done) > "$CACHE/logs/project-build.log" 2>&1; then
 		tail -30 "$CACHE/logs/project-build.log" >&2
 		die "cannot build the uffd suite (log $CACHE/logs/project-build.log)"
 	fi
@@ -284,12 +291,12 @@ suite_initramfs_entries() {
 	[ ${#progs[@]} -gt 0 ] || return 0
 	echo "file /bin/tap_runner $CACHE/tests-bin/tap_runner 0755 0 0"
 	for p in "${progs[@]}"; do
-		[ -x "$PROJECT_BUILD/tests/uffd/$p" ] || die "no suite program '$p' in $PROJECT_BUILD/tests/uffd"
-		echo "file /bin/$p $PROJECT_BUILD/tests/uffd/$p 0755 0 0"
-		ldd "$PROJECT_BUILD/tests/uffd/$p" | grep -q 'not found' &&
+		[ -x "$PROJECT_BUILD/$(suite_path "$p")" ] || die "no suite program '$p' in $PROJECT_BUILD"
+		echo "file /bin/$p $PROJECT_BUILD/$(suite_path "$p") 0755 0 0"
+		ldd "$PROJECT_BUILD/$(suite_path "$p")" | grep -q 'not found' &&
 			die "ldd $p: a library is not found"
 		# "name => /path (addr)" and "/path (addr)"; the vDSO has no path
-		for lib in $(ldd "$PROJECT_BUILD/tests/uffd/$p" |
+		for lib in $(ldd "$PROJECT_BUILD/$(suite_path "$p")" |
 			     awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
 			[ -n "${seen[$lib]:-}" ] && continue
 			seen[$lib]=1
@@ -503,7 +510,7 @@ if [ "$RUN_HOST" = 1 ]; then
 		case $t in
 		uffd_suite_*)
 			FL_DIRTY_SECONDS=1 timeout $((SUITE_TIMEOUT + 15)) "$CACHE/tests-bin/tap_runner" \
-				"$t" "$PROJECT_BUILD/tests/uffd/${t#uffd_suite_}" "$SUITE_TIMEOUT" \
+				"$t" "$PROJECT_BUILD/$(suite_path "${t#uffd_suite_}")" "$SUITE_TIMEOUT" \
 				>> "$hostlog" 2>&1 || true ;;
 		*)
 			timeout 60 "$CACHE/tests-bin/$t" >> "$hostlog" 2>&1 || true ;;
