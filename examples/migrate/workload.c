@@ -388,17 +388,18 @@ int main(int argc, char **argv)
 		{ "max-rounds", required_argument, NULL, 'R' },
 		{ "downtime-target", required_argument, NULL, 'D' },
 		{ "postcopy-after", required_argument, NULL, 'A' },
+		{ "reconnect-deadline", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct work w = { .writers = 2 };
-	struct fl_migrate_source_opts o = { .verbose = 1 };
+	struct fl_migrate_source_opts o = { .verbose = 1, .rejoin_s = 60 };
 	char cert[4096], key[4096], ca[4096];
 	const char *state = NULL;
 	size_t mib = 256;
 	double seconds = 1.0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:R:D:A:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:R:D:A:r:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': o.to = optarg; break;
@@ -419,6 +420,7 @@ int main(int argc, char **argv)
 		case 'R': o.max_rounds = (unsigned)atoi(optarg); break;
 		case 'D': o.target_downtime_s = atof(optarg) / 1e3; break; /* ms */
 		case 'A': o.postcopy_after_s = atof(optarg); break;
+		case 'r': o.rejoin_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
@@ -427,6 +429,7 @@ int main(int argc, char **argv)
 	if (w.writers < 1 || mib < 1 || optind >= argc) {
 		fprintf(stderr, "usage: migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)\n"
 				"         [--max-rounds N] [--downtime-target MS] [--postcopy-after SECONDS]\n"
+				"         [--reconnect-deadline SECONDS]\n"
 				"       migrate-workload dest --mib N   (started by faultline receive --exec)\n");
 		return 2;
 	}

@@ -155,6 +155,11 @@ enum fl_handoff_proto {
 	 * (Firecracker does not read the socket), a refusal is written back
 	 * as one line of text for a person debugging with socat. */
 	FL_HANDOFF_FIRECRACKER,
+	/* CRIU's lazy-pages socket (`criu restore --lazy-pages`): one
+	 * connection, one record per restored process (a pid and its fd),
+	 * regions from CRIU's images; never answered (CRIU reads nothing).
+	 * Served by `faultline lazy-pages`, not by fl_handoff_server_create(). */
+	FL_HANDOFF_CRIU,
 };
 
 /* What one connection handed over, the same for every protocol. */

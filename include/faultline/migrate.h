@@ -60,6 +60,10 @@ struct fl_migrate_source_opts {
 	bool postcopy_only;	  /* skip pre-copy even if tracking works */
 	double postcopy_after_s;  /* switch to post-copy once pre-copy has
 				     run this long (0: no limit) */
+	/* After a break, reconnect (with backoff) and carry on for at most
+	 * this long (0: a break fails the migration). The paused program's
+	 * memory is kept until the destination has every page. */
+	double rejoin_s;
 	int verbose;		  /* 0 quiet, 1 progress lines */
 	FILE *progress;		  /* where progress goes (default stderr) */
 };
@@ -78,6 +82,10 @@ struct fl_migrate_report {
 	uint64_t pages_owed, requests_served, pages_pushed;
 	uint64_t pages_resent; /* urgent copies of pages still queued behind
 				  the background stream */
+	unsigned reconnects;	       /* breaks survived by rejoining */
+	/* RESUME went out: the program may be running at the destination,
+	 * so after a failure it must not be resumed here too. */
+	bool dest_resumed;
 	uint64_t dest_faults;	       /* from the destination's statistics */
 	double dest_p50_us, dest_p99_us; /* fault latency there */
 	/* The destination's threads that waited longest on faults. */
@@ -97,11 +105,30 @@ void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out);
 
 struct fl_receiver;
 
+struct fl_receiver_opts {
+	int verbose; /* progress lines on stderr */
+	/* When a connection breaks (a reset, a silent source, a bad frame),
+	 * wait this long for the source to come back and carry on where it
+	 * left (it reconnects to listen_fd, which the receiver keeps a dup
+	 * of); 0: fail at once what can no longer arrive. */
+	double rejoin_s;
+};
+
 /* Accept the source's two connections on listen_fd and read its hello and
- * region table (blocking). */
+ * region table (blocking). The tls strings must outlive the receiver. */
+int fl_receiver_accept_opts(struct fl_receiver **out, int listen_fd,
+			    const struct fl_tls_config *tls, const struct fl_receiver_opts *o,
+			    char *err, size_t errlen);
+/* The same, without rejoining. */
 int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 		       const struct fl_tls_config *tls, int verbose, char *err,
 		       size_t errlen);
+
+/* How many times the source came back after a break. */
+unsigned fl_receiver_reconnects(const struct fl_receiver *r);
+/* Why the migration failed (what can no longer arrive fails with it), or
+ * NULL while it has not. */
+const char *fl_receiver_error(struct fl_receiver *r);
 
 const struct fl_region *fl_receiver_regions(const struct fl_receiver *r, size_t *n);
 

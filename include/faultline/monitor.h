@@ -113,6 +113,9 @@ struct fl_monitor_stats {
 	uint64_t handoffs, handoffs_refused;
 	uint64_t latency_p50_ns, latency_p90_ns, latency_p99_ns, latency_max_ns;
 	size_t threads; /* threads seen faulting: fl_monitor_thread_stats() */
+	/* Resolves not even tried: the process's mm had just answered EAGAIN
+	 * (an event in flight) and its backoff was running. */
+	uint64_t eagain_waited;
 };
 
 void fl_monitor_get_stats(struct fl_monitor *m, struct fl_monitor_stats *out);

@@ -332,6 +332,17 @@ void fl_uffd_privilege_explain(const struct fl_uffd_privilege *p, FILE *out);
  * execve() can regain any. Call it once set-up is over and before any
  * other thread starts. 0, or -errno with err saying which step failed. */
 int fl_privileges_drop(char *err, size_t errlen);
+/* The same, and become `user` (its uid, its primary group, no
+ * supplementary groups) on the way, while the right to is still held:
+ * for a process that needs nothing of root once set up. user NULL: stay
+ * who we are (fl_privileges_drop). */
+int fl_privileges_drop_to(const char *user, char *err, size_t errlen);
+/* The same, but keep the capabilities of keep[0..n) (CAP_* numbers of
+ * <linux/capability.h>) effective and permitted, those this thread
+ * holds: for a process that still needs a few, e.g. CAP_SYS_PTRACE to
+ * read another process's memory and CAP_KILL to stop it. The bounding
+ * set is emptied all the same (no execve() gains anything). */
+int fl_privileges_keep(const int *keep, size_t n, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -75,7 +75,14 @@ enum fl_ctl_type {
 	FL_CTL_STATS,	  /* either way: counters for the final report */
 	FL_CTL_ERROR,	  /* either way: why the sender gives up */
 	FL_CTL_PING,	  /* either way, control connection: still here */
+	FL_CTL_REJOIN,	  /* dest -> source after a break: where it stands */
+	FL_CTL_HAVE,	  /* dest -> source after REJOIN: pages held (bitmap) */
 };
+
+/* REJOIN's phase: the destination had not been resumed yet (pre-copy, or
+ * the switch-over cut short), or it runs the program (post-copy). */
+#define FL_REJOIN_PRECOPY 1
+#define FL_REJOIN_POSTCOPY 2
 
 /* Heartbeat: each side sends FL_CTL_PING on the control connection every
  * FL_WIRE_PING_S, and gives the other up after FL_WIRE_SILENCE_S without
@@ -98,6 +105,7 @@ struct fl_ctl {
 			uint32_t conn;	       /* FL_CONN_*: which connection this is */
 			uint64_t capabilities; /* reserved, 0 */
 			uint8_t session[16];   /* ties the two connections together */
+			bool rejoin;	       /* source: back to this session */
 		} hello;
 		struct {
 			struct fl_region *regions; /* owned by the message */
@@ -108,12 +116,16 @@ struct fl_ctl {
 			uint64_t dirty_pages; /* pages this round sends */
 			bool end;	     /* false: begins, true: all sent */
 		} round;
-		struct {
+		struct { /* OWED and HAVE */
 			uint32_t region;
 			uint64_t first_page;	/* bit i is page first_page + i */
 			uint64_t npages;
 			uint8_t *bitmap;	/* (npages + 7) / 8 bytes, owned */
 		} owed;
+		struct {
+			uint32_t phase; /* FL_REJOIN_* */
+			uint32_t round; /* pre-copy: the last round begun, 0 none */
+		} rejoin;
 		struct {
 			void *blob;  /* opaque device state for a VMM, owned; may be NULL */
 			size_t len;
@@ -198,6 +210,13 @@ int fl_conn_listen(const char *addr_port, int *port, char *err, size_t errlen);
  * certificate signed by cfg->ca is refused). */
 int fl_conn_accept(struct fl_conn **out, int listen_fd,
 		   const struct fl_tls_config *cfg, char *err, size_t errlen);
+
+/* Read cfg's certificate, key and CA now (server: for accepting) and keep
+ * them for the process's later connections with the same files: for a
+ * process about to lose the right to read them. Nothing for plain TCP.
+ * 0, or -EINVAL with err naming the file that cannot be used. */
+int fl_conn_tls_load(const struct fl_tls_config *cfg, bool server, char *err,
+		     size_t errlen);
 
 /* Sending: each call writes one whole frame (thread-safe per connection). */
 int fl_conn_send_ctl(struct fl_conn *c, const struct fl_ctl *m);

@@ -16,11 +16,15 @@ int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
+int cmd_lazy_pages(int argc, char **argv);
 
 #include <stddef.h>
 
 /* Write all len bytes of buf to fd (retrying short writes and EINTR):
  * 0, or -1 with errno set. */
 int cli_write_all(int fd, const void *buf, size_t len);
+
+/* A number of seconds (>= 0, fractions allowed): 0, or -1 if s is not. */
+int cli_parse_seconds(const char *s, double *out);
 
 #endif

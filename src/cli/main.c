@@ -2,6 +2,7 @@
 /* The faultline command: dispatch to a subcommand. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +28,19 @@ int cli_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int cli_parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0) || v > 1e6)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -39,6 +53,7 @@ static const struct command commands[] = {
 	{ "monitor", cmd_monitor, "serve restored processes lazily from a snapshot" },
 	{ "migrate", cmd_migrate, "migrate a process post-copy to a `faultline receive`" },
 	{ "receive", cmd_receive, "receive a migration and run the program's restorer" },
+	{ "lazy-pages", cmd_lazy_pages, "serve `criu restore --lazy-pages` (a drop-in for criu's daemon)" },
 	{ "certs", cmd_certs, "make a test CA and host certificates for TLS (--out DIR)" },
 	{ "help", cmd_help, "the manual page of COMMAND (as `man faultline-COMMAND`)" },
 };

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,9 @@ static void usage(FILE *out)
 		"  --pid PID            the process\n"
 		"  --to HOST:PORT       the destination\n"
 		"  --keep               don't kill the source process afterwards\n"
+		"  --reconnect-deadline SECONDS\n"
+		"                       after a break, reconnect and carry on for this long\n"
+		"                       (default 60; 0: a break fails the migration)\n"
 		TLS_USAGE
 		"  -q, --quiet          no progress\n");
 }
@@ -137,12 +141,13 @@ int cmd_migrate(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "to", required_argument, NULL, 't' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "reconnect-deadline", required_argument, NULL, 'r' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct fl_migrate_source_opts o = { .verbose = 1, .postcopy_only = true };
+	struct fl_migrate_source_opts o = { .verbose = 1, .postcopy_only = true, .rejoin_s = 60 };
 	struct fl_migrate_memory mem = { .read = pid_read, .pause = pid_pause };
 	struct fl_migrate_report rep;
 	struct target t = { 0 };
@@ -157,6 +162,13 @@ int cmd_migrate(int argc, char **argv)
 		case 'p': t.pid = atoi(optarg); break;
 		case 't': o.to = optarg; break;
 		case 'k': keep = true; break;
+		case 'r':
+			if (cli_parse_seconds(optarg, &o.rejoin_s)) {
+				fprintf(stderr, "faultline migrate: --reconnect-deadline: '%s' is not "
+					"a number of seconds\n", optarg);
+				return CLI_USAGE;
+			}
+			break;
 		case 'q': o.verbose = 0; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
@@ -174,6 +186,19 @@ int cmd_migrate(int argc, char **argv)
 		return CLI_FAILED;
 	}
 	mem.ctx = &t;
+	/* Before any thread reads the network: keep what reading the
+	 * process's memory and stopping it need, nothing else (and the
+	 * certificate and key read now). */
+	{
+		static const int keep[] = { CAP_SYS_PTRACE, CAP_KILL };
+
+		if (fl_conn_tls_load(&o.tls, false, err, sizeof(err)) ||
+		    fl_privileges_keep(keep, 2, err, sizeof(err))) {
+			fprintf(stderr, "faultline migrate: %s\n", err);
+			free(t.regions);
+			return CLI_FAILED;
+		}
+	}
 	if (o.verbose)
 		fprintf(stderr, "migrate: pid %d, %zu regions, %s%s; post-copy only (another "
 				"process's memory cannot be dirty-tracked from here)\n", t.pid, t.n,
@@ -182,7 +207,11 @@ int cmd_migrate(int argc, char **argv)
 	ret = fl_migrate_source(t.regions, t.n, &mem, &o, &rep, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "faultline migrate: %s\n", err);
-		kill(t.pid, SIGCONT); /* it has not moved: let it run on here */
+		if (!rep.dest_resumed)
+			kill(t.pid, SIGCONT); /* it has not moved: let it run on here */
+		else /* never two copies running */
+			fprintf(stderr, "faultline migrate: pid %d stays stopped: the destination "
+				"may be running it\n", t.pid);
 		free(t.regions);
 		return CLI_FAILED;
 	}

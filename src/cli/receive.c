@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,14 @@ static void usage(FILE *out)
 		"  --listen ADDR:PORT   where the source connects (e.g. 0.0.0.0:7700)\n"
 		"  --exec COMMAND       the restorer\n"
 		"  --stats-json FILE    the monitor's statistics as JSON\n"
+		"  --reconnect-deadline SECONDS\n"
+		"                       after a break, wait this long for the source to\n"
+		"                       reconnect and carry on (default 60; 0: a break fails\n"
+		"                       what has not arrived)\n"
 		"  --keep-caps          keep capabilities (debugging; by default every one is\n"
 		"                       dropped once listening, before any thread starts)\n"
+		"  --user NAME          who to become then (default: nobody, when started as\n"
+		"                       root and the kernel has UFFD_FEATURE_POISON; root: stay)\n"
 		TLS_USAGE
 		"  -v, --verbose        progress (default), twice for debug; -q quiet\n");
 }
@@ -93,22 +100,50 @@ out:
 	return pid;
 }
 
+/*
+ * Who to be once set up: nothing of root is needed then (the restorer
+ * is started by the launcher forked before), so root becomes nobody, but
+ * only where a page that cannot arrive ends as SIGBUS by UFFDIO_POISON:
+ * without it the monitor kills the process, which nobody may not do to
+ * root's. NULL: stay.
+ */
+static const char *who_to_become(const char *asked, int verbose)
+{
+	uint64_t features = 0, ioctls = 0;
+
+	if (asked)
+		return strcmp(asked, "root") ? asked : NULL;
+	if (geteuid() != 0 || !getpwnam("nobody"))
+		return NULL;
+	if (fl_uffd_probe(0, &features, &ioctls) || !(features & UFFD_FEATURE_POISON)) {
+		if (verbose)
+			fprintf(stderr, "receive: staying root (without capabilities): this kernel "
+				"has no UFFD_FEATURE_POISON\n");
+		return NULL;
+	}
+	return "nobody";
+}
+
 int cmd_receive(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "exec", required_argument, NULL, 'e' },
 		{ "stats-json", required_argument, NULL, 'j' },
+		{ "reconnect-deadline", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "keep-caps", no_argument, NULL, 'k' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		TLS_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fl_tls_config tls = { 0 };
 	struct fl_monitor_opts mo = { .exit_when_idle = true };
-	const char *listen_at = NULL, *cmd = NULL, *json = NULL;
+	struct fl_receiver_opts ro = { .rejoin_s = 60 };
+	const char *listen_at = NULL, *cmd = NULL, *json = NULL, *user = NULL;
+	FILE *json_out = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
 	char dir[] = "/tmp/faultline-receive-XXXXXX";
 	struct fl_receiver *r = NULL;
@@ -131,9 +166,17 @@ int cmd_receive(int argc, char **argv)
 		case 'l': listen_at = optarg; break;
 		case 'e': cmd = optarg; break;
 		case 'j': json = optarg; break;
+		case 'r':
+			if (cli_parse_seconds(optarg, &ro.rejoin_s)) {
+				fprintf(stderr, "faultline receive: --reconnect-deadline: '%s' is not "
+					"a number of seconds\n", optarg);
+				return CLI_USAGE;
+			}
+			break;
 		case 'v': verbose++; break;
 		case 'q': verbose = 0; break;
 		case 'k': keep_caps = true; break;
+		case 'u': user = optarg; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_USAGE;
 		}
@@ -160,7 +203,18 @@ int cmd_receive(int argc, char **argv)
 		return CLI_FAILED;
 	}
 	ret = CLI_FAILED;
-	if (!keep_caps && fl_privileges_drop(err, sizeof(err))) {
+	/* What we will need and could not get later: the certificate and
+	 * key, the statistics file. */
+	if (fl_conn_tls_load(&tls, true, err, sizeof(err))) {
+		fprintf(stderr, "faultline receive: %s\n", err);
+		goto out;
+	}
+	if (json && !(json_out = fopen(json, "we"))) {
+		fprintf(stderr, "faultline receive: cannot write %s: %s\n", json, strerror(errno));
+		goto out;
+	}
+	user = who_to_become(user, verbose);
+	if (!keep_caps && fl_privileges_drop_to(user, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
 	}
@@ -168,7 +222,8 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "receive: listening on %s (port %d), %s%s\n", listen_at, port,
 			tls.plain ? "plain TCP" : "TLS 1.3 with client certificates, ours ",
 			tls.plain ? "" : tls.cert);
-	if (fl_receiver_accept(&r, lfd, &tls, verbose, err, sizeof(err)) ||
+	ro.verbose = verbose;
+	if (fl_receiver_accept_opts(&r, lfd, &tls, &ro, err, sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
@@ -250,20 +305,27 @@ int cmd_receive(int argc, char **argv)
 	fl_vmm_dest_finish(d); /* if the watcher had not yet */
 	if (verbose)
 		fl_vmm_dest_print_stats(d, stderr, false);
-	if (json) {
-		FILE *f = fopen(json, "we");
-
-		if (f) {
-			fl_vmm_dest_print_stats(d, f, true);
-			fclose(f);
-		}
-	}
+	if (json_out)
+		fl_vmm_dest_print_stats(d, json_out, true);
 	ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	if (verbose)
 		fprintf(stderr, "receive: the restorer %s %d\n",
 			WIFEXITED(status) ? "exited with" : "died of signal",
 			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	if (verbose && fl_receiver_reconnects(r))
+		fprintf(stderr, "receive: the source reconnected %u times\n",
+			fl_receiver_reconnects(r));
+	if (fl_receiver_error(r) && fl_vmm_dest_owed(d)) {
+		/* Said last, where it is seen: what was lost and why. */
+		fprintf(stderr, "faultline receive: the migration failed: %s (%llu pages never "
+			"arrived; the program got SIGBUS for any it touched)\n", fl_receiver_error(r),
+			(unsigned long long)fl_vmm_dest_owed(d));
+		if (!ret)
+			ret = CLI_FAILED;
+	}
 out:
+	if (json_out)
+		fclose(json_out);
 	launcher_cancel(&launch); /* if it was never used */
 	if (lfd >= 0)
 		close(lfd);

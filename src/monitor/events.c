@@ -66,8 +66,11 @@ static int read_events(struct mproc *p)
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n && !p->dead; i++)
-			if (ev[i].kind != FL_EVENT_PAGEFAULT)
+			if (ev[i].kind != FL_EVENT_PAGEFAULT) {
 				apply_event(p, &ev[i]);
+				/* What held the mm is being done: try at once. */
+				p->again_ns = 0;
+			}
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind == FL_EVENT_PAGEFAULT)
 				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);

@@ -122,6 +122,31 @@ static void finish(struct fl_monitor *m, struct fl_source_req *req)
 		req_put(m, (struct mreq *)req);
 }
 
+/* Backoff of the EAGAIN gate: from 20 us, doubling, to 1 ms. */
+#define GATE_FIRST_US 20
+#define GATE_MAX_US 1000
+
+bool fl__gate_open(struct mproc *p)
+{
+	if (!p->again_ns || fl__now_ns() >= p->again_ns)
+		return true;
+	p->mon->stats.eagain_skipped++;
+	return false;
+}
+
+void fl__gate_answer(struct mproc *p, int ret)
+{
+	if (ret != -EAGAIN) {
+		p->again_ns = 0;
+		p->again_us = 0;
+		return;
+	}
+	p->mon->stats.eagain++;
+	p->again_us = !p->again_us ? GATE_FIRST_US :
+		      p->again_us * 2 > GATE_MAX_US ? GATE_MAX_US : p->again_us * 2;
+	p->again_ns = fl__now_ns() + p->again_us * 1000ull;
+}
+
 /* Zeros for [page, page+n) of r: ZEROPAGE, or COPY of zeros on hugetlb
  * (which has no zero page). Pages done are marked present. */
 int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
@@ -131,6 +156,8 @@ int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 	struct fl_resolve res = { 0 };
 	int ret = 0;
 
+	if (!fl__gate_open(p))
+		return -EAGAIN;
 	if (r->page > 4096) {
 		for (size_t i = 0; i < n && !ret; i++) {
 			struct fl_resolve one;
@@ -146,8 +173,7 @@ int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 	fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 	m->stats.pages_zeroed += res.done / r->page;
 	m->stats.pages_existed += res.existed / r->page;
-	if (ret == -EAGAIN)
-		m->stats.eagain++;
+	fl__gate_answer(p, ret);
 	if (ret == -ESRCH)
 		fl__proc_kill(p, "ESRCH while installing zeros");
 	return ret;
@@ -234,6 +260,8 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 	bool urgent = req->urgent && !req->unasked;
 	int again = 0;
 
+	if (!fl__gate_open(p))
+		return -EAGAIN;
 	for (size_t i = 0; i < p->nregions && !p->dead; i++) {
 		struct mregion *r = &p->regions[i];
 		size_t first, n;
@@ -264,10 +292,10 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 			else
 				m->stats.pages_prefetched += res.done / r->page;
 			m->stats.pages_existed += res.existed / r->page;
+			fl__gate_answer(p, ret);
 			if (ret == -EAGAIN) {
-				m->stats.eagain++;
-				again = -EAGAIN;
-				break; /* the rest of this region waits too */
+				/* The whole mm refuses until its event is done. */
+				return -EAGAIN;
 			}
 			if (ret == -ESRCH) {
 				fl__proc_kill(p, "ESRCH while installing pages");
@@ -403,13 +431,14 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 					fl__fetch_doom(p, why);
 					break;
 				}
+				/* While an event is in flight the page stays owed
+				 * and is refused again at the retry. */
+				if (!fl__gate_open(p))
+					break;
 				ret = fl_uffd_poison(p->uffd, addr, r->page, r->page, 0, NULL);
-				if (ret == -EAGAIN) {
-					/* An event first: the page stays owed and is
-					 * refused again at the retry. */
-					m->stats.eagain++;
-					continue;
-				}
+				fl__gate_answer(p, ret);
+				if (ret == -EAGAIN)
+					break;
 				if (ret == -ESRCH) {
 					fl__proc_kill(p, "ESRCH while poisoning");
 					break;

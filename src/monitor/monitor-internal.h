@@ -45,6 +45,11 @@ struct mproc {
 	size_t njoined, cap_joined;
 	struct mproc *next;
 	size_t rr_region;      /* background: region being streamed */
+	/* The kernel refuses every resolve in this mm (EAGAIN) while one of
+	 * its events is in flight: no resolve is tried before again_ns, a
+	 * backoff of again_us that grows while refusals go on. */
+	uint64_t again_ns;
+	uint32_t again_us;
 };
 
 struct pfault {
@@ -131,6 +136,11 @@ void fl__fetch_kick(struct fl_monitor *m);
 int fl__fetch_pool_init(struct fl_monitor *m);
 void fl__fetch_pool_free(struct fl_monitor *m);
 int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n);
+
+/* The EAGAIN gate of p (fetch.c): false while p's backoff runs; what a
+ * resolve answered (ret) moves it. */
+bool fl__gate_open(struct mproc *p);
+void fl__gate_answer(struct mproc *p, int ret);
 
 /* retry.c: the one retry queue's driver. */
 void fl__retry_arm(struct fl_monitor *m);

@@ -88,5 +88,6 @@ void fl__stats_get(const struct stats *s, uint64_t now, struct fl_monitor_stats 
 		.latency_p99_ns = fl__hist_percentile(&s->latency, 99),
 		.latency_max_ns = s->latency.max,
 		.threads = s->ntids,
+		.eagain_waited = s->eagain_skipped,
 	};
 }

@@ -31,6 +31,7 @@ struct stats {
 	uint64_t faults, faults_joined, faults_hurried, faults_zero, faults_new_memory, faults_spurious;
 	uint64_t pages_fault, pages_prefetched, pages_pushed, pages_moved, pages_zeroed, pages_existed, bytes_read, bytes_reread;
 	uint64_t fork, remap, remove, unmap, exits, eagain, handoffs, handoffs_refused;
+	uint64_t eagain_skipped; /* resolves not tried: the EAGAIN backoff ran */
 	uint64_t pages_poisoned, killed, reads_failed, reads_cancelled, retries, wakes;
 	uint64_t reads_reissued, idle_wakes;
 	struct hist latency;

@@ -50,6 +50,7 @@ static void print_json(const struct fl_monitor_stats *s, const struct fl_thread_
 	fl__json_uint(&j, "unmap", s->unmap);
 	fl__json_uint(&j, "exit", s->exits);
 	fl__json_uint(&j, "eagain", s->eagain);
+	fl__json_uint(&j, "eagain_waited", s->eagain_waited);
 	fl__json_close(&j);
 	fl__json_uint(&j, "retries", s->retries);
 	fl__json_uint(&j, "wakes", s->wakes);
@@ -99,10 +100,10 @@ static void print_text(const struct fl_monitor_stats *s, const struct fl_thread_
 		us(s->latency_p50_ns), us(s->latency_p90_ns), us(s->latency_p99_ns),
 		us(s->latency_max_ns));
 	fprintf(out, "  events: %" PRIu64 " fork, %" PRIu64 " remap, %" PRIu64 " remove, %" PRIu64
-		" unmap, %" PRIu64 " exit; %" PRIu64 " EAGAIN retries; %" PRIu64
-		" handoffs (%" PRIu64 " refused)\n",
-		s->fork, s->remap, s->remove, s->unmap, s->exits, s->eagain, s->handoffs,
-		s->handoffs_refused);
+		" unmap, %" PRIu64 " exit; %" PRIu64 " EAGAIN answers (%" PRIu64 " resolves "
+		"held back by their backoff); %" PRIu64 " handoffs (%" PRIu64 " refused)\n",
+		s->fork, s->remap, s->remove, s->unmap, s->exits, s->eagain, s->eagain_waited,
+		s->handoffs, s->handoffs_refused);
 	fprintf(out, "  failures: %" PRIu64 " reads failed, %" PRIu64 " pages poisoned (SIGBUS), %"
 		PRIu64 " processes killed; %" PRIu64 " reads cancelled, %" PRIu64
 		" timer retries, %" PRIu64 " ranges woken after events, %" PRIu64

@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 
 #include "util/clock.h"
+#include "wire-inject.h"
 #include "wire-internal.h"
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -53,6 +54,8 @@ struct fl_conn {
 	_Atomic uint64_t deadline_ns; /* 0: none; else a read or write waiting
 					 past it fails with -ETIMEDOUT */
 	char peer[INET6_ADDRSTRLEN + 16];
+	uint64_t frames_sent; /* under send_lock */
+	bool stalled;	      /* injected: nothing sent arrives any more */
 };
 
 /* ------------------------------------------------------------ addresses */
@@ -540,6 +543,38 @@ static int write_full(struct fl_conn *c, const void *buf, size_t len)
 
 /* -------------------------------------------------------------- frames */
 
+/* A test's injected fault (wire-inject.h), under send_lock: 1 when the
+ * frame is not to be sent normally, with *ret what the send returns. */
+static int injected(struct fl_conn *c, const uint8_t *hdr, const void *payload, size_t len,
+		    int *ret)
+{
+	size_t cut = 0;
+
+	if (c->stalled) { /* gone silent: the peer must notice by itself */
+		*ret = 0;
+		return 1;
+	}
+	switch (fl__wire_inject_pick(c->frames_sent++, FL_WIRE_HDR_SIZE + len, &cut)) {
+	case FL_FAULT_NONE:
+		return 0;
+	case FL_FAULT_STALL:
+		c->stalled = true;
+		*ret = 0;
+		return 1;
+	case FL_FAULT_TRUNCATE:
+		/* Part of the frame goes out, then the reset. */
+		if (!write_full(c, hdr, cut < FL_WIRE_HDR_SIZE ? cut : FL_WIRE_HDR_SIZE) &&
+		    cut > FL_WIRE_HDR_SIZE)
+			write_full(c, payload, cut - FL_WIRE_HDR_SIZE);
+		/* fall through */
+	case FL_FAULT_RESET:
+		shutdown(c->fd, SHUT_RDWR);
+		*ret = -ECONNRESET;
+		return 1;
+	}
+	return 0;
+}
+
 static int send_frame(struct fl_conn *c, const struct fl_wire_hdr *h, const void *payload,
 		      size_t len)
 {
@@ -548,6 +583,10 @@ static int send_frame(struct fl_conn *c, const struct fl_wire_hdr *h, const void
 
 	fl_wire_hdr_pack(h, hdr);
 	pthread_mutex_lock(&c->send_lock);
+	if (injected(c, hdr, payload, len, &ret)) {
+		pthread_mutex_unlock(&c->send_lock);
+		return ret;
+	}
 	if (len <= COALESCE - FL_WIRE_HDR_SIZE) {
 		/* A request, a small control message, one urgent page: one
 		 * write, one TLS record, one TCP segment when it fits. */

@@ -22,48 +22,11 @@
 
 #include <faultline/migrate.h>
 
-#include "heartbeat.h"
+#include "page-server-internal.h"
 #include "util/bitmap.h"
 #include "util/clock.h"
 
 #define CHUNK (1u << 20) /* bytes read and sent at a time */
-
-struct srv_region {
-	const struct fl_region *g;
-	size_t pages;
-	uint64_t *owed;	  /* owed at switch-over */
-	uint64_t *pushed; /* sent since the switch-over */
-};
-
-struct bg_req {
-	uint32_t region;
-	uint64_t offset, len;
-};
-
-struct server {
-	const struct fl_migrate_source_opts *o;
-	const struct fl_migrate_memory *mem;
-	struct fl_conn *ctl, *urg;
-	struct srv_region *rg;
-	size_t n;
-	char *buf, *ubuf; /* main thread's and urgent thread's read buffers */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct bg_req *bg;
-	size_t nbg, cap_bg;
-	bool done, failed;
-	char errmsg[320];
-	struct fl_migrate_report *rep;
-	FILE *out;
-	/* Progress of the current phase, bytes (zero pages included). */
-	struct {
-		char what[32];
-		uint64_t total, done;
-		double t0, last;
-	} pg;
-	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
-	struct fl__heartbeat hb; /* Ping to the destination on ctl */
-};
 
 static void progress_start(struct server *s, const char *what, uint64_t total)
 {
@@ -88,6 +51,35 @@ static void progress_show(struct server *s)
 		(double)(s->pg.total - (s->pg.done < s->pg.total ? s->pg.done : s->pg.total)) /
 			(rate + 1.0));
 	fflush(s->out);
+}
+
+static void set_failed(struct server *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->failed && !s->done) {
+		s->failed = true;
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A connection broke: with a rejoin deadline the main thread stops the
+ * others and rejoins the destination; without one the migration fails. */
+static void set_broken(struct server *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->failed && !s->done) {
+		if (s->o->rejoin_s > 0 && !s->broken) {
+			s->broken = true;
+			snprintf(s->broke, sizeof(s->broke), "%s", why);
+		} else if (s->o->rejoin_s <= 0) {
+			s->failed = true;
+			snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
+		}
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static bool is_zero(const char *p, size_t len)
@@ -117,8 +109,15 @@ static int64_t send_run(struct server *s, struct fl_conn *c, char *buf, uint32_t
 		uint64_t off = first * psz;
 		int ret = s->mem->read(s->mem->ctx, region, off, buf, k * psz);
 
-		if (ret)
+		if (ret) {
+			/* Not the connection: rejoining would not help. */
+			char why[96];
+
+			snprintf(why, sizeof(why), "reading the program's memory failed: %s",
+				 strerror(-ret));
+			set_failed(s, why);
 			return ret;
+		}
 		while (i < k) {
 			size_t j = i;
 			bool zero = is_zero(buf + i * psz, psz);
@@ -160,6 +159,9 @@ static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm
 		}
 		while (q < g->pages && (!bm || fl__bitmap_test(bm, q)) && q - p < CHUNK / g->g->page_size)
 			q++;
+		/* Marked before: a send that fails half-way may have sent some. */
+		for (size_t k = p; k < q; k++)
+			g->sent_round[k] = (uint16_t)s->round;
 		ret = send_run(s, s->ctl, s->buf, region, p, q - p, 0, zero_bytes);
 		if (ret < 0)
 			return ret;
@@ -233,6 +235,94 @@ static bool another_round(const struct server *s, unsigned round, size_t dirty, 
 	return true;
 }
 
+static bool may_rejoin(struct server *s)
+{
+	bool ok;
+
+	pthread_mutex_lock(&s->lock);
+	ok = s->o->rejoin_s > 0 && !s->failed && !s->done;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+/* One pre-copy round: its begin (unless the destination saw it already),
+ * the pages of todo, its end. Bytes of data sent go to *bytes. */
+static int send_round(struct server *s, unsigned round, uint64_t **todo, bool begin,
+		      uint64_t *bytes)
+{
+	struct fl_ctl m = { .type = FL_CTL_ROUND };
+	int ret;
+
+	m.round.round = round;
+	for (size_t i = 0; i < s->n; i++)
+		m.round.dirty_pages += popcount(todo[i], s->rg[i].pages);
+	if (begin && (ret = fl_conn_send_ctl(s->ctl, &m)))
+		return ret;
+	for (size_t i = 0; i < s->n; i++) {
+		int64_t sent = send_bitmap(s, (uint32_t)i, todo[i], &s->rep->zero_bytes);
+
+		if (sent < 0)
+			return (int)sent;
+		*bytes += (uint64_t)sent;
+	}
+	m.round.end = true;
+	return fl_conn_send_ctl(s->ctl, &m);
+}
+
+/*
+ * What a destination that rejoins at round r = st->round (the last it saw
+ * begin; 0: none) may lack or hold stale, ORed into out: every page last
+ * sent in a later round (their frames came after a begin it never saw),
+ * and those last sent in round r that it did not get since r began. Pages
+ * last sent before r it has: their frames came before r's begin, on the
+ * same connection.
+ */
+static void resend_set(const struct server *s, const struct standing *st, size_t i,
+		       uint64_t *out)
+{
+	const struct srv_region *g = &s->rg[i];
+
+	for (size_t p = 0; p < g->pages; p++)
+		if (g->sent_round[p] > st->round ||
+		    (g->sent_round[p] && g->sent_round[p] == st->round &&
+		     !fl__bitmap_test(st->have[i], p)))
+			fl__bitmap_set(out, p);
+}
+
+/*
+ * A round cut short by a break: rejoin, then send what the destination
+ * lacks: the round's pages it did not get since the round began (and the
+ * round's end), or, when it never saw this round begin, the whole round
+ * from its begin, with whatever of earlier rounds was lost in flight.
+ */
+static int round_rejoined(struct server *s, unsigned round, uint64_t **todo, uint64_t *bytes,
+			  int ret)
+{
+	char err[320];
+
+	while (ret && !s->failed && may_rejoin(s)) {
+		struct standing st = { 0 };
+		char why[128];
+		bool same;
+
+		snprintf(why, sizeof(why), "pre-copy round %u: %s", round, strerror(-ret));
+		ret = fl__srv_rejoin(s, why, &st, err, sizeof(err));
+		if (ret) {
+			set_failed(s, err);
+			return ret;
+		}
+		same = st.phase == FL_REJOIN_PRECOPY && st.round == round;
+		for (size_t i = 0; i < s->n; i++) {
+			for (size_t w = 0; same && w < fl__bitmap_words(s->rg[i].pages); w++)
+				todo[i][w] &= ~st.have[i][w];
+			resend_set(s, &st, i, todo[i]);
+		}
+		fl__standing_free(&st);
+		ret = send_round(s, round, todo, !same, bytes);
+	}
+	return ret;
+}
+
 static int precopy(struct server *s, uint64_t **dirty, double t0)
 {
 	struct fl_migrate_report *rep = s->rep;
@@ -241,37 +331,25 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 
 	if (ret)
 		return ret;
+	/* Round 1 sends every page; each later one what the previous left
+	 * dirty. dirty[] is the round's list until it ends. */
+	for (size_t i = 0; i < s->n; i++)
+		fl__bitmap_set_range(dirty[i], 0, s->rg[i].pages);
 	for (unsigned round = 1;; round++) {
-		struct fl_ctl m = { .type = FL_CTL_ROUND };
 		size_t pages = 0;
 		double rt = fl__now_s(), bw, round_s;
-		uint64_t bytes = 0;
-
-		uint64_t total = 0;
+		uint64_t bytes = 0, total = 0;
 		char what[32];
 
-		for (size_t i = 0; i < s->n; i++) {
-			size_t k = round == 1 ? s->rg[i].pages : popcount(dirty[i], s->rg[i].pages);
-
-			pages += k;
-			total += (uint64_t)k * s->rg[i].g->page_size;
-		}
+		for (size_t i = 0; i < s->n; i++)
+			total += (uint64_t)popcount(dirty[i], s->rg[i].pages) * s->rg[i].g->page_size;
 		snprintf(what, sizeof(what), "round %u", round);
 		progress_start(s, what, total);
-		m.round.round = round;
-		m.round.dirty_pages = pages;
-		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
-			return ret;
-		for (size_t i = 0; i < s->n; i++) {
-			int64_t sent = send_bitmap(s, (uint32_t)i, round == 1 ? NULL : dirty[i],
-						   &rep->zero_bytes);
-
-			if (sent < 0)
-				return (int)sent;
-			bytes += (uint64_t)sent;
-		}
-		m.round.end = true;
-		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
+		s->round = round < UINT16_MAX ? round : UINT16_MAX;
+		ret = send_round(s, round, dirty, true, &bytes);
+		if (ret)
+			ret = round_rejoined(s, round, dirty, &bytes, ret);
+		if (ret)
 			return ret;
 		rep->rounds = round;
 		rep->bytes_precopy += bytes;
@@ -299,24 +377,54 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 	return 0;
 }
 
-static int send_owed(struct server *s)
+/* The switch-over's messages: what is owed, then RESUME with the device
+ * state (kept until the end: a break may need them sent again). */
+static int send_switch_over(struct server *s, const void *blob, size_t blob_len)
 {
+	struct fl_ctl m;
+	int ret;
+
 	for (size_t i = 0; i < s->n; i++) {
 		struct srv_region *g = &s->rg[i];
-		struct fl_ctl m = { .type = FL_CTL_OWED };
-		int ret;
 
+		m = (struct fl_ctl){ .type = FL_CTL_OWED };
 		m.owed.region = (uint32_t)i;
 		m.owed.first_page = 0;
 		m.owed.npages = g->pages;
 		/* On little-endian hosts the words are the wire's bytes: bit i of
 		 * byte i/8 is page i. */
 		m.owed.bitmap = (uint8_t *)g->owed;
-		ret = fl_conn_send_ctl(s->ctl, &m);
-		if (ret)
+		if ((ret = fl_conn_send_ctl(s->ctl, &m)))
 			return ret;
-		s->rep->pages_owed += popcount(g->owed, g->pages);
 	}
+	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
+	m.resume.blob = (void *)blob;
+	m.resume.len = blob_len;
+	return fl_conn_send_ctl(s->ctl, &m);
+}
+
+/* Rejoined after the switch-over: a destination that never got RESUME
+ * gets the switch-over again; one that runs the program says what it has,
+ * and the rest of what is owed is sent (again) from the start. */
+static int apply_standing(struct server *s, struct standing *st, const void *blob,
+			  size_t blob_len)
+{
+	if (st->phase == FL_REJOIN_PRECOPY) {
+		/* Pre-copy pages lost in flight with the switch-over are owed. */
+		for (size_t i = 0; i < s->n; i++)
+			resend_set(s, st, i, s->rg[i].owed);
+		return send_switch_over(s, blob, blob_len);
+	}
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->n; i++) {
+		size_t words = fl__bitmap_words(s->rg[i].pages);
+
+		for (size_t w = 0; w < words; w++)
+			s->rg[i].owed[w] &= ~st->have[i][w];
+		memset(s->rg[i].pushed, 0, words * 8);
+	}
+	s->nbg = 0; /* the destination asks again for what it still wants */
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -340,17 +448,6 @@ static bool claim(struct server *s, uint32_t region, size_t *first, size_t *n)
 	*first = p;
 	*n = q - p;
 	return q > p;
-}
-
-static void set_failed(struct server *s, const char *why)
-{
-	pthread_mutex_lock(&s->lock);
-	if (!s->failed && !s->done) {
-		s->failed = true;
-		snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
-	}
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
 }
 
 /* Under the lock: of [first, first+n), the first run of owed pages that
@@ -417,6 +514,31 @@ static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl
 		*bytes += (uint64_t)sent;
 		first = p + n;
 	}
+	/* Pages asked for that we believe the destination holds: it asks
+	 * only for what it lacks, so our bookkeeping slipped. A fault must
+	 * not wait for ever on that; the program is paused, these bytes are
+	 * its bytes. */
+	for (size_t p = m->request.offset / g->g->page_size; p < end;) {
+		size_t q = p;
+		int64_t sent;
+
+		while (q < end && !fl__bitmap_test(g->owed, q))
+			q++;
+		if (q == p) {
+			p++;
+			continue;
+		}
+		if (s->o->verbose && !s->unowed_said)
+			fprintf(s->out, "migrate: the destination asked for pages %zu-%zu of region "
+				"%u, which it was not owed; sent anyway\n", p, q - 1,
+				m->request.region);
+		s->unowed_said = true;
+		sent = send_run(s, c, buf, m->request.region, p, q - p, flags, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		*bytes += (uint64_t)sent;
+		p = q;
+	}
 	return 0;
 }
 
@@ -432,8 +554,8 @@ static void *urgent_thread(void *arg)
 		int ret = fl_conn_recv(s->urg, &h, &m, NULL, NULL, err, sizeof(err));
 
 		if (ret) {
-			if (ret != -ECONNRESET)
-				set_failed(s, err);
+			set_broken(s, ret == -ECONNRESET ? "the destination closed the urgent "
+				   "connection" : err);
 			return NULL;
 		}
 		if (h.kind != FL_WIRE_CONTROL)
@@ -441,11 +563,17 @@ static void *urgent_thread(void *arg)
 		if (m.type == FL_CTL_REQUEST) {
 			ret = serve(s, s->urg, s->ubuf, &m, FL_WIRE_URGENT, &bytes);
 			pthread_mutex_lock(&s->lock);
+			if (m.request.region < s->n) { /* the push goes on from here */
+				s->hint_set = true;
+				s->hint_region = m.request.region;
+				s->hint_page = (m.request.offset + m.request.len) /
+					       s->rg[m.request.region].g->page_size;
+			}
 			s->rep->requests_served++;
 			s->rep->bytes_postcopy += bytes;
 			pthread_mutex_unlock(&s->lock);
 			if (ret)
-				set_failed(s, "serving an urgent request failed");
+				set_broken(s, "answering an urgent request failed");
 		}
 		fl_ctl_free(&m);
 	}
@@ -466,11 +594,11 @@ static void *control_thread(void *arg)
 		if (ret == -ETIMEDOUT) {
 			snprintf(err, sizeof(err), "the destination went silent: nothing on the "
 				 "control connection for %d s", FL_WIRE_SILENCE_S);
-			set_failed(s, err);
+			set_broken(s, err);
 			return NULL;
 		}
 		if (ret) {
-			set_failed(s, ret == -ECONNRESET ? "the destination closed the connection" : err);
+			set_broken(s, ret == -ECONNRESET ? "the destination closed the connection" : err);
 			return NULL;
 		}
 		if (h.kind != FL_WIRE_CONTROL)
@@ -527,49 +655,69 @@ static bool pop_bg(struct server *s, struct fl_ctl *m)
 	return true;
 }
 
-/* Post-copy: push what is owed, background requests first. */
+/*
+ * Post-copy: push what is owed, background requests first, from where the
+ * destination last faulted on (a program goes on near where it faulted:
+ * QEMU's post-copy jumps the same way), round the regions until a whole
+ * lap finds nothing left to send.
+ */
 static int push_owed(struct server *s)
 {
 	uint64_t bytes = 0;
+	size_t i = 0, p = 0, idle = 0, all = 0;
 
-	for (size_t i = 0; i < s->n; i++) {
-		struct srv_region *g = &s->rg[i];
+	for (size_t k = 0; k < s->n; k++)
+		all += s->rg[k].pages;
+	while (idle < all) {
+		struct srv_region *g;
+		struct fl_ctl m;
+		size_t first, n, window;
+		bool have_bg;
+		int64_t sent;
 
-		for (size_t p = 0; p < g->pages;) {
-			struct fl_ctl m;
-			size_t first = p, n = g->pages - p, window;
-			bool have_bg;
-			int64_t sent;
-
-			pthread_mutex_lock(&s->lock);
-			have_bg = pop_bg(s, &m);
-			if (s->failed) {
-				pthread_mutex_unlock(&s->lock);
-				return -ECONNRESET;
-			}
-			s->pg.done = s->claimed; /* pushed, requested or faulted */
+		pthread_mutex_lock(&s->lock);
+		have_bg = pop_bg(s, &m);
+		if (s->failed || s->broken) {
 			pthread_mutex_unlock(&s->lock);
-			progress_show(s);
-			if (have_bg) {
-				if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
-					return -EIO;
-				continue;
-			}
-			if (n > CHUNK / g->g->page_size)
-				n = CHUNK / g->g->page_size;
-			window = n;
-			if (!claim(s, (uint32_t)i, &first, &n)) {
-				p += window; /* nothing owed here, or already sent */
-				continue;
-			}
-			sent = send_run(s, s->ctl, s->buf, (uint32_t)i, first, n, 0,
-					&s->rep->zero_bytes);
-			if (sent < 0)
-				return (int)sent;
-			bytes += (uint64_t)sent;
-			s->rep->pages_pushed += n;
-			p = first + n;
+			return -ECONNRESET;
 		}
+		if (s->hint_set) {
+			i = s->hint_region;
+			p = s->hint_page;
+			s->hint_set = false;
+			idle = 0;
+		}
+		s->pg.done = s->claimed; /* pushed, requested or faulted */
+		pthread_mutex_unlock(&s->lock);
+		progress_show(s);
+		if (have_bg) {
+			if (serve(s, s->ctl, s->buf, &m, 0, &bytes))
+				return -ECONNRESET;
+			continue;
+		}
+		if (p >= s->rg[i].pages) {
+			i = (i + 1) % s->n;
+			p = 0;
+			continue;
+		}
+		g = &s->rg[i];
+		first = p;
+		n = g->pages - p;
+		if (n > CHUNK / g->g->page_size)
+			n = CHUNK / g->g->page_size;
+		window = n;
+		if (!claim(s, (uint32_t)i, &first, &n)) {
+			p += window; /* nothing owed here, or already sent */
+			idle += window;
+			continue;
+		}
+		idle = 0;
+		sent = send_run(s, s->ctl, s->buf, (uint32_t)i, first, n, 0, &s->rep->zero_bytes);
+		if (sent < 0)
+			return (int)sent;
+		bytes += (uint64_t)sent;
+		s->rep->pages_pushed += n;
+		p = first + n;
 	}
 	pthread_mutex_lock(&s->lock);
 	s->rep->bytes_postcopy += bytes;
@@ -577,31 +725,80 @@ static int push_owed(struct server *s)
 	return 0;
 }
 
-static int say_hello(struct fl_conn *c, uint32_t kind, const uint8_t session[16],
-		     char *err, size_t errlen)
+/* Answer background requests until done, failed or broken. */
+static void serve_until_end(struct server *s)
 {
-	struct fl_ctl m = { .type = FL_CTL_HELLO };
-	struct fl_wire_hdr h;
-	int ret;
+	pthread_mutex_lock(&s->lock);
+	while (!s->done && !s->failed && !s->broken) {
+		/* Background requests can still come for pages an urgent
+		 * reply is carrying; answer what arrives until done. */
+		struct fl_ctl q;
 
-	m.hello.version = FL_WIRE_VERSION;
-	m.hello.role = FL_ROLE_SOURCE;
-	m.hello.conn = kind;
-	memcpy(m.hello.session, session, 16);
-	if ((ret = fl_conn_send_ctl(c, &m)))
-		return ret;
-	ret = fl_conn_recv(c, &h, &m, NULL, NULL, err, errlen);
-	if (ret)
-		return ret;
-	if (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_HELLO || m.hello.role != FL_ROLE_DEST ||
-	    memcmp(m.hello.session, session, 16)) {
-		if (h.kind == FL_WIRE_CONTROL)
-			fl_ctl_free(&m);
-		snprintf(err, errlen, "the destination did not answer our hello");
-		return -EPROTO;
+		while (!s->failed && !s->broken && pop_bg(s, &q)) {
+			uint64_t bytes = 0;
+
+			pthread_mutex_unlock(&s->lock);
+			if (serve(s, s->ctl, s->buf, &q, 0, &bytes))
+				set_broken(s, "answering a background request failed");
+			pthread_mutex_lock(&s->lock);
+			s->rep->bytes_postcopy += bytes;
+		}
+		if (!s->done && !s->failed && !s->broken)
+			pthread_cond_wait(&s->cond, &s->lock);
 	}
-	fl_ctl_free(&m);
-	return 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Post-copy: urgent and control threads, the owed pages pushed; after a
+ * break, the threads stopped, the destination rejoined and the rest sent.
+ */
+static int postcopy(struct server *s, const void *blob, size_t blob_len, char *err,
+		    size_t errlen)
+{
+	for (;;) {
+		pthread_t ut, ct;
+		bool ut_started = pthread_create(&ut, NULL, urgent_thread, s) == 0;
+		bool ct_started = pthread_create(&ct, NULL, control_thread, s) == 0;
+		struct standing st = { 0 };
+		char why[300];
+		int ret;
+
+		if (!ut_started || !ct_started)
+			set_failed(s, "cannot start the post-copy threads");
+		if (push_owed(s))
+			set_broken(s, "sending the owed pages failed");
+		serve_until_end(s);
+		fl_conn_shutdown(s->ctl);
+		fl_conn_shutdown(s->urg);
+		if (ut_started)
+			pthread_join(ut, NULL);
+		if (ct_started)
+			pthread_join(ct, NULL);
+		pthread_mutex_lock(&s->lock);
+		if (s->done || s->failed) {
+			ret = s->done ? 0 : -ECONNRESET;
+			if (ret)
+				snprintf(err, errlen, "post-copy: %s", s->errmsg);
+			pthread_mutex_unlock(&s->lock);
+			return ret;
+		}
+		snprintf(why, sizeof(why), "post-copy: %s", s->broke);
+		pthread_mutex_unlock(&s->lock);
+		ret = fl__srv_rejoin(s, why, &st, err, errlen);
+		if (ret) /* the deadline passed, or the destination refused us */
+			return ret;
+		ret = apply_standing(s, &st, blob, blob_len);
+		fl__standing_free(&st);
+		pthread_mutex_lock(&s->lock);
+		s->broken = false;
+		s->broke[0] = 0;
+		pthread_mutex_unlock(&s->lock);
+		/* The switch-over sent again broke too: round the loop, whose
+		 * threads find the connection broken and rejoin once more. */
+		if (ret)
+			set_broken(s, "sending the switch-over again failed");
+	}
 }
 
 int fl_migrate_source(const struct fl_region *regions, size_t n,
@@ -609,16 +806,13 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		      const struct fl_migrate_source_opts *opts,
 		      struct fl_migrate_report *report, char *err, size_t errlen)
 {
-	struct server s = { .o = opts, .mem = mem, .n = n, .rep = report };
-	struct fl_tls_config tls;
+	struct server s = { .o = opts, .mem = mem, .n = n, .rep = report, .regions = regions };
 	uint64_t **dirty = NULL;
-	uint8_t session[16];
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
-	pthread_t ut, ct;
-	bool ut_started = false, ct_started = false;
 	double t0 = fl__now_s(), t_pause, t_resume;
 	void *blob = NULL;
 	size_t blob_len = 0;
+	uint64_t owed = 0;
 	int ret;
 
 	memset(report, 0, sizeof(*report));
@@ -637,31 +831,23 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		s.rg[i].pages = regions[i].len / regions[i].page_size;
 		s.rg[i].owed = calloc(words, 8);
 		s.rg[i].pushed = calloc(words, 8);
+		s.rg[i].sent_round = calloc(s.rg[i].pages ? s.rg[i].pages : 1, sizeof(uint16_t));
 		dirty[i] = calloc(words, 8);
-		if (!s.rg[i].owed || !s.rg[i].pushed || !dirty[i])
+		if (!s.rg[i].owed || !s.rg[i].pushed || !s.rg[i].sent_round || !dirty[i])
 			ret = -ENOMEM;
 	}
 	if (ret) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (getrandom(session, sizeof(session), 0) != sizeof(session))
-		memset(session, 0x5a, sizeof(session));
+	if (getrandom(s.session, sizeof(s.session), 0) != sizeof(s.session))
+		memset(s.session, 0x5a, sizeof(s.session));
 	/* Only a destination may pull the program's memory. */
-	tls = opts->tls;
-	if (!tls.peer_role)
-		tls.peer_role = "dest";
-	ret = fl_conn_connect(&s.ctl, opts->to, &tls, err, errlen);
-	if (!ret)
-		ret = say_hello(s.ctl, FL_CONN_CONTROL, session, err, errlen);
-	if (!ret)
-		ret = fl_conn_connect(&s.urg, opts->to, &tls, err, errlen);
-	if (!ret)
-		ret = say_hello(s.urg, FL_CONN_URGENT, session, err, errlen);
-	if (ret)
+	s.tls = opts->tls;
+	if (!s.tls.peer_role)
+		s.tls.peer_role = "dest";
+	if ((ret = fl__srv_open(&s, false, NULL, err, errlen)))
 		goto out;
-	fl_conn_set_regions(s.ctl, regions, n);
-	fl_conn_set_regions(s.urg, regions, n);
 	/* "Still here", from connection to the end: the destination gives
 	 * us up after FL_WIRE_SILENCE_S without a frame. */
 	fl__heartbeat_start(&s.hb, s.ctl);
@@ -672,14 +858,15 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 		goto out;
 	}
 	if (opts->verbose)
-		fprintf(s.out, "migrate: connected to %s (%s), %zu regions\n", fl_conn_peer(s.ctl),
-			fl_conn_is_tls(s.ctl) ? "TLS 1.3" : "plain TCP", n);
+		fprintf(s.out, "migrate: connected to %s (%s), %zu regions%s\n", fl_conn_peer(s.ctl),
+			fl_conn_is_tls(s.ctl) ? "TLS 1.3" : "plain TCP", n,
+			opts->rejoin_s > 0 ? "; a break is rejoined" : "");
 
 	/* Pre-copy, where the memory can be tracked. */
 	if (mem->dirty_start && !opts->postcopy_only) {
 		ret = precopy(&s, dirty, t0);
 		if (ret) {
-			snprintf(err, errlen, "pre-copy failed: %s", strerror(-ret));
+			snprintf(err, errlen, "pre-copy failed: %s", s.failed ? s.errmsg : strerror(-ret));
 			goto out;
 		}
 	}
@@ -705,17 +892,25 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 			for (size_t w = 0; w < words; w++)
 				s.rg[i].owed[w] |= dirty[i][w];
 		} else {
-			for (size_t p = 0; p < s.rg[i].pages; p++)
-				fl__bitmap_set(s.rg[i].owed, p);
+			fl__bitmap_set_range(s.rg[i].owed, 0, s.rg[i].pages);
 		}
+		report->pages_owed += popcount(s.rg[i].owed, s.rg[i].pages);
+		owed += popcount(s.rg[i].owed, s.rg[i].pages) * (uint64_t)regions[i].page_size;
 	}
-	ret = send_owed(&s);
-	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
-	m.resume.blob = blob;
-	m.resume.len = blob_len;
-	if (!ret)
-		ret = fl_conn_send_ctl(s.ctl, &m);
-	free(blob);
+	report->dest_resumed = true; /* from the first byte of it on */
+	ret = send_switch_over(&s, blob, blob_len);
+	while (ret && may_rejoin(&s)) {
+		struct standing st = { 0 };
+		char why[128];
+
+		snprintf(why, sizeof(why), "switch-over: %s", strerror(-ret));
+		ret = fl__srv_rejoin(&s, why, &st, err, errlen);
+		if (!ret)
+			ret = apply_standing(&s, &st, blob, blob_len);
+		fl__standing_free(&st);
+		if (ret == -ETIMEDOUT || ret == -ESRCH)
+			goto out;
+	}
 	if (ret) {
 		snprintf(err, errlen, "switch-over failed: %s", strerror(-ret));
 		goto out;
@@ -728,64 +923,22 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 			report->downtime_s * 1e3);
 
 	/* Post-copy. */
-	{
-		uint64_t owed = 0;
-
-		for (size_t i = 0; i < n; i++)
-			owed += popcount(s.rg[i].owed, s.rg[i].pages) * (uint64_t)regions[i].page_size;
-		progress_start(&s, "post-copy", owed);
-	}
-	ut_started = pthread_create(&ut, NULL, urgent_thread, &s) == 0;
-	ct_started = pthread_create(&ct, NULL, control_thread, &s) == 0;
-	ret = push_owed(&s);
-	if (ret && ret != -ECONNRESET) /* e.g. the program's memory unreadable */
-		set_failed(&s, "pushing the owed pages failed");
-	pthread_mutex_lock(&s.lock);
-	while (!s.done && !s.failed) {
-		/* Background requests can still come for pages an urgent
-		 * reply is carrying; answer what arrives until done. */
-		struct fl_ctl q;
-
-		while (!s.failed && pop_bg(&s, &q)) {
-			uint64_t bytes = 0;
-
-			pthread_mutex_unlock(&s.lock);
-			serve(&s, s.ctl, s.buf, &q, 0, &bytes);
-			pthread_mutex_lock(&s.lock);
-			s.rep->bytes_postcopy += bytes;
-		}
-		if (!s.done && !s.failed)
-			pthread_cond_wait(&s.cond, &s.lock);
-	}
-	if (s.failed && !s.done) {
-		snprintf(err, errlen, "post-copy: %s", s.errmsg);
-		ret = -ECONNRESET;
-	} else {
-		ret = 0;
-	}
-	pthread_mutex_unlock(&s.lock);
+	progress_start(&s, "post-copy", owed);
+	ret = postcopy(&s, blob, blob_len, err, errlen);
 	report->postcopy_s = fl__now_s() - t_resume;
 out:
 	report->total_s = fl__now_s() - t0;
 	fl__heartbeat_stop(&s.hb);
-	if (s.ctl)
-		fl_conn_shutdown(s.ctl);
-	if (s.urg)
-		fl_conn_shutdown(s.urg);
-	if (ut_started)
-		pthread_join(ut, NULL);
-	if (ct_started)
-		pthread_join(ct, NULL);
-	if (s.ctl)
-		fl_conn_close(s.ctl);
-	if (s.urg)
-		fl_conn_close(s.urg);
+	fl_conn_close(s.ctl);
+	fl_conn_close(s.urg);
 	for (size_t i = 0; s.rg && i < n; i++) {
 		free(s.rg[i].owed);
 		free(s.rg[i].pushed);
+		free(s.rg[i].sent_round);
 		if (dirty)
 			free(dirty[i]);
 	}
+	free(blob);
 	free(s.rg);
 	free(dirty);
 	free(s.buf);
@@ -794,29 +947,4 @@ out:
 	pthread_mutex_destroy(&s.lock);
 	pthread_cond_destroy(&s.cond);
 	return ret;
-}
-
-void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
-{
-	fprintf(out, "migration report\n");
-	fprintf(out, "  total %.2f s: pre-copy %.2f s (%u rounds), downtime %.1f ms, "
-		"post-copy %.2f s\n", r->total_s, r->precopy_s, r->rounds, r->downtime_s * 1e3,
-		r->postcopy_s);
-	if (r->switch_reason[0])
-		fprintf(out, "  switched to post-copy because %s\n", r->switch_reason);
-	fprintf(out, "  bytes: %.1f MiB pre-copy, %.1f MiB post-copy, %.1f MiB of zero pages "
-		"sent as ranges\n", (double)r->bytes_precopy / (1 << 20),
-		(double)r->bytes_postcopy / (1 << 20), (double)r->zero_bytes / (1 << 20));
-	fprintf(out, "  post-copy: %llu pages owed, %llu urgent requests, %llu pages pushed, "
-		"%llu sent again ahead of the background stream\n",
-		(unsigned long long)r->pages_owed, (unsigned long long)r->requests_served,
-		(unsigned long long)r->pages_pushed, (unsigned long long)r->pages_resent);
-	fprintf(out, "  destination: %llu faults, fault latency p50 %.1f us, p99 %.1f us\n",
-		(unsigned long long)r->dest_faults, r->dest_p50_us, r->dest_p99_us);
-	if (r->dest_nthreads)
-		fprintf(out, "  blocked on faults, per destination thread (most first):\n");
-	for (size_t i = 0; i < r->dest_nthreads; i++)
-		fprintf(out, "    thread %u: %.1f ms over %llu faults\n", r->dest_threads[i].tid,
-			(double)r->dest_threads[i].blocked_ns / 1e6,
-			(unsigned long long)r->dest_threads[i].faults);
 }

@@ -6,13 +6,17 @@
  *
  * Threads: one per connection receives frames into the staging area and
  * marks pages present; the monitor's thread calls the source functions.
- * A request whose pages are all here completes at once (copied out of
- * staging); otherwise it waits, and asks the source for the missing pages:
- * on the urgent connection for a fault, on the control connection for the
- * background stream. Completions are handed over under a lock and
- * announced on an eventfd.
+ * A request whose pages are all here completes at once (by reference into
+ * staging); otherwise it waits. A fault asks the source for its missing
+ * pages on the urgent connection; a background request only waits, since
+ * the source pushes every owed page on the control connection, from where
+ * the last fault was (one stream; pages pushed that nobody asked for are
+ * offered to the monitor as they land). Completions are handed over under
+ * a lock and announced on an eventfd.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,44 +29,10 @@
 
 #include <faultline/migrate.h>
 
-/* A connection has this long to authenticate and say hello. */
-#define HELLO_DEADLINE_S 5.0
-
-#include "heartbeat.h"
+#include "receiver-internal.h"
 #include "source-internal.h"
 #include "util/bitmap.h"
-
-struct rx_region {
-	char *staging;
-	size_t pages, page;
-	_Atomic uint64_t *have;	 /* arrived (and still current) */
-	_Atomic uint64_t *zero;	 /* arrived as a zero range */
-	_Atomic uint64_t *asked;  /* requested for the background stream */
-	_Atomic uint64_t *urgent; /* requested for a fault: asked again even
-				     if a background request is on its way */
-};
-
-struct fl_receiver {
-	struct fl_source base; /* first: the monitor's view */
-	struct fl_conn *ctl, *urg;
-	struct fl_region *regions;
-	struct rx_region *rg;
-	size_t n;
-	pthread_t ctl_thread, urg_thread;
-	bool ctl_started, urg_started;
-	struct fl__heartbeat hb; /* Ping to the source on ctl */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool resumed, failed, finished;
-	char errmsg[320];
-	void *blob;
-	size_t blob_len;
-	struct fl_source_req **pending, **done;
-	size_t npending, ndone, cap_pending, cap_done;
-	_Atomic uint64_t owed;
-	int verbose;
-	uint64_t bytes, rounds;
-};
+#include "util/clock.h"
 
 static bool all_here(struct fl_receiver *r, const struct fl_source_req *q)
 {
@@ -149,10 +119,10 @@ static void offer(struct fl_receiver *r, uint32_t region, uint64_t offset, uint6
 	announce(r);
 }
 
-static void fail(struct fl_receiver *r, const char *fmt, const char *detail)
+void fl__rx_fail(struct fl_receiver *r, const char *fmt, const char *detail)
 {
 	pthread_mutex_lock(&r->lock);
-	if (!r->failed && !r->finished) {
+	if (!r->failed && !r->finished && !r->all_in) {
 		r->failed = true;
 		snprintf(r->errmsg, sizeof(r->errmsg), fmt, detail);
 		if (r->verbose)
@@ -183,15 +153,15 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 		madvise(g->staging + h->offset, len, MADV_DONTNEED);
 	pthread_mutex_lock(&r->lock);
 	for (size_t p = first; p < first + n; p++)
-		if (fl__bitmap_test_atomic(g->asked, p) || fl__bitmap_test_atomic(g->urgent, p))
+		if (fl__bitmap_test_atomic(g->urgent, p))
 			unasked = false;
 	for (size_t p = first; p < first + n; p++) {
 		if (h->kind == FL_WIRE_ZERO)
 			fl__bitmap_set_atomic(g->zero, p);
 		else
 			fl__bitmap_clear_atomic(g->zero, p);
-		fl__bitmap_clear_atomic(g->asked, p);
 		fl__bitmap_clear_atomic(g->urgent, p);
+		fl__bitmap_set_atomic(g->fresh, p);
 		if (fl__bitmap_set_atomic(g->have, p) && r->resumed)
 			atomic_fetch_sub(&r->owed, 1);
 	}
@@ -220,8 +190,18 @@ static void control(struct fl_receiver *r, struct fl_ctl *m)
 {
 	switch (m->type) {
 	case FL_CTL_ROUND:
-		if (m->round.end)
+		if (m->round.end) {
 			r->rounds = m->round.round;
+		} else {
+			/* What arrives from now on is current as of this round:
+			 * a source that rejoins resends the rest of it. */
+			pthread_mutex_lock(&r->lock);
+			r->round_begun = m->round.round;
+			for (size_t i = 0; i < r->n; i++)
+				for (size_t w = 0; w < fl__bitmap_words(r->rg[i].pages); w++)
+					atomic_store(&r->rg[i].fresh[w], 0);
+			pthread_mutex_unlock(&r->lock);
+		}
 		if (r->verbose && !m->round.end)
 			fprintf(stderr, "receive: pre-copy round %u: %llu pages\n", m->round.round,
 				(unsigned long long)m->round.dirty_pages);
@@ -246,17 +226,17 @@ static void control(struct fl_receiver *r, struct fl_ctl *m)
 		break;
 	}
 	case FL_CTL_ERROR:
-		fail(r, "the source gave up: %s", m->error.message);
+		fl__rx_fail(r, "the source gave up: %s", m->error.message);
 		break;
 	default:
 		break;
 	}
 }
 
-static void *rx_loop(struct fl_receiver *r, struct fl_conn *c)
+/* Receive on c until it fails: 0 when the receiver has failed or
+ * finished anyway, else -errno with why. */
+static int rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t whylen)
 {
-	char err[256];
-
 	/* The source pings the control connection every second: silence
 	 * there means it is gone (the urgent one is quiet between faults). */
 	if (c == r->ctl)
@@ -264,16 +244,16 @@ static void *rx_loop(struct fl_receiver *r, struct fl_conn *c)
 	for (;;) {
 		struct fl_wire_hdr h;
 		struct fl_ctl m;
-		int ret = fl_conn_recv(c, &h, &m, page_buf, r, err, sizeof(err));
+		int ret = fl_conn_recv(c, &h, &m, page_buf, r, why, whylen);
 
 		if (ret == -ETIMEDOUT && c == r->ctl)
-			snprintf(err, sizeof(err), "the source went silent: nothing on the control "
+			snprintf(why, whylen, "the source went silent: nothing on the control "
 				 "connection for %d s", FL_WIRE_SILENCE_S);
 		if (ret) {
 			if (ret == -ECONNRESET)
-				snprintf(err, sizeof(err), "the source closed the connection");
-			fail(r, "%s", err);
-			return NULL;
+				snprintf(why, whylen, "the source closed the %s connection",
+					 c == r->ctl ? "control" : "urgent");
+			return ret;
 		}
 		if (h.kind == FL_WIRE_CONTROL) {
 			control(r, &m);
@@ -284,18 +264,59 @@ static void *rx_loop(struct fl_receiver *r, struct fl_conn *c)
 	}
 }
 
+/* Whether a break is worth waiting out (not once we failed or finished). */
+static bool may_rejoin(struct fl_receiver *r)
+{
+	bool ok;
+
+	pthread_mutex_lock(&r->lock);
+	ok = r->rejoin_s > 0 && r->listen_fd >= 0 && !r->failed && !r->finished;
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+/* The control connection's thread, and the one that waits for a source
+ * that broke off to come back. */
 static void *rx_control(void *arg)
 {
 	struct fl_receiver *r = arg;
+	char why[256];
 
-	return rx_loop(r, r->ctl);
+	for (;;) {
+		rx_loop(r, r->ctl, why, sizeof(why));
+		pthread_mutex_lock(&r->lock);
+		if (r->broke[0]) /* the urgent connection broke first */
+			snprintf(why, sizeof(why), "%s", r->broke);
+		pthread_mutex_unlock(&r->lock);
+		/* Even once every page is here: a source that did not get
+		 * DONE comes back for it (a hang-up after DONE looks the same
+		 * from here, and then nobody comes). */
+		if (!may_rejoin(r)) {
+			fl__rx_fail(r, "%s", why);
+			return NULL;
+		}
+		if (!fl__rx_rejoin(r, why))
+			return NULL;
+	}
 }
 
-static void *rx_urgent(void *arg)
+void *fl__rx_urgent(void *arg)
 {
 	struct fl_receiver *r = arg;
+	char why[256];
 
-	return rx_loop(r, r->urg);
+	rx_loop(r, r->urg, why, sizeof(why));
+	if (!may_rejoin(r)) {
+		fl__rx_fail(r, "%s", why);
+		return NULL;
+	}
+	/* The control thread waits for the source to come back. */
+	pthread_mutex_lock(&r->lock);
+	if (!r->broke[0])
+		snprintf(r->broke, sizeof(r->broke), "%s", why);
+	pthread_mutex_unlock(&r->lock);
+	fl_conn_shutdown(r->ctl);
+	return NULL;
 }
 
 /* ------------------------------------------------ the page source side */
@@ -305,34 +326,37 @@ static struct fl_receiver *rx(struct fl_source *s)
 	return (struct fl_receiver *)s;
 }
 
-static int ask(struct fl_receiver *r, const struct fl_source_req *q)
+/* Ask the source, on the urgent connection, for the pages of [offset,
+ * offset+len) a fault waits on that are not here and not asked for yet. */
+int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len)
 {
-	struct rx_region *g = &r->rg[q->region];
-	_Atomic uint64_t *asked = q->urgent ? g->urgent : g->asked;
-	uint64_t first = q->offset / g->page, end = (q->offset + q->len) / g->page;
+	struct rx_region *g = &r->rg[region];
+	uint64_t first = offset / g->page, end = (offset + len) / g->page;
+	int ret = 0;
 
-	for (uint64_t p = first; p < end;) {
+	pthread_rwlock_rdlock(&r->connlock);
+	for (uint64_t p = first; p < end && !ret;) {
 		uint64_t run = 0;
 		struct fl_ctl m = { .type = FL_CTL_REQUEST };
-		int ret;
 
-		if (fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_set_atomic(asked, p)) {
+		if (fl__bitmap_test_atomic(g->have, p) || !fl__bitmap_set_atomic(g->urgent, p)) {
 			p++;
 			continue;
 		}
 		while (p + run + 1 < end && !fl__bitmap_test_atomic(g->have, p + run + 1) &&
-		       fl__bitmap_set_atomic(asked, p + run + 1))
+		       fl__bitmap_set_atomic(g->urgent, p + run + 1))
 			run++;
 		run++;
-		m.request.region = q->region;
+		m.request.region = region;
 		m.request.offset = p * g->page;
 		m.request.len = run * g->page;
-		ret = fl_conn_send_ctl(q->urgent ? r->urg : r->ctl, &m);
-		if (ret)
-			return ret;
+		/* On a broken connection this fails; a source that rejoins is
+		 * asked again for everything still pending. */
+		ret = fl_conn_send_ctl(r->urg, &m);
 		p += run;
 	}
-	return 0;
+	pthread_rwlock_unlock(&r->connlock);
+	return ret;
 }
 
 static int rx_submit(struct fl_source *s, struct fl_source_req *q)
@@ -353,8 +377,12 @@ static int rx_submit(struct fl_source *s, struct fl_source_req *q)
 	pthread_mutex_unlock(&r->lock);
 	if (ret)
 		return ret;
-	if (!all_here(r, q))
-		ret = ask(r, q);
+	/* Only a fault asks: the source pushes every owed page anyway, from
+	 * where the last fault was, so a background request just waits for
+	 * its pages (a second stream of our own would fight that one, and
+	 * the source would send pages twice). */
+	if (q->urgent && !all_here(r, q))
+		ret = fl__rx_ask(r, q->region, q->offset, q->len);
 	pthread_mutex_lock(&r->lock);
 	complete_ready(r);
 	pthread_mutex_unlock(&r->lock);
@@ -451,28 +479,60 @@ static const struct fl_source_ops receiver_ops = {
 
 /* ------------------------------------------------------------ lifecycle */
 
-static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], bool check,
+/* Refuse a connection, telling the peer why when it is a source that
+ * came to rejoin (so it stops retrying at once). */
+static int refuse(struct fl_conn *c, bool tell, char *err, size_t errlen, const char *why)
+{
+	snprintf(err, errlen, "%s", why);
+	if (tell) {
+		struct fl_ctl m = { .type = FL_CTL_ERROR, .error.code = -ESRCH };
+
+		snprintf(m.error.message, sizeof(m.error.message), "%s", why);
+		fl_conn_send_ctl(c, &m);
+	}
+	return -EPROTO;
+}
+
+/*
+ * Read the source's hello on connection c and answer it. A first
+ * connection takes the session the source names (session filled); every
+ * other must name it (and, when rejoin, say it rejoins).
+ */
+int fl__rx_hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], bool rejoin,
 		 char *err, size_t errlen)
 {
+	bool check = rejoin || conn_kind == FL_CONN_URGENT;
+	const char *which = conn_kind == FL_CONN_URGENT ? "urgent" : "control";
 	struct fl_wire_hdr h;
 	struct fl_ctl m;
+	char why[160];
+	bool ok, came_back;
 	int ret = fl_conn_recv(c, &h, &m, NULL, NULL, err, errlen);
 
 	if (ret)
 		return ret;
-	if (h.kind != FL_WIRE_CONTROL || m.type != FL_CTL_HELLO ||
-	    m.hello.role != FL_ROLE_SOURCE || m.hello.conn != conn_kind ||
-	    m.hello.version != FL_WIRE_VERSION ||
-	    (check && memcmp(m.hello.session, session, 16))) {
-		if (h.kind == FL_WIRE_CONTROL)
-			fl_ctl_free(&m);
-		snprintf(err, errlen, "%s connection: expected the source's hello (version %d)",
-			 conn_kind == FL_CONN_URGENT ? "urgent" : "control", FL_WIRE_VERSION);
-		return -EPROTO;
+	ok = h.kind == FL_WIRE_CONTROL && m.type == FL_CTL_HELLO &&
+	     m.hello.role == FL_ROLE_SOURCE && m.hello.conn == conn_kind &&
+	     m.hello.version == FL_WIRE_VERSION;
+	came_back = ok && m.hello.rejoin;
+	if (h.kind == FL_WIRE_CONTROL)
+		fl_ctl_free(&m);
+	if (!ok) {
+		snprintf(why, sizeof(why), "%s connection: expected the source's hello (version %d)",
+			 which, FL_WIRE_VERSION);
+		return refuse(c, false, err, errlen, why);
+	}
+	if (came_back != rejoin || (check && memcmp(m.hello.session, session, 16))) {
+		snprintf(why, sizeof(why), "%s connection: %s", which,
+			 came_back && !rejoin ? "a source rejoining a migration this receiver "
+						"does not know" :
+			 !came_back && rejoin ? "a new migration while the source of this one is "
+						"expected back" :
+						"a source of another migration (session differs)");
+		return refuse(c, came_back, err, errlen, why);
 	}
 	if (!check)
 		memcpy(session, m.hello.session, 16);
-	fl_ctl_free(&m);
 	m = (struct fl_ctl){ .type = FL_CTL_HELLO };
 	m.hello.version = FL_WIRE_VERSION;
 	m.hello.role = FL_ROLE_DEST;
@@ -481,33 +541,67 @@ static int hello(struct fl_conn *c, uint32_t conn_kind, uint8_t session[16], boo
 	return fl_conn_send_ctl(c, &m);
 }
 
+/* Wait until listen_fd has a connection, the deadline (ns on the
+ * monotonic clock, 0: none) passes (-ETIMEDOUT) or the receiver ends. */
+static int wait_connection(struct fl_receiver *r, int listen_fd, uint64_t deadline_ns)
+{
+	for (;;) {
+		struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+		uint64_t now = fl__now_ns();
+		int ms = 250, n;
+		bool over;
+
+		pthread_mutex_lock(&r->lock);
+		over = r->finished || r->failed;
+		pthread_mutex_unlock(&r->lock);
+		if (over)
+			return -ECANCELED;
+		if (deadline_ns && now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (deadline_ns && (deadline_ns - now) / 1000000 < (uint64_t)ms)
+			ms = (int)((deadline_ns - now) / 1000000) + 1;
+		n = poll(&p, 1, ms);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
 /*
  * One connection of the source: accepted, authenticated (TLS), and its
  * hello read, each within a deadline. Anything else that connects first (a
  * port scanner, a garbage or silent client, another CA's certificate, a
  * second source with another session) costs a log line and at most the
- * deadline, and accepting goes on: only a broken listening socket ends it.
+ * deadline, and accepting goes on: only a broken listening socket, or
+ * deadline_s passing (when > 0), ends it.
  */
-static int accept_source(struct fl_receiver *r, int listen_fd, const struct fl_tls_config *tls,
-			 uint32_t kind, uint8_t session[16], struct fl_conn **out, char *err,
-			 size_t errlen)
+int fl__rx_accept_source(struct fl_receiver *r, int listen_fd, uint32_t kind,
+			 uint8_t session[16], bool rejoin, double deadline_s,
+			 struct fl_conn **out, char *err, size_t errlen)
 {
+	uint64_t deadline_ns = deadline_s > 0 ? fl__now_ns() + (uint64_t)(deadline_s * 1e9) : 0;
+
 	for (;;) {
 		struct fl_conn *c;
-		struct fl_tls_config t = *tls;
-		int ret;
+		struct fl_tls_config t = r->tls;
+		int ret = wait_connection(r, listen_fd, deadline_ns);
 
+		if (ret == -ETIMEDOUT || ret == -ECANCELED) {
+			snprintf(err, errlen, "%s", ret == -ETIMEDOUT ? "no source came" : "ended");
+			return ret;
+		}
 		/* Only a source may write into the program's memory. */
 		if (!t.peer_role)
 			t.peer_role = "source";
-		ret = fl_conn_accept(&c, listen_fd, &t, err, errlen);
-
+		if (!ret)
+			ret = fl_conn_accept(&c, listen_fd, &t, err, errlen);
 		if (ret == -EBADF || ret == -EINVAL || ret == -ENOTSOCK || ret == -EOPNOTSUPP ||
 		    ret == -EMFILE || ret == -ENFILE)
 			return ret;
 		if (!ret) {
 			fl_conn_set_deadline(c, HELLO_DEADLINE_S);
-			ret = hello(c, kind, session, kind == FL_CONN_URGENT, err, errlen);
+			ret = fl__rx_hello(c, kind, session, rejoin, err, errlen);
 			fl_conn_set_deadline(c, 0);
 			if (!ret) {
 				*out = c;
@@ -540,9 +634,10 @@ static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, siz
 				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		g->have = calloc(words, sizeof(uint64_t));
 		g->zero = calloc(words, sizeof(uint64_t));
-		g->asked = calloc(words, sizeof(uint64_t));
+		g->fresh = calloc(words, sizeof(uint64_t));
 		g->urgent = calloc(words, sizeof(uint64_t));
-		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->asked || !g->urgent) {
+		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->fresh ||
+		    !g->urgent) {
 			if (g->staging == MAP_FAILED)
 				g->staging = NULL;
 			snprintf(err, errlen, "cannot stage region %zu (%s, %llu bytes)", i,
@@ -559,8 +654,16 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 		       const struct fl_tls_config *tls, int verbose, char *err,
 		       size_t errlen)
 {
+	struct fl_receiver_opts o = { .verbose = verbose };
+
+	return fl_receiver_accept_opts(out, listen_fd, tls, &o, err, errlen);
+}
+
+int fl_receiver_accept_opts(struct fl_receiver **out, int listen_fd,
+			    const struct fl_tls_config *tls, const struct fl_receiver_opts *o,
+			    char *err, size_t errlen)
+{
 	struct fl_receiver *r = calloc(1, sizeof(*r));
-	uint8_t session[16];
 	struct fl_wire_hdr h;
 	struct fl_ctl m;
 	int ret;
@@ -570,17 +673,21 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
-	r->verbose = verbose;
+	pthread_rwlock_init(&r->connlock, NULL);
+	pthread_mutex_init(&r->hblock, NULL);
+	r->verbose = o->verbose;
+	r->tls = *tls;
+	r->listen_fd = -1;
 	r->base.ops = &receiver_ops;
 	r->base.kind = "remote";
 	r->base.event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = r->base.event_fd < 0 ? -errno : 0;
 	if (!ret)
-		ret = accept_source(r, listen_fd, tls, FL_CONN_CONTROL, session, &r->ctl, err,
-				    errlen);
+		ret = fl__rx_accept_source(r, listen_fd, FL_CONN_CONTROL, r->session, false, 0,
+					   &r->ctl, err, errlen);
 	if (!ret)
-		ret = accept_source(r, listen_fd, tls, FL_CONN_URGENT, session, &r->urg, err,
-				    errlen);
+		ret = fl__rx_accept_source(r, listen_fd, FL_CONN_URGENT, r->session, false, 0,
+					   &r->urg, err, errlen);
 	if (!ret) {
 		fl_conn_set_deadline(r->ctl, HELLO_DEADLINE_S);
 		ret = fl_conn_recv(r->ctl, &h, &m, NULL, NULL, err, errlen);
@@ -595,6 +702,15 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 			fl_ctl_free(&m);
 		}
 	}
+	if (!ret && o->rejoin_s > 0) {
+		/* Ours: the caller may close its own once resumed. */
+		r->listen_fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
+		if (r->listen_fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "cannot keep the listening socket: %s", strerror(errno));
+		}
+		r->rejoin_s = o->rejoin_s;
+	}
 	if (ret) {
 		fl_receiver_destroy(r);
 		return ret;
@@ -602,12 +718,12 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 	r->base.regions = r->regions;
 	r->base.nregions = r->n;
 	r->base.max_req = 64u << 20;
+	fl__heartbeat_start(&r->hb, r->ctl);
 	if (pthread_create(&r->ctl_thread, NULL, rx_control, r) == 0)
 		r->ctl_started = true;
-	if (pthread_create(&r->urg_thread, NULL, rx_urgent, r) == 0)
+	if (pthread_create(&r->urg_thread, NULL, fl__rx_urgent, r) == 0)
 		r->urg_started = true;
-	fl__heartbeat_start(&r->hb, r->ctl);
-	if (verbose)
+	if (r->verbose)
 		fprintf(stderr, "receive: source %s connected (%s), %zu regions\n",
 			fl_conn_peer(r->ctl), fl_conn_is_tls(r->ctl) ? "TLS" : "plain TCP", r->n);
 	*out = r;
@@ -650,26 +766,55 @@ uint64_t fl_receiver_owed(const struct fl_receiver *r)
 	return atomic_load(&r->owed);
 }
 
-int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
+int fl__rx_send_done(struct fl_receiver *r)
 {
 	struct fl_ctl m = { .type = FL_CTL_STATS };
 	int ret;
 
-	/* Finished first: the source hangs up as soon as it reads DONE, and
-	 * that must not count as a failure. */
-	pthread_mutex_lock(&r->lock);
-	r->finished = true;
-	pthread_mutex_unlock(&r->lock);
-	fl__heartbeat_stop(&r->hb);
-	if (r->verbose)
-		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
-	m.stats.n = n < FL_WIRE_STATS_MAX ? n : FL_WIRE_STATS_MAX;
-	memcpy(m.stats.values, stats, m.stats.n * sizeof(uint64_t));
+	m.stats.n = r->nfinal;
+	memcpy(m.stats.values, r->final_stats, r->nfinal * sizeof(uint64_t));
+	pthread_rwlock_rdlock(&r->connlock);
 	ret = fl_conn_send_ctl(r->ctl, &m);
 	m = (struct fl_ctl){ .type = FL_CTL_DONE };
 	if (!ret)
 		ret = fl_conn_send_ctl(r->ctl, &m);
+	pthread_rwlock_unlock(&r->connlock);
 	return ret;
+}
+
+int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
+{
+	/* All in first: the source hangs up as soon as it reads DONE, and
+	 * that must not count as a failure. */
+	pthread_mutex_lock(&r->lock);
+	r->all_in = true;
+	r->nfinal = n < FL_WIRE_STATS_MAX ? n : FL_WIRE_STATS_MAX;
+	memcpy(r->final_stats, stats, r->nfinal * sizeof(uint64_t));
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_lock(&r->hblock);
+	fl__heartbeat_stop(&r->hb);
+	pthread_mutex_unlock(&r->hblock);
+	if (r->verbose)
+		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
+	/* If this is lost in a break, a source that rejoins gets it again. */
+	if (fl__rx_send_done(r) && r->rejoin_s <= 0)
+		return -ECONNRESET;
+	return 0;
+}
+
+unsigned fl_receiver_reconnects(const struct fl_receiver *r)
+{
+	return r->reconnects;
+}
+
+const char *fl_receiver_error(struct fl_receiver *r)
+{
+	const char *e;
+
+	pthread_mutex_lock(&r->lock);
+	e = r->failed ? r->errmsg : NULL;
+	pthread_mutex_unlock(&r->lock);
+	return e;
 }
 
 void fl_receiver_destroy(struct fl_receiver *r)
@@ -679,25 +824,33 @@ void fl_receiver_destroy(struct fl_receiver *r)
 	pthread_mutex_lock(&r->lock);
 	r->finished = true;
 	pthread_mutex_unlock(&r->lock);
-	fl__heartbeat_stop(&r->hb);
+	/* The control thread may be waiting for a source to rejoin: it sees
+	 * finished within a poll interval, and stops its heartbeat itself. */
+	pthread_rwlock_rdlock(&r->connlock);
 	if (r->ctl)
 		fl_conn_shutdown(r->ctl);
 	if (r->urg)
 		fl_conn_shutdown(r->urg);
+	pthread_rwlock_unlock(&r->connlock);
 	if (r->ctl_started)
 		pthread_join(r->ctl_thread, NULL);
+	pthread_mutex_lock(&r->hblock);
+	fl__heartbeat_stop(&r->hb);
+	pthread_mutex_unlock(&r->hblock);
 	if (r->urg_started)
 		pthread_join(r->urg_thread, NULL);
 	if (r->ctl)
 		fl_conn_close(r->ctl);
 	if (r->urg)
 		fl_conn_close(r->urg);
+	if (r->listen_fd >= 0)
+		close(r->listen_fd);
 	for (size_t i = 0; r->rg && i < r->n; i++) {
 		if (r->rg[i].staging)
 			munmap(r->rg[i].staging, r->regions[i].len);
 		free(r->rg[i].have);
 		free(r->rg[i].zero);
-		free(r->rg[i].asked);
+		free(r->rg[i].fresh);
 		free(r->rg[i].urgent);
 	}
 	free(r->rg);
@@ -710,6 +863,8 @@ void fl_receiver_destroy(struct fl_receiver *r)
 	free(r->done);
 	if (r->base.event_fd >= 0)
 		close(r->base.event_fd);
+	pthread_rwlock_destroy(&r->connlock);
+	pthread_mutex_destroy(&r->hblock);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	free(r);

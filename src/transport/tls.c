@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -132,12 +133,75 @@ void fl__wire_tls_reason(SSL *ssl, char *buf, size_t len)
 
 /* ------------------------------------------------------------ sessions */
 
-SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
-		  const char *peer, char *err, size_t errlen)
+/*
+ * TLS contexts, one per (certificate, key, CA, side), made on first use
+ * and kept: the files are read once, so a process that loads them before
+ * it gives up the right to read them (fl_conn_tls_load) can still accept
+ * and connect afterwards, and every connection does not parse PEM again.
+ */
+#define CTX_CACHE 8
+
+static struct ctx_entry {
+	char *cert, *key, *ca;
+	bool server;
+	SSL_CTX *ctx;
+} ctx_cache[CTX_CACHE];
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
+static SSL_CTX *cached(const struct fl_tls_config *cfg, bool server)
+{
+	SSL_CTX *ctx = NULL;
+
+	pthread_mutex_lock(&ctx_lock);
+	for (size_t i = 0; i < CTX_CACHE && !ctx; i++) {
+		struct ctx_entry *e = &ctx_cache[i];
+
+		if (e->ctx && e->server == server && same(e->cert, cfg->cert) &&
+		    same(e->key, cfg->key) && same(e->ca, cfg->ca) && SSL_CTX_up_ref(e->ctx))
+			ctx = e->ctx;
+	}
+	pthread_mutex_unlock(&ctx_lock);
+	return ctx;
+}
+
+/* Keep ctx for later (a reference of the cache's own); when the cache is
+ * full, the context is simply not kept. */
+static void cache(const struct fl_tls_config *cfg, bool server, SSL_CTX *ctx)
+{
+	pthread_mutex_lock(&ctx_lock);
+	for (size_t i = 0; i < CTX_CACHE; i++) {
+		struct ctx_entry *e = &ctx_cache[i];
+
+		if (e->ctx)
+			continue;
+		e->cert = strdup(cfg->cert);
+		e->key = strdup(cfg->key);
+		e->ca = strdup(cfg->ca);
+		if (!e->cert || !e->key || !e->ca || !SSL_CTX_up_ref(ctx)) {
+			free(e->cert);
+			free(e->key);
+			free(e->ca);
+			*e = (struct ctx_entry){ 0 };
+			break;
+		}
+		e->server = server;
+		e->ctx = ctx;
+		break;
+	}
+	pthread_mutex_unlock(&ctx_lock);
+}
+
+/* The context for cfg's files and side (a reference the caller frees),
+ * or NULL with err naming the file that could not be used. */
+static SSL_CTX *context(const struct fl_tls_config *cfg, bool server, const char *peer,
+			char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
-	SSL *ssl = NULL;
-	BIO *bio;
 	char why[512];
 	const char *what = "";
 
@@ -146,6 +210,8 @@ SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 			 peer);
 		return NULL;
 	}
+	if ((ctx = cached(cfg, server)))
+		return ctx;
 	ERR_clear_error();
 	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (!ctx) {
@@ -180,16 +246,8 @@ SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 		goto fail_file;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
-	ssl = SSL_new(ctx);
-	bio = bio_method() ? BIO_new(bio_method()) : NULL;
-	if (!ssl || !bio) {
-		BIO_free(bio);
-		what = "creating the TLS session";
-		goto fail;
-	}
-	BIO_set_data(bio, (void *)(intptr_t)fd);
-	SSL_set_bio(ssl, bio, bio);
-	goto out;
+	cache(cfg, server, ctx);
+	return ctx;
 
 fail_file:
 	fl__wire_tls_reason(NULL, why, sizeof(why));
@@ -201,6 +259,45 @@ fail:
 	fl__wire_tls_reason(NULL, why, sizeof(why));
 	fl__wire_err(err, errlen, "%s: %s: %s", peer, what, why);
 out:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int fl_conn_tls_load(const struct fl_tls_config *cfg, bool server, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->plain)
+		return 0;
+	ctx = context(cfg, server, "TLS", err, errlen);
+	if (!ctx)
+		return -EINVAL;
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
+		  const char *peer, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = context(cfg, server, peer, err, errlen);
+	SSL *ssl;
+	BIO *bio;
+	char why[512];
+
+	if (!ctx)
+		return NULL;
+	ssl = SSL_new(ctx);
+	bio = bio_method() ? BIO_new(bio_method()) : NULL;
+	if (!ssl || !bio) {
+		BIO_free(bio);
+		SSL_free(ssl);
+		ssl = NULL;
+		fl__wire_tls_reason(NULL, why, sizeof(why));
+		fl__wire_err(err, errlen, "%s: creating the TLS session: %s", peer, why);
+	} else {
+		BIO_set_data(bio, (void *)(intptr_t)fd);
+		SSL_set_bio(ssl, bio, bio);
+	}
 	SSL_CTX_free(ctx); /* the session holds its own reference */
 	return ssl;
 }

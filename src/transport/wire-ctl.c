@@ -36,6 +36,7 @@ void fl_ctl_free(struct fl_ctl *m)
 		m->regions.n = 0;
 		break;
 	case FL_CTL_OWED:
+	case FL_CTL_HAVE:
 		free(m->owed.bitmap);
 		m->owed.bitmap = NULL;
 		break;
@@ -51,6 +52,20 @@ void fl_ctl_free(struct fl_ctl *m)
 
 /* ------------------------------------------------------------- encode */
 
+/* OWED and HAVE: the same four fields. */
+static int bitmap_fields(const struct fl_ctl *m, uint32_t *region, uint64_t *first_page,
+			 uint64_t *npages, ProtobufCBinaryData *bitmap)
+{
+	if (m->owed.npages > 8ull * FL_WIRE_MAX_CONTROL || (m->owed.npages && !m->owed.bitmap))
+		return -EINVAL;
+	*region = m->owed.region;
+	*first_page = m->owed.first_page;
+	*npages = m->owed.npages;
+	bitmap->data = m->owed.bitmap;
+	bitmap->len = (m->owed.npages + 7) / 8;
+	return 0;
+}
+
 int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 {
 	Faultline__Wire__Control pb = FAULTLINE__WIRE__CONTROL__INIT;
@@ -64,6 +79,8 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 	Faultline__Wire__Ping ping = FAULTLINE__WIRE__PING__INIT;
 	Faultline__Wire__Stats stats = FAULTLINE__WIRE__STATS__INIT;
 	Faultline__Wire__Error error = FAULTLINE__WIRE__ERROR__INIT;
+	Faultline__Wire__Rejoin rejoin = FAULTLINE__WIRE__REJOIN__INIT;
+	Faultline__Wire__Have have = FAULTLINE__WIRE__HAVE__INIT;
 	Faultline__Wire__Region *rs = NULL, **rp = NULL;
 	uint8_t *buf;
 	size_t n;
@@ -80,6 +97,7 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 		hello.capabilities = m->hello.capabilities;
 		hello.session.data = (uint8_t *)m->hello.session;
 		hello.session.len = sizeof(m->hello.session);
+		hello.rejoin = m->hello.rejoin;
 		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_HELLO;
 		pb.hello = &hello;
 		break;
@@ -117,15 +135,24 @@ int fl_ctl_encode(const struct fl_ctl *m, uint8_t **out, size_t *len)
 		pb.round = &round;
 		break;
 	case FL_CTL_OWED:
-		if (m->owed.npages > 8ull * FL_WIRE_MAX_CONTROL || (m->owed.npages && !m->owed.bitmap))
-			return -EINVAL;
-		owed.region = m->owed.region;
-		owed.first_page = m->owed.first_page;
-		owed.npages = m->owed.npages;
-		owed.bitmap.data = m->owed.bitmap;
-		owed.bitmap.len = (m->owed.npages + 7) / 8;
+		if ((ret = bitmap_fields(m, &owed.region, &owed.first_page, &owed.npages,
+					 &owed.bitmap)))
+			return ret;
 		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_OWED;
 		pb.owed = &owed;
+		break;
+	case FL_CTL_HAVE:
+		if ((ret = bitmap_fields(m, &have.region, &have.first_page, &have.npages,
+					 &have.bitmap)))
+			return ret;
+		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_HAVE;
+		pb.have = &have;
+		break;
+	case FL_CTL_REJOIN:
+		rejoin.phase = m->rejoin.phase;
+		rejoin.round = m->rejoin.round;
+		pb.msg_case = FAULTLINE__WIRE__CONTROL__MSG_REJOIN;
+		pb.rejoin = &rejoin;
 		break;
 	case FL_CTL_RESUME:
 		if (m->resume.len && !m->resume.blob)
@@ -245,6 +272,35 @@ out:
 	return ret;
 }
 
+/* OWED and HAVE: a page bitmap of one region. */
+static int decode_bitmap(const char *what, uint32_t region, uint64_t first_page,
+			 uint64_t npages, const ProtobufCBinaryData *bitmap, struct fl_ctl *m,
+			 char *err, size_t errlen)
+{
+	int ret = 0;
+
+	/* Bound npages before (npages + 7) / 8 can overflow. */
+	if (npages > 8ull * FL_WIRE_MAX_CONTROL)
+		BAD("%s.npages %llu is more than one message can describe", what,
+		    (unsigned long long)npages);
+	if (first_page > WIRE_ADDR_LIMIT / WIRE_PAGE || npages > WIRE_ADDR_LIMIT / WIRE_PAGE - first_page)
+		BAD("%s: pages %llu + %llu lie outside any address space", what,
+		    (unsigned long long)first_page, (unsigned long long)npages);
+	if (bitmap->len != (npages + 7) / 8)
+		BAD("%s.bitmap is %zu bytes, but %llu pages need %llu", what, bitmap->len,
+		    (unsigned long long)npages, (unsigned long long)((npages + 7) / 8));
+	m->owed.region = region;
+	m->owed.first_page = first_page;
+	m->owed.npages = npages;
+	m->owed.bitmap = malloc(bitmap->len ? bitmap->len : 1);
+	if (!m->owed.bitmap)
+		return -ENOMEM;
+	if (bitmap->len)
+		memcpy(m->owed.bitmap, bitmap->data, bitmap->len);
+out:
+	return ret;
+}
+
 int fl_ctl_decode(const uint8_t *buf, size_t len, struct fl_ctl *m, char *err,
 		  size_t errlen)
 {
@@ -280,6 +336,7 @@ int fl_ctl_decode(const uint8_t *buf, size_t len, struct fl_ctl *m, char *err,
 		m->hello.role = h->role;
 		m->hello.conn = h->conn;
 		m->hello.capabilities = h->capabilities;
+		m->hello.rejoin = h->rejoin;
 		memcpy(m->hello.session, h->session.data, sizeof(m->hello.session));
 		break;
 	}
@@ -295,34 +352,24 @@ int fl_ctl_decode(const uint8_t *buf, size_t len, struct fl_ctl *m, char *err,
 		m->round.dirty_pages = pb->round->dirty_pages;
 		m->round.end = pb->round->end;
 		break;
-	case FAULTLINE__WIRE__CONTROL__MSG_OWED: {
-		const Faultline__Wire__Owed *o = pb->owed;
-
+	case FAULTLINE__WIRE__CONTROL__MSG_OWED:
 		m->type = FL_CTL_OWED;
-		/* Bound npages before (npages + 7) / 8 can overflow. */
-		if (o->npages > 8ull * FL_WIRE_MAX_CONTROL)
-			BAD("owed.npages %llu is more than one message can describe",
-			    (unsigned long long)o->npages);
-		if (o->first_page > WIRE_ADDR_LIMIT / WIRE_PAGE ||
-		    o->npages > WIRE_ADDR_LIMIT / WIRE_PAGE - o->first_page)
-			BAD("owed: pages %llu + %llu lie outside any address space",
-			    (unsigned long long)o->first_page, (unsigned long long)o->npages);
-		if (o->bitmap.len != (o->npages + 7) / 8)
-			BAD("owed.bitmap is %zu bytes, but %llu pages need %llu",
-			    o->bitmap.len, (unsigned long long)o->npages,
-			    (unsigned long long)((o->npages + 7) / 8));
-		m->owed.region = o->region;
-		m->owed.first_page = o->first_page;
-		m->owed.npages = o->npages;
-		m->owed.bitmap = malloc(o->bitmap.len ? o->bitmap.len : 1);
-		if (!m->owed.bitmap) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		if (o->bitmap.len)
-			memcpy(m->owed.bitmap, o->bitmap.data, o->bitmap.len);
+		ret = decode_bitmap("owed", pb->owed->region, pb->owed->first_page,
+				    pb->owed->npages, &pb->owed->bitmap, m, err, errlen);
 		break;
-	}
+	case FAULTLINE__WIRE__CONTROL__MSG_HAVE:
+		m->type = FL_CTL_HAVE;
+		ret = decode_bitmap("have", pb->have->region, pb->have->first_page,
+				    pb->have->npages, &pb->have->bitmap, m, err, errlen);
+		break;
+	case FAULTLINE__WIRE__CONTROL__MSG_REJOIN:
+		m->type = FL_CTL_REJOIN;
+		if (pb->rejoin->phase != FL_REJOIN_PRECOPY && pb->rejoin->phase != FL_REJOIN_POSTCOPY)
+			BAD("rejoin.phase %u is neither pre-copy (1) nor post-copy (2)",
+			    pb->rejoin->phase);
+		m->rejoin.phase = pb->rejoin->phase;
+		m->rejoin.round = pb->rejoin->round;
+		break;
 	case FAULTLINE__WIRE__CONTROL__MSG_RESUME:
 		m->type = FL_CTL_RESUME;
 		if (pb->resume->blob.len) {
@@ -413,7 +460,7 @@ int fl__wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r
 				 m->request.region, (unsigned long long)g->len);
 			return -EPROTO;
 		}
-	} else if (m->type == FL_CTL_OWED) {
+	} else if (m->type == FL_CTL_OWED || m->type == FL_CTL_HAVE) {
 		uint64_t pages;
 
 		if (m->owed.region >= n)
@@ -421,8 +468,8 @@ int fl__wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r
 		g = &r[m->owed.region];
 		pages = g->len / g->page_size;
 		if (m->owed.first_page > pages || m->owed.npages > pages - m->owed.first_page) {
-			fl__wire_err(err, errlen, "control message: owed pages %llu + %llu lie beyond region %u (%llu pages of %u bytes)",
-				 (unsigned long long)m->owed.first_page, (unsigned long long)m->owed.npages,
+			fl__wire_err(err, errlen, "control message: %s pages %llu + %llu lie beyond region %u (%llu pages of %u bytes)",
+				 m->type == FL_CTL_OWED ? "owed" : "have", (unsigned long long)m->owed.first_page, (unsigned long long)m->owed.npages,
 				 m->owed.region, (unsigned long long)pages, g->page_size);
 			return -EPROTO;
 		}
@@ -430,7 +477,7 @@ int fl__wire_ctl_check_regions(const struct fl_ctl *m, const struct fl_region *r
 	return 0;
 no_region:
 	fl__wire_err(err, errlen, "control message: %s.region %u does not exist (%zu regions)",
-		 m->type == FL_CTL_REQUEST ? "request" : "owed",
+		 m->type == FL_CTL_REQUEST ? "request" : m->type == FL_CTL_OWED ? "owed" : "have",
 		 m->type == FL_CTL_REQUEST ? m->request.region : m->owed.region, n);
 	return -EPROTO;
 }

@@ -8,6 +8,8 @@
  * requires CAP_SYS_PTRACE.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -92,13 +94,39 @@ void fl_uffd_privilege_explain(const struct fl_uffd_privilege *p, FILE *out)
  * any thread (and a process that must exec a privileged program later
  * forks the launcher for it first).
  */
-int fl_privileges_drop(char *err, size_t errlen)
+/* Become user: groups first (setgroups and setresgid need the right we
+ * lose with the uid), then the uid, for real, effective and saved. */
+static int become(const char *user, char *err, size_t errlen)
 {
-	cap_t none;
+	struct passwd *pw;
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		snprintf(err, errlen, "no user named %s%s%s", user, errno ? ": " : "",
+			 errno ? strerror(errno) : "");
+		return -ENOENT;
+	}
+	if (setgroups(0, NULL) || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid)) {
+		int e = errno;
+
+		snprintf(err, errlen, "becoming user %s (uid %u): %s", user, (unsigned)pw->pw_uid,
+			 strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* The steps of every drop: ambient first (needs nothing), then the
+ * bounding set (needs CAP_SETPCAP, which we still have if we had any),
+ * the user (needs CAP_SETUID and CAP_SETGID), no_new_privs, then what
+ * stays of the thread's own sets: keep[0..n) where held, nothing else. */
+static int drop(const char *user, const int *keep, size_t n, char *err, size_t errlen)
+{
+	cap_t now, left;
 	int ret = 0;
 
-	/* Ambient first (needs nothing), then the bounding set (needs
-	 * CAP_SETPCAP, which we still have if we had any), then the rest. */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL) {
 		ret = -errno;
 		snprintf(err, errlen, "clearing the ambient capabilities: %s", strerror(errno));
@@ -111,17 +139,46 @@ int fl_privileges_drop(char *err, size_t errlen)
 				 "(needs CAP_SETPCAP)", (int)c, strerror(errno));
 			return ret;
 		}
+	if (user && (ret = become(user, err, errlen)))
+		return ret;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		ret = -errno;
 		snprintf(err, errlen, "setting no_new_privs: %s", strerror(errno));
 		return ret;
 	}
-	none = cap_init();
-	if (!none || cap_set_proc(none)) {
-		ret = -errno;
-		snprintf(err, errlen, "dropping every capability: %s", strerror(errno));
+	now = cap_get_proc();
+	left = cap_init();
+	for (size_t i = 0; now && left && i < n; i++) {
+		cap_value_t c = keep[i];
+		cap_flag_value_t v = CAP_CLEAR;
+
+		if (cap_get_flag(now, c, CAP_PERMITTED, &v) == 0 && v == CAP_SET) {
+			cap_set_flag(left, CAP_PERMITTED, 1, &c, CAP_SET);
+			cap_set_flag(left, CAP_EFFECTIVE, 1, &c, CAP_SET);
+		}
 	}
-	if (none)
-		cap_free(none);
+	if (!now || !left || cap_set_proc(left)) {
+		ret = -errno;
+		snprintf(err, errlen, "dropping the capabilities: %s", strerror(errno));
+	}
+	if (now)
+		cap_free(now);
+	if (left)
+		cap_free(left);
 	return ret;
+}
+
+int fl_privileges_drop_to(const char *user, char *err, size_t errlen)
+{
+	return drop(user, NULL, 0, err, errlen);
+}
+
+int fl_privileges_keep(const int *keep, size_t n, char *err, size_t errlen)
+{
+	return drop(NULL, keep, n, err, errlen);
+}
+
+int fl_privileges_drop(char *err, size_t errlen)
+{
+	return fl_privileges_drop_to(NULL, err, errlen);
 }

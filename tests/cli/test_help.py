@@ -23,7 +23,7 @@ def run(*args):
 
 def commands():
     out = run("--help").stdout
-    names = re.findall(r"^  ([a-z]+) ", out, re.M)
+    names = re.findall(r"^  ([a-z][a-z-]*) ", out, re.M)
     assert len(names) >= 6, out
     return [n for n in names if n != "help"]
 

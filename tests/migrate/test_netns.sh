@@ -29,10 +29,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "1..7"
+say "1..9"
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
 	for t in precopy_postcopy_over_tls postcopy_only_over_tls source_killed_mid_postcopy_gives_sigbus_not_zeros pid_postcopy_over_tls \
-		wrong_ca_refused_then_the_real_source_migrates garbage_peer_refused_then_the_real_source_migrates plain_refused_off_loopback; do
+		wrong_ca_refused_then_the_real_source_migrates garbage_peer_refused_then_the_real_source_migrates plain_refused_off_loopback \
+		resets_and_link_cuts_mid_postcopy_are_rejoined link_cut_past_the_deadline_gives_sigbus_and_says_what_was_lost; do
 		ok "test_$t" "needs root and iproute2 for network namespaces"
 	done
 	exit 0
@@ -66,6 +67,26 @@ migrate() {
 		grep -q "consistent after running on here" "$tmp/$name.dst"
 }
 
+# start_postcopy NAME MIB [RECEIVE-ARGS...] -- [SOURCE-ARGS...]: receive in
+# dst and the workload's source (post-copy only) in src, both in the
+# background ($rpid, $spid); returns once the source has switched over.
+start_postcopy() {
+	local name=$1 mib=$2 rargs=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do rargs+=("$1"); shift; done
+	shift
+	port=$((port + 1))
+	rm -f "$tmp/sha"
+	ip netns exec "$tag-dst" timeout 400 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
+		"${rargs[@]}" --exec "$wl dest --mib $mib --sha $tmp/sha" >"$tmp/$name.dst" 2>&1 &
+	rpid=$!
+	sleep 0.3
+	ip netns exec "$tag-src" timeout 400 "$wl" source --mib "$mib" --to "10.213.7.2:$port" \
+		--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only "$@" >"$tmp/$name.src" 2>&1 &
+	spid=$!
+	for _ in $(seq 600); do grep -q "switch-over" "$tmp/$name.src" 2>/dev/null && break; sleep 0.05; done
+}
+
 if migrate precopy; then ok test_precopy_postcopy_over_tls; else not_ok test_precopy_postcopy_over_tls "$tmp/precopy.log"; fi
 # Post-copy only: the destination's threads faulted, and the report says
 # how long each waited.
@@ -73,25 +94,18 @@ if migrate postcopy --postcopy-only &&
    grep -qE "^    thread [0-9]+: [0-9.]+ ms over [1-9][0-9]* faults" "$tmp/postcopy.src"; then ok test_postcopy_only_over_tls; else not_ok test_postcopy_only_over_tls "$tmp/postcopy.log"; fi
 
 # The source killed in the middle of post-copy (link slowed so that it
-# is): the destination's program gets SIGBUS on a page that can no longer
-# arrive, never zeros and never a hang, and receive exits non-zero saying
-# its restorer died of it (135 through sh -c; under ASan, its BUS report),
-# well within the test's time.
+# is): once the reconnect deadline (5 s here) has passed, the destination's
+# program gets SIGBUS on a page that can no longer arrive, never zeros and
+# never a hang, and receive exits non-zero saying its restorer died of it
+# (135 through sh -c; under ASan, its BUS report) and what was lost, well
+# within the test's time.
 link_rate() {
 	ip netns exec "$tag-src" tc qdisc change dev "$tag-a" root netem delay 1ms ${1:+rate $1} 2>/dev/null ||
 		ip netns exec "$tag-src" tc qdisc change dev "$tag-a" root tbf rate "${1:-2gbit}" \
 			burst 256kb latency 5ms 2>/dev/null
 }
-port=$((port + 1))
-rm -f "$tmp/sha"
 link_rate 40mbit
-ip netns exec "$tag-dst" timeout 120 "$fl" receive --listen "10.213.7.2:$port" --certs "$tmp/certs" \
-	--exec "$wl dest --mib 64 --sha $tmp/sha" >"$tmp/kill.dst" 2>&1 &
-rpid=$!
-sleep 0.3
-ip netns exec "$tag-src" timeout 120 "$wl" source --mib 64 --to "10.213.7.2:$port" \
-	--certs "$tmp/certs" --sha "$tmp/sha" --postcopy-only --seconds 0.2 >"$tmp/kill.src" 2>&1 &
-for _ in $(seq 300); do grep -q "switch-over" "$tmp/kill.src" 2>/dev/null && break; sleep 0.05; done
+start_postcopy kill 64 --reconnect-deadline 5 -- --seconds 0.2
 sleep 1
 t0=$(date +%s)
 pkill -9 -f "migrate-workload source --mib 64 --to 10.213.7.2:$port"
@@ -101,7 +115,8 @@ link_rate
 wait
 cat "$tmp/kill.src" "$tmp/kill.dst" >"$tmp/kill.log"
 if [ $d -ne 0 ] && grep -qE "died of signal 7|exited with 135|AddressSanitizer: BUS" "$tmp/kill.dst" && grep -q "poisoned" "$tmp/kill.dst" &&
-	! grep -q "memory equals the source's" "$tmp/kill.dst" && [ $((t1 - t0)) -lt 60 ]; then
+	grep -q "did not rejoin within 5 s.*pages never arrived" "$tmp/kill.dst" &&
+	! grep -q "memory equals the source's" "$tmp/kill.dst" && [ $((t1 - t0)) -lt 30 ]; then
 	ok test_source_killed_mid_postcopy_gives_sigbus_not_zeros
 else
 	not_ok test_source_killed_mid_postcopy_gives_sigbus_not_zeros "$tmp/kill.log"
@@ -183,5 +198,58 @@ if [ $s -ne 0 ] && grep -qi "loopback" "$tmp/plain.log"; then
 	ok test_plain_refused_off_loopback
 else
 	not_ok test_plain_refused_off_loopback "$tmp/plain.log"
+fi
+# Ten connection resets (ss -K) and ten link cuts of 3 s during one
+# post-copy migration of 512 MiB over TLS (the link slowed so that it
+# lasts): both ends rejoin each time; memory equal at the switch-over and
+# after running on; the source's report counts the reconnects (at least
+# five: a reset that lands while a rejoin is being set up costs that
+# attempt, not another reconnect, and a cut TCP rides out costs none).
+link_rate 100mbit
+start_postcopy cuts 512 -- --seconds 0.5
+for i in $(seq 10); do
+	sleep 1
+	ip netns exec "$tag-src" ss -K dst 10.213.7.2 >/dev/null 2>&1
+	sleep 1
+	ip -n "$tag-src" link set "$tag-a" down
+	sleep 3
+	ip -n "$tag-src" link set "$tag-a" up
+done
+wait $spid; s=$?
+wait $rpid; d=$?
+link_rate
+cat "$tmp/cuts.src" "$tmp/cuts.dst" >"$tmp/cuts.log"
+rc=$(sed -n 's/.*survived \([0-9]*\) broken connections.*/\1/p' "$tmp/cuts.src")
+say "# resets and cuts: $(grep -m1 'downtime' "$tmp/cuts.src" | sed 's/^ *//'); ${rc:-0} reconnects"
+if [ $s -eq 0 ] && [ $d -eq 0 ] && [ "${rc:-0}" -ge 5 ] &&
+	grep -q "memory equals the source's" "$tmp/cuts.dst" &&
+	grep -q "consistent after running on here" "$tmp/cuts.dst"; then
+	ok test_resets_and_link_cuts_mid_postcopy_are_rejoined
+else
+	not_ok test_resets_and_link_cuts_mid_postcopy_are_rejoined "$tmp/cuts.log"
+fi
+
+# A link cut longer than the deadline (4 s on both ends): after 6 s of
+# silence and 4 s of waiting the destination gives up; its program gets
+# SIGBUS on a page it lacks, receive exits non-zero naming what was lost,
+# the source gives up too and says why.
+link_rate 40mbit
+start_postcopy long 64 --reconnect-deadline 4 -- --seconds 0.2 --reconnect-deadline 4
+sleep 1
+t0=$(date +%s)
+ip -n "$tag-src" link set "$tag-a" down
+wait $rpid; d=$?
+t1=$(date +%s)
+wait $spid; s=$?
+ip -n "$tag-src" link set "$tag-a" up
+link_rate
+cat "$tmp/long.src" "$tmp/long.dst" >"$tmp/long.log"
+if [ $d -ne 0 ] && [ $s -ne 0 ] && grep -qE "died of signal 7|exited with 135|AddressSanitizer: BUS" "$tmp/long.dst" &&
+	grep -q "did not rejoin within 4 s.*pages never arrived" "$tmp/long.dst" &&
+	grep -q "could not rejoin the destination within 4 s" "$tmp/long.src" &&
+	! grep -q "memory equals the source's" "$tmp/long.dst" && [ $((t1 - t0)) -lt 30 ]; then
+	ok test_link_cut_past_the_deadline_gives_sigbus_and_says_what_was_lost
+else
+	not_ok test_link_cut_past_the_deadline_gives_sigbus_and_says_what_was_lost "$tmp/long.log"
 fi
 exit $((failed > 0))

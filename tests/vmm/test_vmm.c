@@ -18,90 +18,35 @@
 #include <faultline/vmm.h>
 
 #include "../common/runner.h"
+#include "ram-source.h"
 
 #define PG 4096UL
 #define RAM (16UL << 20)
 
-struct src {
-	char *ram;
-	pthread_t writer;
-	atomic_bool stop, parked;
-	bool postcopy_only;
-	char to[64];
-	int ret;
-	char err[512];
-};
-
-static void *writer(void *arg)
-{
-	struct src *s = arg;
-	unsigned seed = 1;
-
-	while (!atomic_load(&s->stop)) {
-		size_t p = (size_t)rand_r(&seed) % (RAM / PG);
-		uint64_t *w = (uint64_t *)(s->ram + p * PG);
-
-		w[0]++;
-		w[PG / 8 - 1] = w[0] ^ p;
-	}
-	atomic_store(&s->parked, true);
-	return NULL;
-}
-
-static int pause_cb(void *ctx, void **blob, size_t *len)
-{
-	struct src *s = ctx;
-
-	atomic_store(&s->stop, true);
-	pthread_join(s->writer, NULL);
-	*blob = strdup("vcpu-state");
-	*len = strlen("vcpu-state") + 1;
-	return 0;
-}
-
-static void *source_thread(void *arg)
-{
-	struct src *s = arg;
-	struct fl_vmm_ram ram = { .host = s->ram, .len = RAM, .guest_addr = 0, .name = "guest-ram" };
-	struct fl_vmm_source_hooks h = { .pause = pause_cb, .ctx = s };
-	struct fl_migrate_source_opts o = { .to = s->to, .postcopy_only = s->postcopy_only };
-	struct fl_migrate_report rep;
-
-	o.tls.plain = true;
-	s->ret = fl_vmm_migrate(&ram, 1, &h, &o, &rep, s->err, sizeof(s->err));
-	return NULL;
-}
-
 static void migrate(bool postcopy_only)
 {
-	struct src s = { .postcopy_only = postcopy_only };
+	struct ram_source s = { .o.postcopy_only = postcopy_only, .seed = 0 };
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
 	struct fl_vmm_ram ram = { .len = RAM, .name = "guest-ram" };
 	const void *blob;
 	size_t blob_len;
-	pthread_t st;
 	char err[512];
 	int port = 0, lfd;
 
 	if (fl_vmm_dest_check(err, sizeof(err)))
 		fl_skip("%s", err);
-	s.ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(s.ram != MAP_FAILED);
-	for (size_t p = 0; p < RAM / PG; p += 3) /* a third of the pages start non-zero */
-		memset(s.ram + p * PG, (int)(p % 251) + 1, PG);
 	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
 	assert_true(lfd >= 0);
-	snprintf(s.to, sizeof(s.to), "127.0.0.1:%d", port);
-	assert_int_equal(pthread_create(&s.writer, NULL, writer, &s), 0);
+	ram_source_start(&s, RAM);
 	usleep(100000);
-	assert_int_equal(pthread_create(&st, NULL, source_thread, &s), 0);
+	ram_source_migrate(&s, port);
 
 	if (fl_receiver_accept(&r, lfd, &(struct fl_tls_config){ .plain = true }, 0, err,
 			       sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err)))
 		fail_msg("receiver: %s", err);
-	assert_string_equal(blob, "vcpu-state");
+	assert_string_equal(blob, RAM_SOURCE_STATE);
 	ram.host = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(ram.host != MAP_FAILED);
 	if (fl_vmm_dest_start(&d, r, &ram, 1, NULL, err, sizeof(err)))
@@ -114,7 +59,7 @@ static void migrate(bool postcopy_only)
 	assert_int_equal(fl_vmm_dest_wait_complete(d, 0), 0);
 	assert_int_equal(fl_vmm_dest_owed(d), 0);
 	fl_vmm_dest_destroy(d);
-	pthread_join(st, NULL);
+	ram_source_join(&s);
 	if (s.ret)
 		fail_msg("fl_vmm_migrate: %s", s.err);
 	assert_memory_equal(ram.host, s.ram, RAM);

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The same CRIU dump restored lazily by `criu lazy-pages` and by
+`faultline lazy-pages`, side by side: from local images and over the
+dump's page server (loopback), at 256 MiB and 1 GiB. The restored program
+(bench/criu-reader) reads every page at once, timing each first touch.
+
+  bench/criu.py [BUILD_DIR] [MiB...]     (default: build, 256 1024)
+
+Columns: time to first instruction (restore start to the program running
+again), time until every page was in (restore start until the program had
+read all of it),
+fill rate, first-touch p50/p99/max, the daemon's wall time and CPU seconds
+(user+sys). Needs root and CRIU (../shared/criu/build.sh). Never fails on
+a time."""
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "build")
+sizes = [int(x) for x in sys.argv[2:]] or [256, 1024]
+faultline = os.path.join(build, "src/cli/faultline")
+reader = os.path.join(build, "bench/criu-reader")
+drain = os.path.join(build, "bench/criu-drain")
+criu = subprocess.run(["bash", os.path.join(root, "..", "shared", "criu", "build.sh")],
+                      capture_output=True, text=True, check=True).stdout.strip()
+import ctypes  # noqa: E402
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: reap the dumped tree
+
+
+def wait_for(path, timeout=120):
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > end:
+            raise RuntimeError(f"no {path}")
+        time.sleep(0.005)
+
+
+def reap(pids, timeout=30):
+    end = time.time() + timeout
+    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.time() < end:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def page_server_alone(mib, window):
+    """criu dump --lazy-pages's page server drained with nothing restored."""
+    tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
+    try:
+        subprocess.Popen(["unshare", "-p", "-f", "setsid", reader, tmp, str(mib)],
+                         start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(os.path.join(tmp, "ready"))
+        outer = [int(x) for x in os.listdir("/proc") if x.isdigit() and
+                 open(f"/proc/{x}/cmdline", "rb").read().startswith(b"unshare") and
+                 tmp.encode() in open(f"/proc/{x}/cmdline", "rb").read()][0]
+        pid = int(open(f"/proc/{outer}/task/{outer}/children").read().split()[0])
+        src = os.path.join(tmp, "src")
+        os.mkdir(src)
+        port = free_port()
+        r, wfd = os.pipe()
+        dump = subprocess.Popen([criu, "dump", "-t", str(pid), "-D", src, "--lazy-pages",
+                                 "--address", "127.0.0.1", "--port", str(port),
+                                 "-o", "dump.log", "--status-fd", str(wfd)], pass_fds=(wfd,))
+        os.close(wfd)
+        os.read(r, 1)
+        os.close(r)
+        out = subprocess.run([drain, src, "127.0.0.1", str(port), "1024", str(window)],
+                             capture_output=True, text=True, timeout=300).stdout.split()
+        dump.wait()
+        return float(out[0]) / float(out[1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def one(mib, remote, daemon):
+    tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
+    try:
+        w = subprocess.Popen(["unshare", "-p", "-f", "setsid", reader, tmp, str(mib)],
+                             start_new_session=True, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(os.path.join(tmp, "ready"))
+        pid = int(open(f"/proc/{w.pid}/task/{w.pid}/children").read().split()[0])
+        src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
+        os.mkdir(src)
+        dump = None
+        if remote:
+            port = free_port()
+            r, wfd = os.pipe()
+            dump = subprocess.Popen([criu, "dump", "-t", str(pid), "-D", src, "--lazy-pages",
+                                     "--address", "127.0.0.1", "--port", str(port),
+                                     "-o", "dump.log", "--status-fd", str(wfd)],
+                                    pass_fds=(wfd,))
+            os.close(wfd)
+            os.read(r, 1)
+            os.close(r)
+        else:
+            subprocess.run([criu, "dump", "-t", str(pid), "-D", src, "-o", "dump.log"],
+                           check=True)
+            reap([pid, w.pid])
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.log"))
+        subprocess.run(["sync"])
+        open(os.path.join(tmp, "go"), "w").close()
+        cmd = [criu, "lazy-pages"] if daemon == "criu" else [faultline, "lazy-pages"]
+        cmd += ["-D", dst, "-o", "lazy.log"]
+        if remote:
+            cmd += ["--page-server", "--address", "127.0.0.1", "--port", str(port)]
+        d = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(os.path.join(dst, "lazy-pages.socket"))
+        seen = {}
+
+        def watch():  # times seen from here: the restored clocks may differ
+            while len(seen) < 2:
+                for f in ("resumed", "result"):
+                    if f not in seen and os.path.exists(os.path.join(tmp, f)):
+                        seen[f] = time.monotonic()
+                time.sleep(0.0005)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t_restore = time.monotonic()
+        subprocess.run([criu, "restore", "-D", dst, "--lazy-pages", "-d", "-o", "restore.log"],
+                       check=True)
+        watcher.join(timeout=120)
+        wait_for(os.path.join(tmp, "result"))
+        _, status, ru = os.wait4(d.pid, 0)
+        t_daemon = time.monotonic() - t_restore
+        if dump:
+            dump.wait()
+        res = open(os.path.join(tmp, "result")).read().split()
+        _, p50, p99, mx, bad = (float(x) for x in res)
+        # every page in: from the restore's start until the program had read
+        # (and checked) all of it
+        all_in = seen["result"] - t_restore
+        return dict(first=seen["resumed"] - t_restore, all_in=all_in, rate=mib / all_in, p50=p50,
+                    p99=p99, max=mx / 1000, bad=int(bad), daemon_s=t_daemon,
+                    cpu=ru.ru_utime + ru.ru_stime, status=status)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+print(f"CRIU lazy restore, {os.cpu_count()} CPUs, Linux {os.uname().release}; "
+      f"restored program reads every page once, at once")
+hdr = (f"{'size':>6} {'source':<12} {'daemon':<10} {'first_s':>8} {'all_in_s':>8} "
+       f"{'MiB/s':>7} {'p50_us':>7} {'p99_us':>7} {'max_ms':>7} {'daemon_s':>8} {'cpu_s':>6}")
+print(hdr)
+for mib in sizes:
+    try:
+        alone = ", ".join(f"{page_server_alone(mib, w):.0f} MiB/s with {w} x 1 MiB in flight"
+                          for w in (2, 8))
+    except Exception as e:  # a figure missing, not a failure
+        alone = f"failed: {e}"
+    print(f"{mib:>6} page server alone (criu-drain, nothing restored): {alone}", flush=True)
+    for remote in (False, True):
+        for daemon in ("criu", "faultline"):
+            try:
+                r = one(mib, remote, daemon)
+            except Exception as e:  # a figure missing, not a failure
+                print(f"{mib:>6} {'page-server' if remote else 'local':<12} {daemon:<10} "
+                      f"failed: {e}")
+                continue
+            note = "" if not r["bad"] and r["status"] == 0 else \
+                f"  ({r['bad']} bad pages, daemon status {r['status']:#x})"
+            print(f"{mib:>6} {'page-server' if remote else 'local':<12} {daemon:<10} "
+                  f"{r['first']:8.3f} {r['all_in']:8.3f} {r['rate']:7.0f} {r['p50']:7.1f} "
+                  f"{r['p99']:7.1f} {r['max']:7.2f} {r['daemon_s']:8.3f} {r['cpu']:6.2f}{note}",
+                  flush=True)
