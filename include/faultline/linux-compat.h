@@ -110,8 +110,11 @@ struct pm_scan_arg {
 #ifndef UFFD_EVENT_EXIT
 #define UFFD_EVENT_EXIT 0x17
 #endif
-#ifndef PAGE_IS_PINNED /* PAGEMAP_SCAN: the page may be DMA-pinned */
-#define PAGE_IS_PINNED (1 << 9)
+#ifndef UFFD_EXIT_FLAG_EXEC /* UFFD_EVENT_EXIT: left by execve() */
+#define UFFD_EXIT_FLAG_EXEC (1 << 0)
 #endif
+/* Patch 2 adds no uapi (pinned pages stay writable under WP_ASYNC) and
+ * patch 3 fills uffd_msg.arg.fork's second 32 bits with the child's pid:
+ * both are proven through fdinfo, see src/uffd/series.c. */
 
 #endif /* FAULTLINE_LINUX_COMPAT_H */

@@ -55,7 +55,9 @@ struct fl_uffd {
 
 /*
  * What the kernel offers: open a throwaway fd, handshake with no features,
- * read the answer. Either output may be NULL.
+ * read the answer. Either output may be NULL. UFFD_FEATURE_EVENT_EXIT is
+ * only reported when the kernel proves it is faultline's exit event
+ * (fl_uffd_series), never on the bit alone.
  */
 int fl_uffd_probe(unsigned open_flags, uint64_t *features, uint64_t *ioctls);
 
@@ -199,7 +201,9 @@ struct fl_uffd_event {
 			uint32_t tid;	  /* with UFFD_FEATURE_THREAD_ID, else 0 */
 		} fault;
 		struct {
-			int ufd; /* the child's userfaultfd, now in our fd table */
+			int ufd;     /* the child's userfaultfd, now in our fd table */
+			int32_t pid; /* the child (kernel patch 3), 0 if not told;
+				      * trust it only with fl_uffd_series.fork_pid */
 		} fork;
 		struct {
 			uint64_t from, to, len;
@@ -209,6 +213,7 @@ struct fl_uffd_event {
 		} range;
 		struct {
 			int32_t pid; /* in the reader's pid namespace, 0 if unknown */
+			bool exec;   /* left by execve(): the process lives on */
 		} exit;
 		struct {
 			uint8_t type; /* the raw event number */
@@ -274,14 +279,34 @@ bool fl_dirty_scan_supported(void);
 /*
  * Pages written through a DMA pin (O_DIRECT, io_uring fixed buffers, vhost,
  * VFIO) never fault, so write-protection cannot see those writes. A kernel
- * with faultline's patch 2 reports possibly-pinned pages (PAGE_IS_PINNED)
- * and the PAGEMAP_SCAN method then always counts them dirty. Elsewhere
- * (and with the fault-based fallback) the caller declares
- * the ranges it pins with fl_dirty_always(), and they are reported dirty at
- * every collect.
+ * with faultline's patch 2 (proven by fdinfo, see fl_uffd_series) never
+ * write-protects a possibly-pinned page on a WP_ASYNC range, so the
+ * PAGEMAP_SCAN method reports it at every collect while it is pinned and
+ * once after. Elsewhere (and with the fault-based fallback) the caller
+ * declares the ranges it pins with fl_dirty_always(), and they are reported
+ * dirty at every collect.
  */
 bool fl_dirty_pinned_supported(void);
 int fl_dirty_always(struct fl_dirty *d, void *addr, size_t len);
+
+/* ------------------------------------------- faultline's kernel series */
+
+/*
+ * What of src/kernel-patches this kernel has, from the lines the series adds
+ * to a userfaultfd's fdinfo; never from a feature bit alone, which other
+ * series in flight reuse. See src/uffd/series.c.
+ */
+struct fl_uffd_series {
+	bool exit_event;      /* patch 1: UFFD_FEATURE_EVENT_EXIT is the exit event */
+	bool wp_async_pinned; /* patch 2: WP_ASYNC leaves pinned pages writable */
+	bool fork_pid;	      /* patch 3: UFFD_EVENT_FORK carries the child's pid */
+	char exit_proof[96];  /* the fdinfo line found for patch 1, or "" */
+};
+
+/* Read the proof from the fdinfo of `fd`, a userfaultfd. */
+int fl_uffd_series_read(int fd, struct fl_uffd_series *s);
+/* The same on a throwaway userfaultfd. */
+int fl_uffd_series_probe(struct fl_uffd_series *s);
 
 /* ------------------------------------------------------------ privilege */
 

@@ -40,6 +40,9 @@ struct probe {
 	int uffd_err;
 	uint64_t features, ioctls;
 	bool pagemap_scan, pinned;
+	struct fl_uffd_series series;
+	int series_err;
+	bool exit_bit_unproven; /* bit 17 offered without the series' proof */
 	struct range_probe ranges[3];
 	struct fl_uffd_privilege priv;
 	struct hugepages huge;
@@ -148,6 +151,17 @@ static void gather(struct probe *p)
 					    &p->ioctls);
 	p->pagemap_scan = fl_dirty_scan_supported();
 	p->pinned = fl_dirty_pinned_supported();
+	p->series_err = fl_uffd_series_probe(&p->series);
+	if (p->uffd_err == 0 && !(p->features & UFFD_FEATURE_EVENT_EXIT)) {
+		struct uffdio_api api = { .api = UFFD_API };
+		int fd = fl_uffd_open(FL_UFFD_USER_MODE_ONLY);
+
+		/* fl_uffd_probe hides an unproven bit 17: say so if it did */
+		if (fd >= 0 && ioctl(fd, UFFDIO_API, &api) == 0)
+			p->exit_bit_unproven = api.features & UFFD_FEATURE_EVENT_EXIT;
+		if (fd >= 0)
+			close(fd);
+	}
 	for (size_t i = 0; i < 3; i++) {
 		p->ranges[i] = ranges[i];
 		if (p->uffd_err == 0)
@@ -205,12 +219,21 @@ static void print_text(const struct probe *p, FILE *out)
 		p->pagemap_scan ? "yes (WP_ASYNC + PAGEMAP_SCAN)" :
 				  "no (falls back to synchronous write-protect faults)");
 	fprintf(out, "kernel patches (src/kernel-patches):\n");
-	fprintf(out, "  exit event:      %s\n", (p->features & UFFD_FEATURE_EVENT_EXIT) ?
-		"yes (UFFD_FEATURE_EVENT_EXIT)" :
-		"no: exits are found with pidfds, ESRCH and a liveness probe");
-	fprintf(out, "  PAGE_IS_PINNED:  %s\n", p->pinned ?
-		"yes: DMA-pinned pages always count as dirty" :
-		"no: declare pinned ranges with fl_dirty_always() (DMA writes never fault)");
+	/* a series feature is used only on proof: the fdinfo lines it adds */
+	if (p->features & UFFD_FEATURE_EVENT_EXIT)
+		fprintf(out, "  exit event:      yes, proven by %s\n", p->series.exit_proof);
+	else if (p->exit_bit_unproven)
+		fprintf(out, "  exit event:      no: the kernel offers bit 17 but not the series' "
+			"proof (%s): not used; exits are found with pidfds, ESRCH and a liveness probe\n",
+			p->series.exit_proof[0] ? p->series.exit_proof : "no 'exit_event:' line in fdinfo");
+	else
+		fprintf(out, "  exit event:      no: exits are found with pidfds, ESRCH and a liveness probe\n");
+	fprintf(out, "  pinned pages:    %s\n", p->pinned ?
+		"yes, proven by fdinfo 'wp_async_pinned: 1': a DMA-pinned page stays dirty while pinned and once after" :
+		"no ('wp_async_pinned' absent from fdinfo): declare pinned ranges with fl_dirty_always() (DMA writes never fault)");
+	fprintf(out, "  fork pid:        %s\n", p->series.fork_pid ?
+		"yes, proven by fdinfo 'fork_pid: 1': UFFD_EVENT_FORK names the child" :
+		"no ('fork_pid' absent from fdinfo): a fork child comes without a pid");
 	fprintf(out, "privileges:\n");
 	fl_uffd_privilege_explain(&p->priv, out);
 	fprintf(out, "huge pages (2 MiB): %ld reserved, %ld free%s; THP: %s\n",
@@ -269,7 +292,9 @@ static int print_json(const struct probe *p, FILE *out)
 	fl__json_close(&j);
 	fl__json_object(&j, "kernel_patches");
 	fl__json_bool(&j, "event_exit", p->features & UFFD_FEATURE_EVENT_EXIT);
-	fl__json_bool(&j, "page_is_pinned", p->pinned);
+	fl__json_bool(&j, "pinned_pages_stay_dirty", p->pinned);
+	fl__json_bool(&j, "fork_pid", p->series.fork_pid);
+	fl__json_bool(&j, "event_exit_bit_unproven", p->exit_bit_unproven);
 	fl__json_close(&j);
 	fl__json_object(&j, "privileges");
 	fl__json_bool(&j, "cap_sys_ptrace", p->priv.cap_sys_ptrace);

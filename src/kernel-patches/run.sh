@@ -6,8 +6,8 @@
 # each test's result against the expectation for that kernel.
 #
 #   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--debug]
-#                             [--host] [--tests a,b] [--kvm]
-#                             [--boot-timeout S] [--suite-timeout S]
+#                             [--kcsan] [--control] [--host] [--tests a,b]
+#                             [--kvm] [--boot-timeout S] [--suite-timeout S]
 #
 # See README.md next to this script. Build trees live outside the repository
 # in $FAULTLINE_KERNEL_CACHE (default /var/cache/faultline-kernel) and are
@@ -21,23 +21,41 @@ SRC_PKG=linux-source-6.12
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 FRAGMENT=$HERE/faultline.config
 DEBUG_FRAGMENT=$HERE/faultline-debug.config
+KCSAN_FRAGMENT=$HERE/faultline-kcsan.config
 JOBS=${FAULTLINE_KERNEL_JOBS:-2}
 BOOT_TIMEOUT=
 # the project's own uffd suite (tests/uffd/test_*), built with meson in
 # $PROJECT_BUILD, run in the guest by tap_runner: one result per program
 SUITE_PROGS=test_resolve,test_contract,test_events,test_dirty,test_api,test_compat
 SUITE_TIMEOUT=120
-ALL_TESTS=exit_event,uffd_selftest,pinned_scan,pagemap_selftest,racewrite,wp_racewrite
+ALL_TESTS=exit_event,uffd_selftest,pinned_scan,fork_pid,pagemap_selftest,wp_racewrite
 ALL_TESTS+=,$(echo "$SUITE_PROGS" | sed 's/\([^,]*\)/uffd_suite_\1/g')
 TESTS=$ALL_TESTS
 KINDS=(unpatched patched)
 RUN_HOST=0
 TRY_KVM=0
 DEBUG=0
+KCSAN=0
+CONTROL=0
 
 # Tests that need the series: they must FAIL without it (expected failures)
-# and PASS with it. All others must PASS on every kernel.
-declare -A NEEDS_SERIES=([exit_event]=1 [uffd_selftest]=1 [pinned_scan]=1)
+# and PASS with it. All others must PASS on every kernel. An expected
+# failure counts only with its own reason: the FAIL line must match this
+# extended regular expression, or the result is WRONG-REASON.
+declare -A NEEDS_SERIES=([exit_event]=1 [uffd_selftest]=1 [pinned_scan]=1 [fork_pid]=1)
+declare -A FAIL_REASON=(
+	[exit_event]='UFFDIO_API rejects UFFD_FEATURE_EVENT_EXIT'
+	[uffd_selftest]='events-exit skipped: kernel lacks UFFD_FEATURE_EVENT_EXIT'
+	[pinned_scan]='missed write through a pin: after-reset .* straddle '
+	[fork_pid]='fork event pid 0 .*does not report the child'"'"'s pid'
+)
+# Negative controls (--control): the patched kernel with an old fix
+# reverted (tests/negative/*.patch) must fail each regression test, for
+# the reason given here; proof that the test can see the bug at all.
+CONTROL_TESTS=wp_racewrite
+declare -A CONTROL_REASON=(
+	[wp_racewrite]='tracker missed a write'
+)
 
 usage() {
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
@@ -50,6 +68,8 @@ while [ $# -gt 0 ]; do
 	--patched) KINDS=(patched) ;;
 	--unpatched) KINDS=(unpatched) ;;
 	--debug) DEBUG=1 ;;
+	--kcsan) KCSAN=1 ;;
+	--control) CONTROL=1 ;;
 	--host) RUN_HOST=1 ;;
 	--tests) TESTS=$2; shift ;;
 	--kvm) TRY_KVM=1 ;;
@@ -61,6 +81,16 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [ "$DEBUG" = 1 ] && KINDS+=(debug)
+[ "$KCSAN" = 1 ] && KINDS+=(kcsan)
+[ "$CONTROL" = 1 ] && KINDS+=(control)
+# the tests each kind boots with
+kind_tests() {
+	case $1 in
+	control) echo "$CONTROL_TESTS" ;;
+	*) echo "$TESTS" ;;
+	esac
+}
+sanitizer_kind() { [ "$1" = debug ] || [ "$1" = kcsan ]; }
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { printf '[run.sh] error: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +98,13 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 PROJECT_BUILD=$CACHE/project-build
+# where a suite program lives in the project: tests/uffd, else tests/monitor
+suite_path() {
+	case $1 in
+	test_monitor) echo "tests/monitor/$1" ;;
+	*) echo "tests/uffd/$1" ;;
+	esac
+}
 # the suite programs among the selected tests (test_resolve ...)
 suite_progs() {
 	local t
@@ -79,7 +116,7 @@ suite_progs() {
 if [ -z "$BOOT_TIMEOUT" ]; then
 	BOOT_TIMEOUT=$((300 + 40 * $(echo "${TESTS//,/ }" | wc -w) +
 			(SUITE_TIMEOUT + 15) * $(suite_progs | wc -l)))
-	[ "$DEBUG" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT * 4))
+	{ [ "$DEBUG" = 1 ] || [ "$KCSAN" = 1 ]; } && BOOT_TIMEOUT=$((BOOT_TIMEOUT * 4))
 fi
 
 # ---------------------------------------------------------------- packages
@@ -110,8 +147,17 @@ ensure_tree() {
 	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$SRC_VERSION" ]; then
 		return 0
 	fi
-	log "unpacking $SRC_PKG $SRC_VERSION into $dir"
 	rm -rf "$dir"
+	# the other patched kinds start as a copy of the built patched tree:
+	# no unpacking, and the control kernel recompiles only what its
+	# reverts touch (cp -a keeps the timestamps make compares)
+	if [ "$kind" != unpatched ] && [ "$kind" != patched ] &&
+	   [ "$(cat "$(tree_dir patched)/.faultline-source" 2>/dev/null)" = "$SRC_VERSION" ]; then
+		log "copying the patched tree to $dir"
+		cp -a "$(tree_dir patched)" "$dir"
+		return 0
+	fi
+	log "unpacking $SRC_PKG $SRC_VERSION into $dir"
 	mkdir -p "$dir"
 	tar -xf "$TARBALL" -C "$dir" --strip-components=1
 	if [ "$kind" != unpatched ]; then
@@ -128,28 +174,44 @@ ensure_tree() {
 }
 
 series() { ls "$HERE"/0[0-9][0-9][0-9]-*.patch | grep -v '/0000-cover-letter.patch$'; }
+# what a tree of this kind carries: the series, plus the reverts for control
+kind_patches() {
+	series
+	[ "$1" = control ] && ls "$HERE"/tests/negative/*.patch
+	return 0
+}
 
 # apply the series unless exactly these changes are already on top of pristine
 ensure_series() {
 	local dir want have
 	dir=$(tree_dir "$1")
-	want=$(cat $(series) | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
+	want=$(cat $(kind_patches "$1") | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
 	have=$(git -C "$dir" format-patch --stdout pristine..HEAD 2>/dev/null |
 	       git -C "$dir" patch-id --stable | awk '{print $1}' | sort)
 	if [ -n "$want" ] && [ "$want" = "$have" ]; then
 		log "series already applied to $dir"
 		return 0
 	fi
-	log "applying $(series | wc -l) patches to $dir"
+	# a copy of the patched tree: add only the reverts, so that make
+	# recompiles only what they touch
+	if [ "$1" = control ] && [ -n "$have" ] &&
+	   [ "$have" = "$(cat $(series) | git -C "$dir" patch-id --stable | awk '{print $1}' | sort)" ]; then
+		log "applying the negative-control reverts to $dir"
+		git -C "$dir" am -q "$HERE"/tests/negative/*.patch ||
+			die "the negative-control reverts do not apply"
+		return 0
+	fi
+	log "applying $(kind_patches "$1" | wc -l) patches to $dir"
 	git -C "$dir" am --abort >/dev/null 2>&1 || true
 	git -C "$dir" checkout -q -B faultline pristine
-	git -C "$dir" am -q $(series) || die "series does not apply to $SRC_PKG $SRC_VERSION"
+	git -C "$dir" am -q $(kind_patches "$1") || die "series does not apply to $SRC_PKG $SRC_VERSION"
 }
 
 # tinyconfig + fragment(s), redone only when a fragment changed
 ensure_config() {
 	local dir=$1 sum frags=("$FRAGMENT")
 	[ "$(basename "$dir")" = debug ] && frags+=("$DEBUG_FRAGMENT")
+	[ "$(basename "$dir")" = kcsan ] && frags+=("$KCSAN_FRAGMENT")
 	sum=$(cat "${frags[@]}" | sha256sum | cut -c1-16)
 	if [ -f "$dir/.config" ] && [ "$(cat "$dir/.faultline-config" 2>/dev/null)" = "$sum" ]; then
 		return 0
@@ -188,7 +250,7 @@ build_tests() {
 	for src in "$HERE"/tests/*.c; do
 		t=$(basename "$src" .c)
 		if [ ! -x "$out/$t" ] || [ "$src" -nt "$out/$t" ] ||
-		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ] ||
+		   [ "$HERE/tests/fl_kabi.h" -nt "$out/$t" ] || [ "$HERE/tests/fl_ring.h" -nt "$out/$t" ] ||
 		   [ "$HERE/../../include/faultline/linux-compat.h" -nt "$out/$t" ]; then
 			gcc -static -O2 -Wall -Wextra -Werror -pthread \
 				-I "$HERE/../../include" -o "$out/$t" "$src" ||
@@ -213,7 +275,7 @@ build_suite() {
 		}
 	fi
 	if ! nice -n 10 ninja -C "$PROJECT_BUILD" -j"$JOBS" \
-	     $(printf 'tests/uffd/%s ' "${progs[@]}") > "$CACHE/logs/project-build.log" 2>&1; then
+	     $(for p in "${progs[@]}"; do suite_path "$p"; done) > "$CACHE/logs/project-build.log" 2>&1; then
 		tail -30 "$CACHE/logs/project-build.log" >&2
 		die "cannot build the uffd suite (log $CACHE/logs/project-build.log)"
 	fi
@@ -229,12 +291,12 @@ suite_initramfs_entries() {
 	[ ${#progs[@]} -gt 0 ] || return 0
 	echo "file /bin/tap_runner $CACHE/tests-bin/tap_runner 0755 0 0"
 	for p in "${progs[@]}"; do
-		[ -x "$PROJECT_BUILD/tests/uffd/$p" ] || die "no suite program '$p' in $PROJECT_BUILD/tests/uffd"
-		echo "file /bin/$p $PROJECT_BUILD/tests/uffd/$p 0755 0 0"
-		ldd "$PROJECT_BUILD/tests/uffd/$p" | grep -q 'not found' &&
+		[ -x "$PROJECT_BUILD/$(suite_path "$p")" ] || die "no suite program '$p' in $PROJECT_BUILD"
+		echo "file /bin/$p $PROJECT_BUILD/$(suite_path "$p") 0755 0 0"
+		ldd "$PROJECT_BUILD/$(suite_path "$p")" | grep -q 'not found' &&
 			die "ldd $p: a library is not found"
 		# "name => /path (addr)" and "/path (addr)"; the vDSO has no path
-		for lib in $(ldd "$PROJECT_BUILD/tests/uffd/$p" |
+		for lib in $(ldd "$PROJECT_BUILD/$(suite_path "$p")" |
 			     awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
 			[ -n "${seen[$lib]:-}" ] && continue
 			seen[$lib]=1
@@ -297,7 +359,8 @@ make_initramfs() {
 		echo "dir /tmp 1777 0 0"
 		echo "nod /dev/console 0600 0 0 c 5 1"
 		echo "file /init $out/init 0755 0 0"
-		for t in ${TESTS//,/ }; do
+		for t in $(echo "${TESTS//,/ }" "$([ "$CONTROL" = 1 ] && echo "${CONTROL_TESTS//,/ }")" |
+			   tr ' ' '\n' | sort -u); do
 			case $t in uffd_suite_*) continue ;; esac
 			[ -x "$out/$t" ] || die "no test program '$t'"
 			echo "file /bin/$t $out/$t 0755 0 0"
@@ -318,13 +381,13 @@ make_initramfs() {
 boot() {
 	local kind=$1 accel=$2 logf=$CACHE/logs/boot-$1.log limit=30 slimit=$SUITE_TIMEOUT
 	# KASAN + lockdep under TCG is several times slower
-	[ "$kind" = debug ] && limit=150 && slimit=$((SUITE_TIMEOUT * 4))
+	sanitizer_kind "$kind" && limit=150 && slimit=$((SUITE_TIMEOUT * 4))
 	timeout --foreground -k 5 "$BOOT_TIMEOUT" \
 		qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
 		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
 		-initrd "$CACHE/initramfs.cpio" \
-		-append "console=ttyS0 panic=-1 fltests=$TESTS fltimeout=$limit flsuitetimeout=$slimit" \
-		-smp 2 -m 512M < /dev/null > "$logf" 2>&1 || true
+		-append "console=ttyS0 panic=-1 fltests=$(kind_tests "$kind") fltimeout=$limit flsuitetimeout=$slimit" \
+		-smp 4 -m 512M < /dev/null > "$logf" 2>&1 || true
 	tr -d '\r' < "$logf" > "$logf.txt"
 	grep -q '^FAULTLINE-DONE' "$logf.txt"
 }
@@ -356,26 +419,42 @@ boot_kernel() {
 	BOOT_TIME[$kind]=$(since "$t0")
 }
 
-# compare results (file with FAULTLINE-RESULT lines) to the expectation
+# compare results (file with FAULTLINE-RESULT lines) to the expectation;
+# mode: unpatched (the series' tests FAIL, each for its reason), patched
+# (all PASS) or control (each test FAILs for the reason of its bug)
 STATUS=0
 check_results() {
-	local where=$1 patched=$2 file=$3 t got want line
-	for t in ${TESTS//,/ }; do
+	local where=$1 mode=$2 file=$3 tests=$4 t got want line why reason
+	for t in ${tests//,/ }; do
 		line=$(grep -a "^FAULTLINE-RESULT $t " "$file" | tail -1 || true)
 		got=$(echo "$line" | awk '{print $3}')
+		why=$(echo "$line" | cut -d' ' -f4-)
 		[ -n "$got" ] || got=MISSING
 		want=PASS
-		[ "$patched" = 0 ] && [ -n "${NEEDS_SERIES[$t]:-}" ] && want=FAIL
-		if [ "$got" = "$want" ]; then
-			verdict=ok
-		else
+		reason=
+		if [ "$mode" = unpatched ] && [ -n "${NEEDS_SERIES[$t]:-}" ]; then
+			want=FAIL
+			reason=${FAIL_REASON[$t]}
+		elif [ "$mode" = control ]; then
+			want=FAIL
+			reason=${CONTROL_REASON[$t]}
+		fi
+		if [ "$got" != "$want" ]; then
 			verdict=UNEXPECTED
 			STATUS=1
+		elif [ "$want" = FAIL ] && ! echo "$why" | grep -qE -- "$reason"; then
+			verdict=WRONG-REASON
+			STATUS=1
+		elif [ "$want" = FAIL ]; then
+			verdict="ok (expected failure, reason matched)"
+		else
+			verdict=ok
 		fi
-		[ "$want" = FAIL ] && [ "$got" = FAIL ] && verdict="ok (expected failure)"
-		printf '  %-10s %-24s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" \
-			"$(echo "$line" | cut -d' ' -f4-)"
+		printf '  %-10s %-24s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" "$why"
+		[ "$verdict" = WRONG-REASON ] && printf '  %-10s %-24s       want a FAIL matching /%s/\n' \
+			"$where" "$t" "$reason"
 	done
+	return 0
 }
 
 # ------------------------------------------------------------------- main
@@ -394,7 +473,7 @@ ensure_series patched
 build_selftest
 for kind in "${KINDS[@]}"; do
 	ensure_tree "$kind"
-	[ "$kind" = debug ] && ensure_series debug
+	[ "$kind" = patched ] || [ "$kind" = unpatched ] || ensure_series "$kind"
 	ensure_config "$(tree_dir "$kind")"
 	build_kernel "$kind"
 done
@@ -412,7 +491,11 @@ for kind in "${KINDS[@]}"; do
 		"$(grep -a '^FAULTLINE-KERNEL' "$f" | awk '{print $2}')" \
 		"${BUILD_TIME[$kind]}" "${BOOT_TIME[$kind]}" "${BOOT_ACCEL[$kind]}" \
 		"$(grep -a '^FAULTLINE-CPUS' "$f" | awk '{print $2}')"
-	check_results "$kind" "$([ "$kind" = unpatched ] && echo 0 || echo 1)" "$f"
+	case $kind in
+	unpatched|control) mode=$kind ;;
+	*) mode=patched ;;
+	esac
+	check_results "$kind" "$mode" "$f" "$(kind_tests "$kind")"
 	# any kernel complaint on the console is a failure (KASAN, lockdep, BUG)
 	if grep -aqE 'BUG:|WARNING:|KASAN|possible (recursive|circular) locking|Kernel panic|Oops|list_(add|del) corruption' "$f"; then
 		echo "  $kind: kernel complained on the console:"
@@ -427,14 +510,14 @@ if [ "$RUN_HOST" = 1 ]; then
 		case $t in
 		uffd_suite_*)
 			FL_DIRTY_SECONDS=1 timeout $((SUITE_TIMEOUT + 15)) "$CACHE/tests-bin/tap_runner" \
-				"$t" "$PROJECT_BUILD/tests/uffd/${t#uffd_suite_}" "$SUITE_TIMEOUT" \
+				"$t" "$PROJECT_BUILD/$(suite_path "${t#uffd_suite_}")" "$SUITE_TIMEOUT" \
 				>> "$hostlog" 2>&1 || true ;;
 		*)
 			timeout 60 "$CACHE/tests-bin/$t" >> "$hostlog" 2>&1 || true ;;
 		esac
 	done
 	echo "host kernel $(uname -r) (no series):"
-	check_results host 0 "$hostlog"
+	check_results host unpatched "$hostlog" "$TESTS"
 fi
 echo "total $(since "$T_ALL") s; logs in $CACHE/logs"
 [ "$STATUS" = 0 ] && echo "RESULT: all tests as expected" || echo "RESULT: UNEXPECTED results"

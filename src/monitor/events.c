@@ -19,7 +19,8 @@ static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
 	switch (e->kind) {
 	case FL_EVENT_FORK:
 		m->stats.fork++;
-		fl__proc_fork(p, e->fork.ufd);
+		/* the child's pid is trusted only on the series' proof */
+		fl__proc_fork(p, e->fork.ufd, m->fork_pid ? e->fork.pid : 0);
 		break;
 	case FL_EVENT_REMAP:
 		m->stats.remap++;

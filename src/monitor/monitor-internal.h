@@ -94,10 +94,13 @@ struct fl_monitor {
 	size_t nreplay, replay_pos;
 	bool stopping;
 	_Atomic uint64_t owed; /* pages owed, summed at the end of each pump */
+	bool fork_pid; /* the kernel proved UFFD_EVENT_FORK names the child */
 };
 
 /* proc.c */
 struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features);
+/* Watch `pid` with a pidfd: its exit kills `p` (monitor.c). */
+void fl__mon_watch_pid(struct mproc *p, pid_t pid);
 void fl__proc_kill(struct mproc *p, const char *why);
 void fl__procs_reap(struct fl_monitor *m);
 struct mregion *fl__proc_find(struct mproc *p, uint64_t addr);
@@ -109,7 +112,7 @@ struct mregion *fl__proc_find_src(struct mproc *p, uint32_t src_region,
 bool fl__region_src_overlap(const struct mregion *r, uint32_t src_region, uint64_t offset,
 			    uint64_t len, size_t *page, size_t *n);
 /* What the non-cooperative events do to p's regions and page states. */
-void fl__proc_fork(struct mproc *parent, int ufd);
+void fl__proc_fork(struct mproc *parent, int ufd, pid_t pid);
 void fl__proc_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len);
 void fl__proc_remove(struct mproc *p, uint64_t start, uint64_t end);
 void fl__proc_unmap(struct mproc *p, uint64_t start, uint64_t end);

@@ -61,6 +61,17 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 	fl__fetch_kick(p->mon);
 }
 
+void fl__mon_watch_pid(struct mproc *p, pid_t pid)
+{
+	p->pid = pid;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (p->pidfd < 0)
+		return; /* the liveness probe covers it */
+	p->pidfd_ev = event_new(p->mon->base, p->pidfd, EV_READ, on_pidfd, p);
+	event_priority_set(p->pidfd_ev, 0);
+	event_add(p->pidfd_ev, NULL);
+}
+
 /*
  * The last line of "never asleep for ever": once a second, every thread
  * waiting in a region of a process that still owes pages is woken. One
@@ -150,6 +161,12 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 		return -ENOMEM;
 	m->src = source;
 	m->opts = *opts;
+	{
+		struct fl_uffd_series s;
+
+		/* kernel patch 3, on proof only: fork children get a pidfd */
+		m->fork_pid = fl_uffd_series_probe(&s) == 0 && s.fork_pid;
+	}
 	if (!m->opts.bg_inflight)
 		m->opts.bg_inflight = 4;
 	if (!m->opts.bg_chunk)
@@ -346,14 +363,8 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 		fl__proc_kill(p, "out of memory");
 		return -ENOMEM;
 	}
-	if (pid > 0) {
-		p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (p->pidfd >= 0) {
-			p->pidfd_ev = event_new(m->base, p->pidfd, EV_READ, on_pidfd, p);
-			event_priority_set(p->pidfd_ev, 0);
-			event_add(p->pidfd_ev, NULL);
-		}
-	}
+	if (pid > 0)
+		fl__mon_watch_pid(p, pid);
 	/* A monitor that died may have read faults it never answered: those
 	 * threads sleep with no message left in the queue. Wake every thread
 	 * waiting in the regions; one still missing its page faults again and

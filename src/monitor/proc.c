@@ -284,7 +284,7 @@ void fl__proc_remove(struct mproc *p, uint64_t start, uint64_t end)
  * pages. (While the FORK event is unread, the kernel refuses installs into
  * the parent with EAGAIN, so no page can go in between the child's copy of
  * the page tables and our copy of the states.) */
-void fl__proc_fork(struct mproc *parent, int ufd)
+void fl__proc_fork(struct mproc *parent, int ufd, pid_t pid)
 {
 	struct fl_monitor *m = parent->mon;
 	struct mproc *c = fl__proc_new(m, ufd, 0, parent->features);
@@ -305,7 +305,13 @@ void fl__proc_fork(struct mproc *parent, int ufd)
 			break;
 		c->nregions++;
 	}
-	if (c->nregions != parent->nregions)
+	if (c->nregions != parent->nregions) {
 		fl__proc_kill(c, "out of memory copying page states");
+	} else if (pid > 0) {
+		/* kernel patch 3: a pidfd at once, no liveness probe needed */
+		snprintf(c->label, sizeof(c->label), "fork child %d of %.40s", (int)pid,
+			 parent->label);
+		fl__mon_watch_pid(c, pid);
+	}
 	fl__mon_log(m, 1, "%s forked: following the child", parent->label);
 }

@@ -29,6 +29,13 @@ int fl_uffd_probe(unsigned open_flags, uint64_t *features, uint64_t *ioctls)
 	if (fd < 0)
 		return fd;
 	ret = handshake(fd, 0, features, ioctls);
+	if (ret == 0 && features && (*features & UFFD_FEATURE_EVENT_EXIT)) {
+		struct fl_uffd_series s;
+
+		/* bit 17 is used by other series in flight: trust only the proof */
+		if (fl_uffd_series_read(fd, &s) < 0 || !s.exit_event)
+			*features &= ~(uint64_t)UFFD_FEATURE_EVENT_EXIT;
+	}
 	close(fd);
 	return ret;
 }

@@ -28,7 +28,6 @@ struct fl_dirty {
 	int stop_fd; /* eventfd that stops the handler */
 	pthread_mutex_t lock; /* orders "record + unprotect" against collect */
 	int thread_err;
-	bool scan_pinned;     /* PAGE_IS_PINNED is known to this kernel */
 	uint64_t *always;     /* pages declared pinned: dirty at every collect */
 };
 

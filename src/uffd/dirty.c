@@ -34,12 +34,9 @@ static int scan_once(struct fl_dirty *d, uint64_t from, uint64_t *walk_end,
 		.category_mask = PAGE_IS_WRITTEN,
 		.return_mask = PAGE_IS_WRITTEN,
 	};
-
-	if (d->scan_pinned) { /* written, or possibly written through a pin */
-		arg.category_mask = 0;
-		arg.category_anyof_mask = PAGE_IS_WRITTEN | PAGE_IS_PINNED;
-		arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PINNED;
-	}
+	/* With kernel patch 2 a possibly-pinned page is never re-protected,
+	 * so it reads PAGE_IS_WRITTEN while pinned and once after: nothing to
+	 * ask for here. */
 	long n = ioctl(d->pagemap_fd, PAGEMAP_SCAN, &arg);
 
 	if (n < 0)
@@ -102,7 +99,6 @@ static int scan_start(struct fl_dirty *d)
 	d->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (d->pagemap_fd < 0)
 		return -errno;
-	d->scan_pinned = fl_dirty_pinned_supported();
 	d->vec_len = SCAN_VEC;
 	d->vec = calloc(d->vec_len, sizeof(*d->vec));
 	if (!d->vec)
@@ -141,15 +137,11 @@ bool fl_dirty_scan_supported(void)
 
 bool fl_dirty_pinned_supported(void)
 {
-	struct pm_scan_arg arg = { .size = sizeof(arg), .return_mask = PAGE_IS_PINNED };
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ok;
+	struct fl_uffd_series s;
 
-	if (fd < 0)
-		return false;
-	/* Unknown category bits are refused with EINVAL. */
-	ok = ioctl(fd, PAGEMAP_SCAN, &arg) >= 0;
-	close(fd);
-	return ok;
+	/* a behaviour, not a bit: only the series' fdinfo line proves it */
+	return fl_dirty_scan_supported() && fl_uffd_series_probe(&s) == 0 &&
+	       s.wp_async_pinned;
 }
 
 int fl_dirty_always(struct fl_dirty *d, void *addr, size_t len)

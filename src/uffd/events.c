@@ -27,6 +27,9 @@ void fl_uffd_decode(const struct uffd_msg *msg, struct fl_uffd_event *ev)
 	case UFFD_EVENT_FORK:
 		ev->kind = FL_EVENT_FORK;
 		ev->fork.ufd = (int)msg->arg.fork.ufd;
+		/* kernel patch 3: the 32 bits after ufd, always 0 before it */
+		memcpy(&ev->fork.pid, (const char *)&msg->arg + sizeof(uint32_t),
+		       sizeof(ev->fork.pid));
 		break;
 	case UFFD_EVENT_REMAP:
 		ev->kind = FL_EVENT_REMAP;
@@ -41,11 +44,12 @@ void fl_uffd_decode(const struct uffd_msg *msg, struct fl_uffd_event *ev)
 		ev->range.end = msg->arg.remove.end;
 		break;
 	case UFFD_EVENT_EXIT: {
-		int32_t pid; /* the first member of the argument union */
+		uint32_t pid_flags[2]; /* arg.exit = { __u32 pid, flags; } */
 
-		memcpy(&pid, &msg->arg, sizeof(pid));
+		memcpy(pid_flags, &msg->arg, sizeof(pid_flags));
 		ev->kind = FL_EVENT_EXIT;
-		ev->exit.pid = pid;
+		ev->exit.pid = (int32_t)pid_flags[0];
+		ev->exit.exec = pid_flags[1] & UFFD_EXIT_FLAG_EXEC;
 		break;
 	}
 	default:

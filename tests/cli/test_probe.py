@@ -32,7 +32,9 @@ def _():
     assert "UFFDIO_ZEROPAGE" in u["range_ioctls"]["anonymous"]
     assert isinstance(u["pagemap_scan"], bool)
     assert doc["kernel_patches"]["event_exit"] == u["features"]["UFFD_FEATURE_EVENT_EXIT"]
-    assert isinstance(doc["kernel_patches"]["page_is_pinned"], bool)
+    # series features count only with the proof the series puts in fdinfo
+    for key in ("pinned_pages_stay_dirty", "fork_pid", "event_exit_bit_unproven"):
+        assert isinstance(doc["kernel_patches"][key], bool)
     for k in ("cap_sys_ptrace", "kernel_faults", "user_faults", "event_fork"):
         assert isinstance(doc["privileges"][k], bool), k
     free = open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read()

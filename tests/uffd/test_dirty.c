@@ -304,8 +304,8 @@ static void test_declared_pinned_ranges_are_always_dirty(const struct fl_case *c
 /*
  * A write through a DMA pin (here an io_uring fixed buffer filled by
  * READ_FIXED) never faults, so write-protection cannot see it. With the
- * kernel's PAGE_IS_PINNED (faultline patch 2) collect reports the page by
- * itself; elsewhere the runtime relies on the caller declaring the pinned
+ * kernel's patch 2 (a possibly-pinned page is never re-protected, proven
+ * by fdinfo) collect reports the page by itself; elsewhere the runtime relies on the caller declaring the pinned
  * range (fl_dirty_always). Either way the page must be in the set.
  */
 static void test_write_through_a_pin_is_reported(const struct fl_case *c)
@@ -331,7 +331,7 @@ static void test_write_through_a_pin_is_reported(const struct fl_case *c)
 		fl_skip("io_uring is not available here");
 	assert_int_equal(fl_dirty_create(&d, mem, PAGES * PG, method), 0);
 	assert_int_equal(io_uring_register_buffers(&ring, &iov, 1), 0);
-	/* PAGE_IS_PINNED serves the PAGEMAP_SCAN method; the fault-based
+	/* Patch 2 serves the PAGEMAP_SCAN method; the fault-based
 	 * fallback (kernels before 6.7) always needs the declaration. */
 	if (!(fl_dirty_pinned_supported() && method == FL_DIRTY_PAGEMAP_SCAN))
 		assert_int_equal(fl_dirty_always(d, mem + 5 * PG, PG), 0);

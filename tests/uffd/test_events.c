@@ -210,6 +210,12 @@ static void test_decode_every_message_type(const struct fl_case *c)
 	fl_uffd_decode(&m, &ev);
 	assert_int_equal(ev.kind, FL_EVENT_FORK);
 	assert_int_equal(ev.fork.ufd, 17);
+	assert_int_equal(ev.fork.pid, 0); /* kernels without patch 3 */
+	/* patch 3: the child's pid in the 32 bits after ufd */
+	m.arg.reserved.reserved1 = 17 | (uint64_t)4242 << 32;
+	fl_uffd_decode(&m, &ev);
+	assert_int_equal(ev.fork.ufd, 17);
+	assert_int_equal(ev.fork.pid, 4242);
 
 	memset(&m, 0, sizeof(m));
 	m.event = UFFD_EVENT_REMAP;
@@ -239,6 +245,12 @@ static void test_decode_every_message_type(const struct fl_case *c)
 	fl_uffd_decode(&m, &ev);
 	assert_int_equal(ev.kind, FL_EVENT_EXIT);
 	assert_int_equal(ev.exit.pid, 4321);
+	assert_false(ev.exit.exec);
+	/* flags: the 32 bits after the pid; UFFD_EXIT_FLAG_EXEC after execve() */
+	m.arg.reserved.reserved1 = 4321 | (uint64_t)UFFD_EXIT_FLAG_EXEC << 32;
+	fl_uffd_decode(&m, &ev);
+	assert_int_equal(ev.exit.pid, 4321);
+	assert_true(ev.exit.exec);
 
 	memset(&m, 0, sizeof(m));
 	m.event = 0x7f;

@@ -177,6 +177,8 @@ static void round_trip(int threaded)
 		FL_FAIL("got event 0x%x, want UFFD_EVENT_EXIT 0x%x", msg.event, UFFD_EVENT_EXIT);
 	if ((pid_t)fl_msg_exit_pid(&msg) != pid)
 		FL_FAIL("exit event pid %u, want %d", fl_msg_exit_pid(&msg), pid);
+	if (fl_msg_exit_flags(&msg) != 0)
+		FL_FAIL("exit event flags 0x%x after an exit, want 0", fl_msg_exit_flags(&msg));
 	n = poll(&pfd, 1, 0);
 	if (n != 1 || pfd.revents != POLLHUP)
 		FL_FAIL("poll after reading exit: n=%d revents=0x%x, want POLLHUP", n, pfd.revents);
@@ -333,6 +335,9 @@ static void round_exec(void)
 	    (pid_t)fl_msg_exit_pid(&msg) != pid)
 		FL_FAIL("exec round: event 0x%x pid %u, want EXIT pid %d", msg.event,
 			fl_msg_exit_pid(&msg), pid);
+	if (fl_msg_exit_flags(&msg) != UFFD_EXIT_FLAG_EXEC)
+		FL_FAIL("exec round: exit event flags 0x%x, want UFFD_EXIT_FLAG_EXEC",
+			fl_msg_exit_flags(&msg));
 	if (waitpid(pid, &status, WNOHANG) != 0)
 		FL_FAIL("exec round: the process should still run its new image");
 	kill(pid, SIGKILL);

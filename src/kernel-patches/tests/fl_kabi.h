@@ -36,6 +36,15 @@ static inline uint32_t fl_msg_exit_pid(const struct uffd_msg *m)
 	return pid;
 }
 
+/* uffd_msg.arg.exit.flags: the 32 bits after the pid */
+static inline uint32_t fl_msg_exit_flags(const struct uffd_msg *m)
+{
+	uint32_t flags;
+
+	memcpy(&flags, (const char *)&m->arg + sizeof(uint32_t), sizeof(flags));
+	return flags;
+}
+
 /* ---- result line parsed by run.sh from the serial console ---- */
 static const char *fl_test_name = "?";
 

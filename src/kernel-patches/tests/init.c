@@ -25,8 +25,8 @@ static int suite_timeout = 120;
 #define SUITE_PREFIX "uffd_suite_"
 
 static const char *const default_tests[] = {
-	"exit_event", "uffd_selftest", "pinned_scan", "pagemap_selftest",
-	"racewrite", "wp_racewrite",
+	"exit_event", "uffd_selftest", "pinned_scan", "fork_pid", "pagemap_selftest",
+	"wp_racewrite",
 	SUITE_PREFIX "test_resolve", SUITE_PREFIX "test_contract",
 	SUITE_PREFIX "test_events", SUITE_PREFIX "test_dirty",
 	SUITE_PREFIX "test_api", SUITE_PREFIX "test_compat", NULL,
