@@ -17,6 +17,7 @@
 
 #include "criu-image.h"
 #include "transport/criu-image.pb-c.h"
+#include "util/errf.h"
 
 /* MAP_* flags as vma_entry.flags holds them (x86-64 values). */
 #define CRIU_MAP_SHARED 0x01u
@@ -25,19 +26,7 @@
 #define CRIU_MAP_LOCKED 0x2000u
 #define CRIU_MAP_HUGETLB 0x40000u
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#define say fl__errf /* util/errf.h */
 
 static uint32_t get32(const unsigned char *b)
 {

@@ -70,8 +70,8 @@ int fl__snap_check_blocks(const struct fl_snapshot *s, uint32_t r, uint64_t offs
 		      const void *buf, uint64_t len, char *err, size_t errlen);
 
 /* snprintf into err if err is not NULL. */
-void fl__snap_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+#include "../util/errf.h"
+#define fl__snap_err fl__errf /* util/errf.h */
 
 static inline uint32_t snap_le32(const void *p)
 {

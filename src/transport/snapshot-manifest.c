@@ -15,17 +15,6 @@
 #include "snapshot-internal.h"
 #include "transport/snapshot.pb-c.h"
 
-void fl__snap_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t le64(const unsigned char *b)
 {
 	return (uint64_t)snap_le32(b) | (uint64_t)snap_le32(b + 4) << 32;

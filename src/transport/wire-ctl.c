@@ -14,17 +14,6 @@
 #include "wire-internal.h"
 #include "transport/wire.pb-c.h"
 
-void fl__wire_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void fl_ctl_free(struct fl_ctl *m)
 {
 	if (!m)

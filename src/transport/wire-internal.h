@@ -14,8 +14,10 @@
 #define WIRE_HUGE_PAGE (2u << 20) /* the other region page size */
 #define WIRE_ADDR_LIMIT (1ull << 57) /* 5-level paging's user half */
 
-void fl__wire_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+#include "../util/errf.h"
+
+/* The wire's errors: fl__errf (util/errf.h). */
+#define fl__wire_err fl__errf
 
 /* Check a REQUEST or OWED message against the receiver's region table
  * (fl_ctl_decode cannot: it does not know the table). -EPROTO if out. */
