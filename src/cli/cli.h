@@ -24,7 +24,8 @@ int cmd_lazy_pages(int argc, char **argv);
  * 0, or -1 with errno set. */
 int cli_write_all(int fd, const void *buf, size_t len);
 
-/* A number of seconds (>= 0, fractions allowed): 0, or -1 if s is not. */
-int cli_parse_seconds(const char *s, double *out);
+/* A number of seconds (>= 0, fractions allowed): 0, or -1 after saying
+ * on stderr that s is not, for option `what` ("receive --reconnect-deadline"). */
+int cli_parse_seconds(const char *what, const char *s, double *out);
 
 #endif

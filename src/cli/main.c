@@ -28,15 +28,18 @@ int cli_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int cli_parse_seconds(const char *s, double *out)
+int cli_parse_seconds(const char *what, const char *s, double *out)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0) || v > 1e6)
+	if (errno || end == s || *end || !(v >= 0) || v > 1e6) {
+		fprintf(stderr, "faultline %s: '%s' is not a number of seconds (0 to 1e6)\n",
+			what, s);
 		return -1;
+	}
 	*out = v;
 	return 0;
 }

@@ -163,11 +163,8 @@ int cmd_migrate(int argc, char **argv)
 		case 't': o.to = optarg; break;
 		case 'k': keep = true; break;
 		case 'r':
-			if (cli_parse_seconds(optarg, &o.rejoin_s)) {
-				fprintf(stderr, "faultline migrate: --reconnect-deadline: '%s' is not "
-					"a number of seconds\n", optarg);
+			if (cli_parse_seconds("migrate --reconnect-deadline", optarg, &o.rejoin_s))
 				return CLI_USAGE;
-			}
 			break;
 		case 'q': o.verbose = 0; break;
 		case 'h': usage(stdout); return CLI_OK;

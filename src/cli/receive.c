@@ -167,11 +167,8 @@ int cmd_receive(int argc, char **argv)
 		case 'e': cmd = optarg; break;
 		case 'j': json = optarg; break;
 		case 'r':
-			if (cli_parse_seconds(optarg, &ro.rejoin_s)) {
-				fprintf(stderr, "faultline receive: --reconnect-deadline: '%s' is not "
-					"a number of seconds\n", optarg);
+			if (cli_parse_seconds("receive --reconnect-deadline", optarg, &ro.rejoin_s))
 				return CLI_USAGE;
-			}
 			break;
 		case 'v': verbose++; break;
 		case 'q': verbose = 0; break;

@@ -428,6 +428,29 @@ static int apply_standing(struct server *s, struct standing *st, const void *blo
 	return 0;
 }
 
+/*
+ * Once the switch-over went out (whole or in part): rejoin, and bring the
+ * destination up to date. A switch-over sent again that breaks too is
+ * rejoined again. 0, or -errno with err saying why (the deadline passed,
+ * or the destination refused us).
+ */
+static int rejoin_switched(struct server *s, const char *why, const void *blob,
+			   size_t blob_len, char *err, size_t errlen)
+{
+	for (;;) {
+		struct standing st = { 0 };
+		int ret = fl__srv_rejoin(s, why, &st, err, errlen);
+
+		if (ret)
+			return ret;
+		ret = apply_standing(s, &st, blob, blob_len);
+		fl__standing_free(&st);
+		if (!ret)
+			return 0;
+		why = "sending the switch-over again failed";
+	}
+}
+
 /* Claim the owed, not yet pushed pages of [first, first+n) under the lock;
  * returns the first claimable run inside it. */
 static bool claim(struct server *s, uint32_t region, size_t *first, size_t *n)
@@ -760,7 +783,6 @@ static int postcopy(struct server *s, const void *blob, size_t blob_len, char *e
 		pthread_t ut, ct;
 		bool ut_started = pthread_create(&ut, NULL, urgent_thread, s) == 0;
 		bool ct_started = pthread_create(&ct, NULL, control_thread, s) == 0;
-		struct standing st = { 0 };
 		char why[300];
 		int ret;
 
@@ -785,19 +807,12 @@ static int postcopy(struct server *s, const void *blob, size_t blob_len, char *e
 		}
 		snprintf(why, sizeof(why), "post-copy: %s", s->broke);
 		pthread_mutex_unlock(&s->lock);
-		ret = fl__srv_rejoin(s, why, &st, err, errlen);
-		if (ret) /* the deadline passed, or the destination refused us */
+		if ((ret = rejoin_switched(s, why, blob, blob_len, err, errlen)))
 			return ret;
-		ret = apply_standing(s, &st, blob, blob_len);
-		fl__standing_free(&st);
 		pthread_mutex_lock(&s->lock);
 		s->broken = false;
 		s->broke[0] = 0;
 		pthread_mutex_unlock(&s->lock);
-		/* The switch-over sent again broke too: round the loop, whose
-		 * threads find the connection broken and rejoin once more. */
-		if (ret)
-			set_broken(s, "sending the switch-over again failed");
 	}
 }
 
@@ -899,17 +914,12 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	}
 	report->dest_resumed = true; /* from the first byte of it on */
 	ret = send_switch_over(&s, blob, blob_len);
-	while (ret && may_rejoin(&s)) {
-		struct standing st = { 0 };
+	if (ret && may_rejoin(&s)) {
 		char why[128];
 
 		snprintf(why, sizeof(why), "switch-over: %s", strerror(-ret));
-		ret = fl__srv_rejoin(&s, why, &st, err, errlen);
-		if (!ret)
-			ret = apply_standing(&s, &st, blob, blob_len);
-		fl__standing_free(&st);
-		if (ret == -ETIMEDOUT || ret == -ESRCH)
-			goto out;
+		if ((ret = rejoin_switched(&s, why, blob, blob_len, err, errlen)))
+			goto out; /* err says why */
 	}
 	if (ret) {
 		snprintf(err, errlen, "switch-over failed: %s", strerror(-ret));

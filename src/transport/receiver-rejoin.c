@@ -86,16 +86,6 @@ static void ask_again(struct fl_receiver *r)
 	free(w);
 }
 
-static uint64_t owed_now(struct fl_receiver *r)
-{
-	uint64_t owed = 0;
-
-	for (size_t i = 0; i < r->n; i++)
-		for (size_t p = 0; p < r->rg[i].pages; p++)
-			owed += !fl__bitmap_test_atomic(r->rg[i].have, p);
-	return owed;
-}
-
 /* Accept the source's two connections again, before the deadline. */
 static int accept_again(struct fl_receiver *r, uint64_t deadline_ns, struct fl_conn **ctl,
 			struct fl_conn **urg, char *err, size_t errlen)
@@ -169,9 +159,13 @@ bool fl__rx_rejoin(struct fl_receiver *r, const char *why)
 		fl_conn_close(ctl);
 		fl_conn_close(urg);
 		if (ret != -ECANCELED && !all_in) {
-			snprintf(msg, sizeof(msg), "the source did not rejoin within %.0f s of the "
-				 "break (%s); %llu pages can never arrive", r->rejoin_s, why,
-				 (unsigned long long)owed_now(r));
+			if (r->resumed)
+				snprintf(msg, sizeof(msg), "the source did not rejoin within %.0f s "
+					 "of the break (%s); %llu pages can never arrive", r->rejoin_s,
+					 why, (unsigned long long)atomic_load(&r->owed));
+			else
+				snprintf(msg, sizeof(msg), "the source did not rejoin within %.0f s "
+					 "of the break (%s), before the switch-over", r->rejoin_s, why);
 			fl__rx_fail(r, "%s", msg);
 		}
 		return false;
@@ -203,7 +197,7 @@ bool fl__rx_rejoin(struct fl_receiver *r, const char *why)
 	else if (r->verbose && r->resumed)
 		fprintf(stderr, "receive: the source rejoined after %.1f s (reconnect %u); %llu "
 			"pages still owed\n", (double)(fl__now_ns() - t0) / 1e9, r->reconnects,
-			(unsigned long long)owed_now(r));
+			(unsigned long long)atomic_load(&r->owed));
 	else if (r->verbose)
 		fprintf(stderr, "receive: the source rejoined after %.1f s (reconnect %u), in "
 			"pre-copy round %u\n", (double)(fl__now_ns() - t0) / 1e9, r->reconnects,

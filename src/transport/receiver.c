@@ -233,9 +233,8 @@ static void control(struct fl_receiver *r, struct fl_ctl *m)
 	}
 }
 
-/* Receive on c until it fails: 0 when the receiver has failed or
- * finished anyway, else -errno with why. */
-static int rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t whylen)
+/* Receive on c until it fails, saying why. */
+static void rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t whylen)
 {
 	/* The source pings the control connection every second: silence
 	 * there means it is gone (the urgent one is quiet between faults). */
@@ -253,7 +252,7 @@ static int rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t w
 			if (ret == -ECONNRESET)
 				snprintf(why, whylen, "the source closed the %s connection",
 					 c == r->ctl ? "control" : "urgent");
-			return ret;
+			return;
 		}
 		if (h.kind == FL_WIRE_CONTROL) {
 			control(r, &m);
