@@ -11,6 +11,11 @@
  *       fork off and mremap, MADV_DONTNEED and munmap parts of their copy
  *       and exit at different times, each checking what it reads; the
  *       parent then hashes all of its memory and compares.
+ *     --linger MS  the children wait MS after their change, then check
+ *       again (a grandchild too): long enough to kill the monitor while
+ *       pages are owed (tests/cli/test_monitor.py).
+ *     --churn N    the MADV_DONTNEED child also drops and touches pages
+ *       of its dropped quarter N times, one page at a time (many events).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -50,6 +55,44 @@ static int is_zero(const char *p, size_t len)
 	return 1;
 }
 
+static unsigned linger_ms, churn;
+
+/* Drop and touch pages of [p, p+len) one at a time, n times: each a
+ * REMOVE event and a fault on a page that must come back zero. */
+static int do_churn(char *p, size_t len)
+{
+	for (unsigned i = 0; i < churn; i++) {
+		char *pg = p + (size_t)i * 7919 * PG % len;
+
+		pg[i % PG] = 1;
+		if (madvise(pg, PG, MADV_DONTNEED) || pg[(i * 13) % PG])
+			return 1;
+	}
+	return 0;
+}
+
+/* After the linger: the dropped quarter still zero, the last one as
+ * snapshotted, in this child and in a child of its own. */
+static int late_checks(char *mem, size_t pages)
+{
+	size_t q = pages / 4;
+	pid_t g;
+	int st;
+
+	usleep(linger_ms * 1000);
+	if (!is_zero(mem + 2 * q * PG, q * PG)) {
+		fprintf(stderr, "child madvise: dropped pages are not zero after the linger\n");
+		return 14;
+	}
+	g = fork();
+	if (g == 0)
+		_exit(check("grandchild", mem + 3 * q * PG, 3 * q, pages - 3 * q) ||
+		      !is_zero(mem + 2 * q * PG, q * PG));
+	if (g < 0 || waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st))
+		return 15;
+	return 0;
+}
+
 /* The children: each changes its own copy of the memory, checks, exits. */
 static int child(int which, char *mem, size_t pages)
 {
@@ -61,7 +104,7 @@ static int child(int which, char *mem, size_t pages)
 		dst = mmap(NULL, q * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (mremap(mem + q * PG, q * PG, q * PG, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != dst)
 			return 10;
-		usleep(100 * 1000);
+		usleep(100 * 1000 + linger_ms * 1000);
 		return check("child mremap", dst, q, q) || check("child mremap", mem, 0, q);
 	case 1: /* drop the third quarter: zeros now, never snapshot data */
 		if (madvise(mem + 2 * q * PG, q * PG, MADV_DONTNEED))
@@ -70,11 +113,17 @@ static int child(int which, char *mem, size_t pages)
 			fprintf(stderr, "child madvise: dropped pages are not zero\n");
 			return 12;
 		}
+		if (do_churn(mem + 2 * q * PG, q * PG)) {
+			fprintf(stderr, "child madvise: a page dropped again is not zero\n");
+			return 16;
+		}
 		usleep(300 * 1000);
-		return check("child madvise", mem + 3 * q * PG, 3 * q, pages - 3 * q);
-	default: /* unmap the first quarter, check the rest at once */
+		return (linger_ms ? late_checks(mem, pages) : 0) ||
+		       check("child madvise", mem + 3 * q * PG, 3 * q, pages - 3 * q);
+	default: /* unmap the first quarter, check the rest */
 		if (munmap(mem, q * PG))
 			return 13;
+		usleep(linger_ms * 1000);
 		return check("child munmap", mem + q * PG, q, pages - q);
 	}
 }
@@ -165,25 +214,29 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mib", required_argument, NULL, 'm' }, { "state", required_argument, NULL, 't' },
 		{ "snapshot", required_argument, NULL, 's' }, { "socket", required_argument, NULL, 'S' },
+		{ "linger", required_argument, NULL, 'l' }, { "churn", required_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *state = NULL, *dir = NULL, *sock = NULL;
 	size_t mib = 256;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:s:S:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:s:S:l:c:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': state = optarg; break;
 		case 's': dir = optarg; break;
 		case 'S': sock = optarg; break;
+		case 'l': linger_ms = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'c': churn = (unsigned)strtoul(optarg, NULL, 0); break;
 		default: return 2;
 		}
 	}
 	if (optind < argc && !strcmp(argv[optind], "restore") && state && dir && sock)
 		return do_restore(state, dir, sock);
 	(void)mib;
-	fprintf(stderr, "usage: lazy-workload restore --state FILE --snapshot DIR --socket PATH\n"
+	fprintf(stderr, "usage: lazy-workload restore --state FILE --snapshot DIR --socket PATH "
+			"[--linger MS] [--churn N]\n"
 			"(the program to snapshot is lazy-workload-source)\n");
 	return 2;
 }

@@ -204,7 +204,16 @@ struct fl_handoff_server_opts {
 	 * accept itself are accept's to count. `arg` is accept's. May be
 	 * NULL. */
 	void (*refused)(void *arg, pid_t peer, int status, const char *why);
+	/* Serve this listening socket (fl_handoff_listen() on `path`) instead
+	 * of binding `path` anew: a monitor taking over from one that died
+	 * keeps the connections already queued. Used when listen_fd_set. */
+	bool listen_fd_set;
+	int listen_fd;
 };
+
+/* Bind and listen on a unix socket at `path` (a stale socket file there
+ * is replaced), mode 0600: the fd, or -errno with the reason in err. */
+int fl_handoff_listen(const char *path, char *err, size_t errlen);
 
 /*
  * Take or refuse one handoff. Return 0 when taken: whoever keeps the fd

@@ -87,6 +87,39 @@ void fl_monitor_count_refused_handoff(struct fl_monitor *m);
  * monitor's thread, between its own. Destroy them before the monitor. */
 struct event_base *fl_monitor_event_base(struct fl_monitor *m);
 
+/*
+ * Surviving the monitor's death. A journal is a memfd that records every
+ * process the monitor serves (its fd, pid and regions) and every
+ * non-cooperative event it reads, in the order read, before the read()
+ * returns. A keeper process holds it and shares the monitor's fd table
+ * (clone(CLONE_FILES): the userfaultfds of fork children, which live only
+ * in the monitor, outlive it there). A new monitor started by the keeper
+ * on the same table calls fl_monitor_use_journal(..., resume = true) and
+ * serves the same processes with the same page states: pages a process
+ * dropped stay zero, children go on being served, every thread left
+ * waiting is woken to fault again. `faultline monitor` does all this.
+ */
+
+/* A new journal (half_bytes per half, 0: 32 MiB; checkpoints keep it
+ * there). Returns the fd, or -1 with the reason in err. */
+int fl_monitor_journal_create(size_t half_bytes, char *err, size_t errlen);
+
+/* Log into journal `fd`; with resume, first serve again every process it
+ * names as live, with the fds named there (this process must hold them:
+ * same fd table). Call before anything is adopted. */
+int fl_monitor_use_journal(struct fl_monitor *m, int fd, bool resume, char *err,
+			   size_t errlen);
+
+/* The processes a journal names as live, for a keeper: which fds to keep
+ * (every other stray of a dead monitor can be closed) and which pids to
+ * end when no monitor can be started. *out is malloc'd. */
+struct fl_journal_proc {
+	int uffd;
+	pid_t pid; /* 0: a fork child whose pid the kernel did not say */
+};
+int fl_monitor_journal_procs(int fd, struct fl_journal_proc **out, size_t *n, char *err,
+			     size_t errlen);
+
 /* Run until every process served is gone (after at least one came), or
  * fl_monitor_stop(). Set-up ends here: unless keep_caps, the calling
  * thread drops every capability first (sockets on the loop are bound by

@@ -22,9 +22,11 @@ static void refused(void *arg, pid_t peer, int status, const char *why)
 
 int cli_serve_handoffs(struct fl_handoff_server **out, struct fl_monitor *m,
 		       const struct fl_source *src, const char *path,
-		       enum fl_handoff_proto proto, int verbose, char *err, size_t errlen)
+		       enum fl_handoff_proto proto, int listen_fd, int verbose, char *err,
+		       size_t errlen)
 {
-	struct fl_handoff_server_opts o = { .verbose = verbose, .refused = refused };
+	struct fl_handoff_server_opts o = { .verbose = verbose, .refused = refused,
+					    .listen_fd_set = listen_fd >= 0, .listen_fd = listen_fd };
 	struct fl_handoff_file_part *parts = NULL;
 	int ret;
 

@@ -261,7 +261,7 @@ int cmd_receive(int argc, char **argv)
 	 * restorer handing its memory over a socket instead. */
 	if (fl_vmm_dest_serve(&d, r, &mo, err, sizeof(err)) ||
 	    cli_serve_handoffs(&srv, fl_vmm_dest_monitor(d), fl_receiver_source(r), sock,
-			       FL_HANDOFF_FAULTLINE, verbose, err, sizeof(err))) {
+			       FL_HANDOFF_FAULTLINE, -1, verbose, err, sizeof(err))) {
 		fprintf(stderr, "faultline receive: %s\n", err);
 		goto out;
 	}

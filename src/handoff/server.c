@@ -422,6 +422,34 @@ static void on_accept(evutil_socket_t fd, short ev, void *arg)
 	s->conns = c;
 }
 
+int fl_handoff_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path too long (max %zu bytes): %s",
+			 sizeof(sa.sun_path) - 1, path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = errno;
+		snprintf(err, errlen, "cannot create a unix socket: %s", strerror(e));
+		return -e;
+	}
+	unlink(path); /* a stale socket from an earlier server */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+		e = errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	chmod(path, 0600); /* only our user may hand us memory */
+	return fd;
+}
+
 int fl_handoff_server_create(struct fl_handoff_server **out, struct event_base *base,
 			     const char *path, enum fl_handoff_proto proto,
 			     const struct fl_handoff_server_opts *opts,
@@ -430,7 +458,7 @@ int fl_handoff_server_create(struct fl_handoff_server **out, struct event_base *
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct fl_handoff_server *s;
-	int fd, e;
+	int fd;
 
 	*out = NULL;
 	if (!base || !path || !accept ||
@@ -474,25 +502,13 @@ int fl_handoff_server_create(struct fl_handoff_server **out, struct event_base *
 		}
 		memcpy(s->parts, opts->file_parts, s->nparts * sizeof(*s->parts));
 	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = opts && opts->listen_fd_set ? opts->listen_fd : fl_handoff_listen(path, err, errlen);
 	if (fd < 0) {
-		e = errno;
-		snprintf(err, errlen, "cannot create a unix socket: %s", strerror(e));
 		fl_handoff_server_destroy(s);
-		return -e;
-	}
-	unlink(path); /* a stale socket from an earlier server */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-		e = errno;
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
-		close(fd);
-		fl_handoff_server_destroy(s);
-		return -e;
+		return fd;
 	}
 	s->listen_fd = fd;
 	strcpy(s->path, path); /* ours to remove from here on */
-	chmod(path, 0600);     /* only our user may hand us memory */
 	s->listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_accept, s);
 	if (!s->listen_ev) {
 		snprintf(err, errlen, "cannot watch %s on the event loop", path);

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "monitor-internal.h"
+#include "uffd/events-internal.h"
 #include "util/clock.h"
 
-/* One non-cooperative event: applied to p's regions and page states. */
-static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
+void fl__events_apply(struct mproc *p, const struct fl_uffd_event *e)
 {
 	struct fl_monitor *m = p->mon;
 
@@ -57,25 +57,38 @@ static void apply_event(struct mproc *p, const struct fl_uffd_event *e)
  */
 static int read_events(struct mproc *p)
 {
-	struct fl_uffd_event ev[64];
+	struct fl_monitor *m = p->mon;
+	struct uffd_msg own[JOURNAL_INBOX], *msgs;
+	struct fl_uffd_event ev[JOURNAL_INBOX];
 	uint64_t now = fl__now_ns();
 	int n, total = 0;
 
 	do {
-		n = fl_uffd_read_events(p->uffd, ev, 64);
-		if (n < 0)
+		/* into the journal when there is one: see journal.c */
+		msgs = fl__journal_inbox(p);
+		n = fl__uffd_read_raw(p->uffd, msgs ? msgs : own, JOURNAL_INBOX);
+		if (n < 0) {
+			if (msgs)
+				fl__journal_inbox_done(m);
 			return n;
+		}
+		if (msgs)
+			fl__journal_inbox_read(m, (size_t)n);
+		for (int i = 0; i < n; i++)
+			fl_uffd_decode(msgs ? &msgs[i] : &own[i], &ev[i]);
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind != FL_EVENT_PAGEFAULT) {
-				apply_event(p, &ev[i]);
+				fl__events_apply(p, &ev[i]);
 				/* What held the mm is being done: try at once. */
 				p->again_ns = 0;
 			}
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind == FL_EVENT_PAGEFAULT)
 				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);
+		if (msgs)
+			fl__journal_inbox_done(m);
 		total += n;
-	} while (n == 64 && !p->dead);
+	} while (n == JOURNAL_INBOX && !p->dead);
 	return total;
 }
 

@@ -11,6 +11,7 @@
 
 #include <faultline/monitor.h>
 
+#include "journal.h"
 #include "pagestate.h"
 #include "stats.h"
 
@@ -31,6 +32,7 @@ struct mproc {
 	int uffd, pidfd;
 	pid_t pid; /* 0 for a fork child (the FORK event carries no pid) */
 	uint64_t features;
+	uint32_t hflags;	       /* FL_HANDOFF_F_* it came with */
 	char label[96];
 	struct mregion *regions; /* sorted by start, non-overlapping */
 	size_t nregions;
@@ -95,6 +97,8 @@ struct fl_monitor {
 	bool stopping;
 	_Atomic uint64_t owed; /* pages owed, summed at the end of each pump */
 	bool fork_pid; /* the kernel proved UFFD_EVENT_FORK names the child */
+	struct journal *journal; /* for a monitor started after us (journal.c) */
+	bool replaying;	 /* rebuilding from it: touch no fd, log nothing */
 };
 
 /* proc.c */
@@ -117,7 +121,16 @@ void fl__proc_remap(struct mproc *p, uint64_t from, uint64_t to, uint64_t len);
 void fl__proc_remove(struct mproc *p, uint64_t start, uint64_t end);
 void fl__proc_unmap(struct mproc *p, uint64_t start, uint64_t end);
 
+/* monitor.c: serve a process (a handoff, or a journal's record). */
+int fl__mon_adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
+		  uint32_t flags, const struct fl_handoff_region *regions, size_t n,
+		  char *err, size_t errlen);
+/* Start watching p's fds on the loop (after a replay). */
+void fl__mon_watch(struct mproc *p);
+
 /* events.c */
+/* One non-cooperative event: applied to p's regions and page states. */
+void fl__events_apply(struct mproc *p, const struct fl_uffd_event *e);
 struct event *fl__events_watch(struct mproc *p);
 bool fl__proc_done(const struct mproc *p);
 

@@ -64,6 +64,8 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 void fl__mon_watch_pid(struct mproc *p, pid_t pid)
 {
 	p->pid = pid;
+	if (p->mon->replaying)
+		return; /* fl__mon_watch() at the end */
 	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (p->pidfd < 0)
 		return; /* the liveness probe covers it */
@@ -236,6 +238,15 @@ static bool is_userfaultfd(int fd)
 	return strcmp(link, "anon_inode:[userfaultfd]") == 0;
 }
 
+static uint64_t owed_pages(const struct mproc *p)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < p->nregions; i++)
+		n += p->regions[i].ps.owed;
+	return n;
+}
+
 static int cmp_hregion(const void *a, const void *b)
 {
 	const struct fl_handoff_region *x = a, *y = b;
@@ -292,15 +303,16 @@ static int validate(struct fl_monitor *m, struct fl_handoff_region *r, size_t n,
 	return 0;
 }
 
-static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
-		 uint32_t flags, const struct fl_handoff_region *regions, size_t n,
-		 char *err, size_t errlen)
+int fl__mon_adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
+		  uint32_t flags, const struct fl_handoff_region *regions, size_t n,
+		  char *err, size_t errlen)
 {
 	struct fl_handoff_region *r;
 	struct mproc *p;
 	int ret;
 
-	if (!is_userfaultfd(uffd)) {
+	/* (a replay checks its survivors' fds once it is over) */
+	if (!m->replaying && !is_userfaultfd(uffd)) {
 		snprintf(err, errlen, "the fd handed over is not a userfaultfd");
 		return -EBADF;
 	}
@@ -344,6 +356,7 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 	 * that is ours (a VMM serving its RAM in-process) can a source buffer
 	 * of ours be moved into place. */
 	p->same_mm = pid == getpid();
+	p->hflags = flags;
 	p->regions = calloc(n, sizeof(*p->regions));
 	for (size_t i = 0; p->regions && i < n; i++) {
 		struct mregion *g = &p->regions[i];
@@ -359,19 +372,68 @@ static int adopt(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features,
 	}
 	free(r);
 	if (p->nregions != n) {
-		p->uffd = dup(uffd); /* the caller still owns uffd on failure */
+		p->uffd = m->replaying ? -1 : dup(uffd); /* the caller's on failure */
 		fl__proc_kill(p, "out of memory");
 		return -ENOMEM;
 	}
-	if (pid > 0)
-		fl__mon_watch_pid(p, pid);
+	if (m->replaying) {
+		p->pid = pid;
+		return 0;
+	}
+	fl__journal_adopted(p);
+	fl__mon_watch(p);
+	fl__mon_log(m, 1, "serving %s: %zu regions", p->label, n);
+	return 0;
+}
+
+void fl__mon_watch(struct mproc *p)
+{
+	if (!p->uffd_ev)
+		p->uffd_ev = fl__events_watch(p);
+	if (p->pid > 0 && p->pidfd < 0)
+		fl__mon_watch_pid(p, p->pid);
 	/* A monitor that died may have read faults it never answered: those
 	 * threads sleep with no message left in the queue. Wake every thread
 	 * waiting in the regions; one still missing its page faults again and
 	 * is seen here. Harmless when nobody waits (a first handoff). */
 	for (size_t i = 0; i < p->nregions; i++)
 		fl_uffd_wake(p->uffd, p->regions[i].start, p->regions[i].len);
-	fl__mon_log(m, 1, "serving %s: %zu regions", p->label, n);
+}
+
+int fl_monitor_use_journal(struct fl_monitor *m, int fd, bool resume, char *err,
+			   size_t errlen)
+{
+	size_t nprocs = 0, nrec = 0;
+	int ret;
+
+	if (m->journal || m->ever) {
+		snprintf(err, errlen, "a journal is set before the first process is served");
+		return -EBUSY;
+	}
+	ret = fl__journal_attach(m, fd, err, errlen);
+	if (ret || !resume)
+		return ret;
+	ret = fl__journal_replay(m, &nprocs, &nrec, err, errlen);
+	if (ret)
+		return ret;
+	for (struct mproc *p = m->procs; p; p = p->next) {
+		if (p->dead)
+			continue;
+		if (!is_userfaultfd(p->uffd)) {
+			fl__mon_log(m, 0, "journal: %s: fd %d is no userfaultfd any more; not "
+				    "served", p->label, p->uffd);
+			p->uffd = -1;
+			fl__proc_kill(p, "its fd was lost");
+			continue;
+		}
+		fl__mon_watch(p);
+		fl__mon_log(m, 1, "resumed %s: %zu regions, %llu pages owed", p->label,
+			    p->nregions, (unsigned long long)owed_pages(p));
+	}
+	fl__procs_reap(m);
+	fl__mon_log(m, 1, "resumed from the journal: %zu processes, %zu records", m->nprocs,
+		    nrec);
+	(void)nprocs;
 	return 0;
 }
 
@@ -379,13 +441,13 @@ int fl_monitor_adopt(struct fl_monitor *m, int uffd, pid_t pid,
 		     uint64_t features, const struct fl_handoff_region *regions,
 		     size_t n, char *err, size_t errlen)
 {
-	return adopt(m, uffd, pid, features, 0, regions, n, err, errlen);
+	return fl__mon_adopt(m, uffd, pid, features, 0, regions, n, err, errlen);
 }
 
 int fl_monitor_adopt_handoff(struct fl_monitor *m, struct fl_handoff *h, char *err,
 			     size_t errlen)
 {
-	int ret = adopt(m, h->uffd, h->pid, h->features, h->flags, h->regions, h->nregions,
+	int ret = fl__mon_adopt(m, h->uffd, h->pid, h->features, h->flags, h->regions, h->nregions,
 			err, errlen);
 
 	if (ret) {
@@ -504,6 +566,7 @@ void fl_monitor_destroy(struct fl_monitor *m)
 		if (evs[i])
 			event_free(evs[i]);
 	fl__fetch_pool_free(m);
+	fl__journal_detach(m);
 	if (m->stop_fd > 0)
 		close(m->stop_fd);
 	if (m->base)

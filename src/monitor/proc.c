@@ -24,10 +24,12 @@ struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t f
 	p->pidfd = -1;
 	p->pid = pid;
 	p->features = features;
-	p->uffd_ev = fl__events_watch(p);
-	if (!p->uffd_ev) {
-		free(p);
-		return NULL;
+	if (!m->replaying) { /* a replay watches its survivors at the end */
+		p->uffd_ev = fl__events_watch(p);
+		if (!p->uffd_ev) {
+			free(p);
+			return NULL;
+		}
 	}
 	p->next = m->procs;
 	m->procs = p;
@@ -54,14 +56,21 @@ void fl__proc_kill(struct mproc *p, const char *why)
 	if (p->dead)
 		return;
 	p->dead = true;
-	m->stats.exits++;
-	fl__mon_log(m, 1, "%s exited (%s)", p->label, why);
+	if (m->replaying) {
+		/* its fd is closed already, or is closed with the strays */
+		p->uffd = -1;
+	} else {
+		m->stats.exits++;
+		fl__mon_log(m, 1, "%s exited (%s)", p->label, why);
+		fl__journal_gone(p);
+	}
 	if (p->uffd_ev)
 		event_free(p->uffd_ev);
 	if (p->pidfd_ev)
 		event_free(p->pidfd_ev);
 	p->uffd_ev = p->pidfd_ev = NULL;
-	close(p->uffd);
+	if (p->uffd >= 0)
+		close(p->uffd);
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	p->uffd = p->pidfd = -1;
@@ -230,7 +239,7 @@ static int add_regions(struct mproc *p, struct mregion *add, size_t n)
  * the range is now (zeros, or SIGSEGV for memory that is gone). */
 static void wake_range(struct mproc *p, uint64_t start, uint64_t len)
 {
-	if (p->dead || !len)
+	if (p->dead || !len || p->mon->replaying)
 		return;
 	fl_uffd_wake(p->uffd, start, len);
 	p->mon->stats.wakes++;
@@ -290,12 +299,14 @@ void fl__proc_fork(struct mproc *parent, int ufd, pid_t pid)
 	struct mproc *c = fl__proc_new(m, ufd, 0, parent->features);
 
 	if (!c) {
-		close(ufd);
+		if (!m->replaying)
+			close(ufd);
 		fl__mon_log(m, 0, "cannot follow a fork of %s: out of memory", parent->label);
 		return;
 	}
 	snprintf(c->label, sizeof(c->label), "fork child #%zu of %.40s", m->ever, parent->label);
 	c->doomed = parent->doomed;
+	c->hflags = parent->hflags;
 	c->regions = calloc(parent->nregions ? parent->nregions : 1, sizeof(*c->regions));
 	for (size_t i = 0; c->regions && i < parent->nregions; i++) {
 		struct mregion *r = &c->regions[i];
@@ -313,5 +324,6 @@ void fl__proc_fork(struct mproc *parent, int ufd, pid_t pid)
 			 parent->label);
 		fl__mon_watch_pid(c, pid);
 	}
-	fl__mon_log(m, 1, "%s forked: following the child", parent->label);
+	if (!m->replaying)
+		fl__mon_log(m, 1, "%s forked: following the child", parent->label);
 }

@@ -6,6 +6,8 @@
 
 #include <faultline/uffd.h>
 
+#include "events-internal.h"
+
 /* One read() takes at most this many messages (32 bytes each). */
 #define READ_BATCH 64
 
@@ -59,25 +61,30 @@ void fl_uffd_decode(const struct uffd_msg *msg, struct fl_uffd_event *ev)
 	}
 }
 
-int fl_uffd_read_events(int fd, struct fl_uffd_event *ev, size_t max)
+int fl__uffd_read_raw(int fd, struct uffd_msg *msgs, size_t max)
 {
-	struct uffd_msg msgs[READ_BATCH];
-	size_t want = max < READ_BATCH ? max : READ_BATCH;
 	ssize_t n;
 
-	if (!want)
+	if (!max)
 		return 0;
 	do
-		n = read(fd, msgs, want * sizeof(msgs[0]));
+		n = read(fd, msgs, max * sizeof(msgs[0]));
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EAGAIN ? 0 : -errno;
 	if (n % (ssize_t)sizeof(msgs[0]))
 		return -EIO; /* the kernel only hands out whole messages */
-	n /= (ssize_t)sizeof(msgs[0]);
-	for (ssize_t i = 0; i < n; i++)
+	return (int)(n / (ssize_t)sizeof(msgs[0]));
+}
+
+int fl_uffd_read_events(int fd, struct fl_uffd_event *ev, size_t max)
+{
+	struct uffd_msg msgs[READ_BATCH];
+	int n = fl__uffd_read_raw(fd, msgs, max < READ_BATCH ? max : READ_BATCH);
+
+	for (int i = 0; i < n; i++)
 		fl_uffd_decode(&msgs[i], &ev[i]);
-	return (int)n;
+	return n;
 }
 
 const char *fl_uffd_event_name(enum fl_uffd_event_kind kind)

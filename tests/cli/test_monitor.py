@@ -84,4 +84,98 @@ def _():
         assert doc["events"]["exit"] == 4, doc
 
 
+def monitor_pid(keeper):
+    kids = open(f"/proc/{keeper.pid}/task/{keeper.pid}/children").read().split()
+    assert len(kids) == 1, f"the keeper runs one monitor, not {kids}"
+    return int(kids[0])
+
+
+def start_restore(tmp, linger_ms, churn=0, journal_bytes=0):
+    """A monitor serving faults only (pages stay owed until touched), and
+    a restore whose children fork, mremap, drop pages and linger."""
+    state, snap = make_snapshot(tmp, mib=32)
+    sock = os.path.join(tmp, "sock")
+    env = dict(os.environ, FAULTLINE_JOURNAL_BYTES=str(journal_bytes))
+    mon = subprocess.Popen([faultline, "monitor", "--snapshot", snap, "--socket", sock,
+                            "--no-prefetch", "-v"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(sock)
+    w = subprocess.Popen([workload, "restore", "--state", state, "--snapshot", snap,
+                          "--socket", sock, "--linger", str(linger_ms), "--churn", str(churn)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return mon, w
+
+
+@case("test_monitor_killed_mid_restore_is_replaced_and_nothing_is_lost")
+def _():
+    """SIGKILL the monitor three times while a forking, MADV_DONTNEED-ing
+    restore runs (one child drops and touches pages thousands of times, so
+    kills land between events, and the journal, kept small, checkpoints):
+    every process ends with its memory as snapshotted, dropped pages zero,
+    a grandchild forked after the kills included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mon, w = start_restore(tmp, linger_ms=2500, churn=20000, journal_bytes=1 << 20)
+        killed = []
+        try:
+            for delay in (0.15, 0.6, 0.7):
+                time.sleep(delay)
+                pid = monitor_pid(mon)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                for _ in range(100):  # the keeper has started the next one
+                    if monitor_pid_or_none(mon) not in (None, pid):
+                        break
+                    time.sleep(0.02)
+            out, err = w.communicate(timeout=120)
+            assert w.returncode == 0, out + err
+            assert "memory equals the snapshot" in out, out
+            assert "all verified" in out, out
+            mout, merr = mon.communicate(timeout=60)
+        finally:
+            for p in (w, mon):
+                if p.poll() is None:
+                    p.kill()
+        assert mon.returncode == 0, merr
+        assert merr.count("died of signal 9") == 3, merr
+        assert merr.count("resumed from the journal") == 3, merr
+        assert "fault service latency" in mout, mout
+
+
+def monitor_pid_or_none(keeper):
+    try:
+        kids = open(f"/proc/{keeper.pid}/task/{keeper.pid}/children").read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if len(kids) == 1 else None
+
+
+@case("test_monitor_keeper_gives_up_and_ends_the_processes_never_zeros")
+def _():
+    """Monitors that keep dying: after five restarts the keeper gives up,
+    ends the restored process and its children (their pages can no longer
+    come) and fails, naming why. No child ever reads zeros."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mon, w = start_restore(tmp, linger_ms=20000)
+        try:
+            time.sleep(0.3)
+            for _ in range(6):
+                pid = monitor_pid_or_none(mon)
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                for _ in range(100):
+                    if monitor_pid_or_none(mon) not in (None, pid) or mon.poll() is not None:
+                        break
+                    time.sleep(0.02)
+            out, err = w.communicate(timeout=60)
+            mout, merr = mon.communicate(timeout=60)
+        finally:
+            for p in (w, mon):
+                if p.poll() is None:
+                    p.kill()
+        assert w.returncode == -signal.SIGKILL, (w.returncode, out, err)
+        assert "differs" not in err and "not zero" not in err, err
+        assert mon.returncode == 1, merr
+        assert "giving up" in merr and "processes below it" in merr, merr
+
+
 tap.run()

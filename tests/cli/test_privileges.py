@@ -153,7 +153,7 @@ def migrate_threads():
                     p.wait()
 
 
-@case("monitor drops every privilege but CAP_KILL once its socket listens")
+@case("monitor and its keeper drop every privilege but CAP_KILL once the socket listens")
 def monitor_threads():
     if os.geteuid() != 0:
         raise Skip("needs root (there is nothing to drop otherwise)")
@@ -171,7 +171,10 @@ def monitor_threads():
                     break
                 time.sleep(0.05)
             time.sleep(0.2)
-            check_dropped(mon.pid, "faultline monitor", kept=1 << CAP_KILL)
+            check_dropped(mon.pid, "faultline monitor's keeper", kept=1 << CAP_KILL)
+            kids = open(f"/proc/{mon.pid}/task/{mon.pid}/children").read().split()
+            assert len(kids) == 1, f"the keeper runs one monitor, not {kids}"
+            check_dropped(int(kids[0]), "faultline monitor", kept=1 << CAP_KILL)
         finally:
             mon.terminate()
             mon.wait(timeout=30)
