@@ -106,6 +106,11 @@ struct fl_source {
 	int event_fd;
 	/* The longest request submit() takes, in bytes (at least 2 MiB). */
 	uint64_t max_req;
+	/* Reads complete strictly in the order they were flushed (CRIU's page
+	 * server): a second, urgent read of a page already in flight cannot
+	 * arrive sooner, so a fault there just waits for the first. A source
+	 * that holds some reads back unflushed leaves it false meanwhile. */
+	bool in_order;
 };
 
 static inline int fl_source_submit(struct fl_source *s, struct fl_source_req *r)

@@ -650,7 +650,8 @@ static struct mreq *read_in_flight(struct fl_monitor *m, uint32_t region, uint64
 /* A fault on a page whose read is in flight waits for it (the install
  * wakes every thread there); its latency counts when the page is
  * installed. Unless an urgent read of the page is already in flight, it
- * gets one: the read in flight may be a long background one. */
+ * gets one: the read in flight may be a long background one (not from a
+ * source that answers in order: that one would come after it). */
 static int join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, uint64_t t,
 		uint32_t tid, const struct mreq *inflight)
 {
@@ -658,7 +659,7 @@ static int join(struct mproc *p, struct mregion *r, size_t page, uint64_t addr, 
 
 	if (p->njoined >= 1024)
 		joined_prune(p);
-	if (!inflight->req.urgent) {
+	if (!inflight->req.urgent && !m->src->in_order) {
 		int ret = submit_urgent(p, r, page, t, tid, true);
 
 		if (ret == -EBUSY)

@@ -32,9 +32,13 @@
 #define PE_PRESENT 4u
 #define PAGE 4096ull
 /* Receive buffers are kept for reuse: a fresh one costs a first-touch
- * page fault per page in the reader, as much as receiving the bytes. */
+ * page fault per page in the reader, as much as receiving the bytes.
+ * Small reads (a fault's page) take heap memory, which the allocator
+ * keeps warm: a pool buffer would cost 2 MiB populated whenever faults
+ * outnumber the pool. */
 #define POOL_BUF (2ull << 20)
 #define POOL_MAX 16
+#define SMALL_BUF (64ull << 10)
 
 struct ps_hdr {
 	uint32_t cmd;
@@ -118,8 +122,8 @@ static char *buf_get(struct criu_pclient *c, uint64_t len)
 {
 	char *b = NULL;
 
-	if (len > POOL_BUF)
-		return malloc(len);
+	if (len > POOL_BUF || len <= SMALL_BUF)
+		return aligned_alloc(PAGE, (len + PAGE - 1) / PAGE * PAGE);
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->npool)
 		b = c->pool[--c->npool];
@@ -137,7 +141,7 @@ static void buf_put(struct criu_pclient *c, char *b, uint64_t len)
 {
 	if (!b)
 		return;
-	if (len > POOL_BUF) {
+	if (len > POOL_BUF || len <= SMALL_BUF) {
 		free(b);
 		return;
 	}

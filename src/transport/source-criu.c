@@ -300,6 +300,10 @@ void fl__criu_source_start_background(struct fl_source *s)
 	if (c->background)
 		return;
 	c->background = true;
+	/* From now on every read goes to the page server when flushed, and it
+	 * answers in order; before, a held background read would never come
+	 * while the restore waits for a fault's page, so faults must hurry. */
+	c->base.in_order = c->pc != NULL;
 	memcpy(c->queued + c->nqueued, c->held, c->nheld * sizeof(c->held[0]));
 	c->nqueued += c->nheld;
 	c->nheld = 0;
