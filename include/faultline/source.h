@@ -77,9 +77,11 @@ struct fl_source_ops {
 	int (*submit)(struct fl_source *s, struct fl_source_req *req);
 	/* Start everything queued, urgent requests first. */
 	int (*flush)(struct fl_source *s);
-	/* Hand each finished request to done(). Returns how many, or -errno.
-	 * Never blocks. done() may submit, flush, cancel and release, but not
-	 * reap. */
+	/* Hand finished requests to done(). Returns how many, or -errno.
+	 * Never blocks. A source may hand over a bounded batch (urgent ones
+	 * first) and leave event_fd readable for the rest, so that faults
+	 * are read between batches. done() may submit, flush, cancel and
+	 * release, but not reap. */
 	int (*reap)(struct fl_source *s, fl_source_done_fn done, void *arg);
 	/* Withdraw a submitted request that has not been handed to done()
 	 * yet: it never will be. Returns 0, or -ENOENT if it is not the

@@ -874,8 +874,9 @@ void fl__fetch_cancel_all(struct fl_monitor *m)
 			q->cancelled = true; /* already in the source's done list */
 	}
 	/* Those, and pages pushed unasked meanwhile, come back now: released,
-	 * never installed. */
-	fl_source_reap(m->src, release_only, m);
+	 * never installed. A source may hand them over in batches. */
+	while (fl_source_reap(m->src, release_only, m) > 0)
+		;
 }
 
 /* Ask for a pump after whatever is pending at higher priority (faults,

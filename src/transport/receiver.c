@@ -394,19 +394,51 @@ static int rx_flush(struct fl_source *s)
 	return 0; /* requests go out as they are submitted */
 }
 
+/* At most this many bytes of background completions per reap: each is
+ * installed (about 0.25 ms per MiB by UFFDIO_COPY here) before the
+ * monitor's loop reads its userfaultfds again, so a fault never waits
+ * behind more than one such batch. After the switch-over every
+ * pre-copied page completes at once: unbounded, a fault waited behind
+ * hundreds of MiB of installs. */
+#define REAP_BATCH_BYTES (4ull << 20)
+
+/* Fault replies first, then background completions up to the batch; the
+ * rest stays done and is announced again for the next turn of the loop. */
 static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
 	struct fl_receiver *r = rx(s);
 	struct fl_source_req **list;
-	size_t n;
-	uint64_t v;
+	size_t n = 0, keep = 0;
+	uint64_t v, bytes = 0;
 
 	(void)!read(s->event_fd, &v, sizeof(v));
 	pthread_mutex_lock(&r->lock);
-	list = r->done;
-	n = r->ndone;
-	r->done = NULL;
-	r->ndone = r->cap_done = 0;
+	list = malloc((r->ndone ? r->ndone : 1) * sizeof(*list));
+	if (!list) { /* hand over everything, as it stands */
+		list = r->done;
+		n = r->ndone;
+		r->done = NULL;
+		r->ndone = r->cap_done = 0;
+	} else {
+		for (int pass = 0; pass < 2; pass++)
+			for (size_t i = 0; i < r->ndone; i++) {
+				struct fl_source_req *q = r->done[i];
+
+				if (!q || q->urgent != (pass == 0))
+					continue;
+				if (pass == 1 && n && bytes + q->len > REAP_BATCH_BYTES)
+					continue;
+				bytes += q->urgent ? 0 : q->len;
+				list[n++] = q;
+				r->done[i] = NULL;
+			}
+		for (size_t i = 0; i < r->ndone; i++)
+			if (r->done[i])
+				r->done[keep++] = r->done[i];
+		r->ndone = keep;
+		if (keep)
+			announce(r);
+	}
 	pthread_mutex_unlock(&r->lock);
 	for (size_t i = 0; i < n; i++)
 		done(list[i], arg);
