@@ -7,6 +7,9 @@ dump's page server (loopback), at 256 MiB and 1 GiB. The restored program
 
   bench/criu.py [BUILD_DIR] [MiB...]     (default: build, 256 1024)
   FL_BENCH_REPS=N    repetitions, CRIU's and faultline's interleaved (default 3)
+  FL_BENCH_SETTLE=S  seconds of quiet before each run (default 0: back to
+                     back, as CRIU's figures in the issue were taken; 3
+                     measures every run on cold memory)
 
 Columns: time to first instruction (restore start to the program running
 again), time until every page was in (restore start until the program had
@@ -16,7 +19,12 @@ fill rate, first-touch p50/p99/max, the daemon's wall time and CPU seconds
 daemons run in turn, so both meet the same machine: on these shared
 machines the kernel's cost of fresh pages for the restored program varies
 by 2x from one minute to the next, so compare the ratio line, not single
-figures. Needs root and CRIU (../shared/criu/build.sh). Never fails on
+figures. The guest hands freed memory back to its host (free page
+reporting) a few seconds after it is freed, and a page the host must
+fault in again costs several times one it kept: the first touch of that
+much fresh memory is measured beside, cold (after 3 s of quiet) and warm
+(just after the same amount was freed), and FL_BENCH_SETTLE seconds of
+quiet before each run make every run meet memory in the same state. Needs root and CRIU (../shared/criu/build.sh). Never fails on
 a time."""
 import os
 import resource
@@ -71,6 +79,26 @@ def free_port():
     return p
 
 
+def settle():
+    time.sleep(float(os.environ.get("FL_BENCH_SETTLE", "0")))
+
+
+def fresh_touch(mib):
+    """MiB/s of the first touch of fresh anonymous memory (memset of a new
+    mapping: the kernel allocates and zeroes each page, then it is
+    written)."""
+    import ctypes
+    import mmap
+    m = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf = ctypes.c_char.from_buffer(m)
+    t = time.monotonic()
+    ctypes.memset(ctypes.addressof(buf), 1, mib << 20)
+    t = time.monotonic() - t
+    del buf
+    m.close()
+    return mib / t
+
+
 def page_server_alone(mib, window):
     """criu dump --lazy-pages's page server drained with nothing restored."""
     tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
@@ -102,6 +130,7 @@ def page_server_alone(mib, window):
 
 
 def one(mib, remote, daemon):
+    settle()
     tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
     try:
         w = subprocess.Popen(["unshare", "-p", "-f", "setsid", reader, tmp, str(mib)],
@@ -186,6 +215,11 @@ for mib in sizes:
     except Exception as e:  # a figure missing, not a failure
         alone = f"failed: {e}"
     print(f"{mib:>6} page server alone (criu-drain, nothing restored): {alone}", flush=True)
+    time.sleep(3)
+    cold = fresh_touch(mib)
+    warm = fresh_touch(mib)
+    print(f"{mib:>6} fresh memory, first touch (memset): {cold:.0f} MiB/s cold, {warm:.0f} MiB/s "
+          "warm (what every restored page costs before its bytes)", flush=True)
     for remote in (False, True):
         where = "page-server" if remote else "local"
         runs = {"criu": [], "faultline": []}

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
-/* The machine's limits: memcpy bandwidth and one loopback TCP stream. */
+/*
+ * The machine's limits: memcpy bandwidth, one loopback TCP stream, the
+ * first touch of fresh anonymous memory (what every destination page
+ * costs before any byte is copied into it) and AES-128-GCM on one core
+ * (what a TLS stream can carry at most per core).
+ */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +99,69 @@ static double tcp_gbps(size_t len)
 	return (double)s.total / (double)(t1 - t0);
 }
 
+/* GB/s writing one byte into each page of a fresh private mapping of len
+ * (the kernel allocates and zeroes every page; on a guest whose freed
+ * memory went back to its host, the host faults it in too). */
+static double fresh_touch_gbps(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t t0, t1;
+
+	if (p == MAP_FAILED)
+		return -1;
+	madvise(p, len, MADV_NOHUGEPAGE); /* pages as the installs make them */
+	t0 = now_ns();
+	for (size_t i = 0; i < len; i += 4096)
+		p[i] = 1;
+	t1 = now_ns();
+	munmap(p, len);
+	return (double)len / (double)(t1 - t0);
+}
+
+/* GB/s of AES-128-GCM sealing 16 KiB records (TLS's largest) on one core. */
+static double aes_gcm_gbps(size_t len)
+{
+	static const unsigned char key[16], iv[12];
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	size_t rec = 16384, done = 0;
+	unsigned char *in = map(rec), *out = map(rec + 32), tag[16];
+	uint64_t t0;
+	int n;
+
+	if (!c || !in || !out)
+		return -1;
+	memset(in, 7, rec);
+	t0 = now_ns();
+	while (done < len) {
+		if (EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv) != 1 ||
+		    EVP_EncryptUpdate(c, out, &n, in, (int)rec) != 1 ||
+		    EVP_EncryptFinal_ex(c, out + n, &n) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+			break;
+		done += rec;
+	}
+	t0 = now_ns() - t0;
+	EVP_CIPHER_CTX_free(c);
+	munmap(in, rec);
+	munmap(out, rec + 32);
+	return done < len ? -1 : (double)done / (double)t0;
+}
+
+/* KiB this guest has handed back to its host as free (free page
+ * reporting), or -1 where the kernel does not report. */
+static long long reported_kib(void)
+{
+	FILE *f = fopen("/sys/module/page_reporting/parameters/reported_kib", "re");
+	long long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%lld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 void bench_limits(struct table *t, const struct bench_opts *o)
 {
 	struct row *r;
@@ -109,4 +178,22 @@ void bench_limits(struct table *t, const struct bench_opts *o)
 	r->gbps = t->tcp_gbps;
 	r->ns_per_page = 4096.0 / t->tcp_gbps;
 	snprintf(r->note, sizeof(r->note), "limit for the network path");
+
+	for (size_t k = 1; k <= 4; k *= 4) {
+		char per[16];
+		long long rep = reported_kib();
+
+		snprintf(per, sizeof(per), "%zu MiB", o->mib * k);
+		r = table_add(t, "fresh memory, first touch", per);
+		r->gbps = fresh_touch_gbps(len * k);
+		r->ns_per_page = 4096.0 / r->gbps;
+		snprintf(r->note, sizeof(r->note), "%s",
+			 rep < 0 ? "limit for installs into new pages"
+				 : "limit for installs into new pages; freed memory goes back to the host");
+	}
+
+	r = table_add(t, "AES-128-GCM seal, one core", "16 KiB");
+	r->gbps = aes_gcm_gbps(len);
+	r->ns_per_page = 4096.0 / r->gbps;
+	snprintf(r->note, sizeof(r->note), "limit for one TLS stream per core");
 }
