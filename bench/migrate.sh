@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The migration benchmark: migrate-workload (2 threads writing at random all
-# the time) migrated over loopback at 1 GiB and 4 GiB, plain TCP and TLS,
-# each figure beside loopback TCP bandwidth measured in the same run.
+# The migration benchmark: migrate-workload migrated over loopback at 1 GiB
+# and 4 GiB, plain TCP and TLS, each figure beside loopback TCP bandwidth
+# measured in the same run. Two modes for each:
+#   postcopy  post-copy from the start, the program a service doing
+#             FL_BENCH_RATE operations a second (default 40000: random
+#             page reads checked against their version, every other one
+#             then a write), on both sides; its rate is reported before
+#             the migration, while post-copy brings the pages in (mean and
+#             slowest 100 ms) and after;
+#   demo      the README demo's way: 2 threads writing flat out, pre-copy
+#             rounds until they stop converging, then post-copy; the
+#             destination reads all its memory at once on arrival.
 #   bench/migrate.sh [BUILD_DIR] [MiB...]      (default build-release, 1024 4096)
-# Never fails on a time.
+# Never fails on a time; every run checks the destination's memory.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-release}
@@ -24,25 +33,36 @@ trap 'rm -rf "$tmp"' EXIT
 tcp=$("$build/bench/bench" --quick --json 2>/dev/null |
 	python3 -c 'import json,sys; print([r["gbps"] for r in json.load(sys.stdin)["rows"] if r["operation"].startswith("loopback TCP")][0])')
 echo "loopback TCP, one stream: $tcp GB/s (the limit every throughput below is quoted against)"
-printf '%-6s %-6s %8s %9s %10s %10s %6s %9s %9s %9s\n' size link total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us
+rate=${FL_BENCH_RATE:-40000}
+printf '%-6s %-6s %-8s %8s %9s %10s %7s %5s %6s %8s %8s %10s %21s %8s %3s\n' size link mode total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us ops/s_before ops/s_postcopy,slowest ops/s_after ok
 port=7790
 for mib in "${sizes[@]}"; do
 	for link in plain tls; do
-		port=$((port + 1))
-		opts=(--plain)
-		[ $link = tls ] && opts=(--certs "$tmp/certs")
-		"$fl" receive -q --listen "127.0.0.1:$port" "${opts[@]}" \
-			--exec "$wl dest --mib $mib --seconds 0" >/dev/null 2>&1 &
-		r=$!
-		sleep 0.3
-		"$wl" source --mib "$mib" --to "127.0.0.1:$port" "${opts[@]}" --seconds 1 \
-			>"$tmp/out" 2>/dev/null
-		wait $r
-		python3 - "$tmp/out" "$mib" "$link" "$tcp" <<'PY'
+		for mode in postcopy demo; do
+			port=$((port + 1))
+			opts=(--plain)
+			[ $link = tls ] && opts=(--certs "$tmp/certs")
+			if [ $mode = postcopy ]; then
+				dopts="--rate $rate --seconds 1"
+				sopts=(--rate "$rate" --postcopy-only)
+			else
+				dopts="--seconds 0"
+				sopts=()
+			fi
+			"$fl" receive -q --listen "127.0.0.1:$port" "${opts[@]}" \
+				--exec "$wl dest --mib $mib $dopts" >"$tmp/dest" 2>&1 &
+			r=$!
+			sleep 0.3
+			"$wl" source --mib "$mib" --to "127.0.0.1:$port" "${opts[@]}" --seconds 1 \
+				"${sopts[@]}" >"$tmp/out" 2>/dev/null
+			wait $r
+			ok=$?
+			python3 - "$tmp/out" "$tmp/dest" "$mib" "$link" "$mode" "$tcp" "$ok" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
-def f(p):
-    m = re.search(p, t)
+d = open(sys.argv[2]).read()
+def f(p, s=t):
+    m = re.search(p, s)
     return float(m.group(1)) if m else float("nan")
 total = f(r"total ([\d.]+) s")
 down = f(r"downtime ([\d.]+) ms")
@@ -52,11 +72,16 @@ pre_b = f(r"bytes: ([\d.]+) MiB pre-copy")
 post_b = f(r"MiB pre-copy, ([\d.]+) MiB post-copy")
 p50 = f(r"p50 ([\d.]+) us")
 p99 = f(r"p99 ([\d.]+) us")
+before = f(r"ops/s before the migration ([\d.]+)")
+during = f(r"ops/s during post-copy ([\d.]+)", d)
+slow = f(r"slowest 100 ms: ([\d.]+)", d)
+after = f(r"after ([\d.]+) \(asked", d)
 gbps = (pre_b + post_b) * 1048576 / total / 1e9 if total == total else float("nan")
-tcp = float(sys.argv[4])
-print("%-6s %-6s %8.2f %9.1f %10.2f %10.2f %5.0f%% %9.0f %9.1f %9.1f" % (
-    sys.argv[2] + "M", sys.argv[3], total, down, post, gbps, 100 * gbps / tcp, rounds, p50, p99))
+tcp = float(sys.argv[6])
+print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %3s" % (
+    sys.argv[3] + "M", sys.argv[4], sys.argv[5], total, down, post, gbps, 100 * gbps / tcp,
+    rounds, p50, p99, before, during, slow, after, "yes" if sys.argv[7] == "0" else "NO"))
 PY
+		done
 	done
 done
-

@@ -16,6 +16,15 @@
  * its version and that the versions add up to the count: a lost, stale,
  * torn or zeroed page cannot pass. With --sha FILE the source records the
  * SHA-256 of its memory at the switch-over and the destination compares.
+ *
+ * --rate N: a service rather than a stress: the writers do N operations a
+ * second in all (each reads one of its pages and checks it against its
+ * version; every other one then writes the page's next version), and
+ * both sides report the rate they kept: before the migration, during
+ * pre-copy, while post-copy brings the pages in (the destination watches
+ * with mincore() until every page is there) and after. Without it the
+ * writers write as fast as they can, and the destination reads all of its
+ * memory at once on arrival.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +57,10 @@ struct work {
 	char *mem;
 	size_t len, pages;
 	int writers;
+	double rate;		 /* operations a second in all; 0: flat out */
+	_Atomic uint64_t ops;	 /* operations done (rate mode) */
+	atomic_bool bad;	 /* a read found a page not matching its version */
+	uint64_t ops_mark, t_mark; /* where pre-copy began (source) */
 	atomic_bool stop, quit;
 	atomic_int parked;
 	pthread_t *threads;
@@ -77,13 +90,35 @@ static bool page_ok(const char *page, size_t p)
 	return !memcmp(want, page, PG);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Rate mode: sleep until operation n of this writer is due. */
+static void pace(const struct work *w, uint64_t t0, uint64_t n)
+{
+	uint64_t due = t0 + (uint64_t)((double)n * 1e9 * w->writers / w->rate), now = now_ns();
+
+	if (due > now + 50000) {
+		struct timespec d = { (time_t)((due - now) / 1000000000ull),
+				      (long)((due - now) % 1000000000ull) };
+
+		nanosleep(&d, NULL);
+	}
+}
+
 static void *writer(void *arg)
 {
 	struct work *w = arg;
 	static atomic_int next_id;
-	int id = atomic_fetch_add(&next_id, 1);
+	int id = atomic_fetch_add(&next_id, 1) % w->writers;
 	unsigned seed = (unsigned)id + 1;
 	struct header *h = (struct header *)w->mem;
+	uint64_t t0 = now_ns(), n = 0;
 
 	for (;;) {
 		size_t p;
@@ -96,12 +131,28 @@ static void *writer(void *arg)
 				usleep(1000);
 			}
 			atomic_fetch_sub(&w->parked, 1);
+			t0 = now_ns(); /* the rate starts again, no catching up */
+			n = 0;
 		}
 		/* Each writer owns the pages p with p % writers == id. */
 		p = 1 + (size_t)id + (size_t)w->writers *
 			((size_t)rand_r(&seed) % ((w->pages - 1) / (size_t)w->writers));
 		if (p >= w->pages)
 			continue;
+		if (w->rate > 0) {
+			if ((n & 15) == 0)
+				pace(w, t0, n);
+			n++;
+			atomic_fetch_add(&w->ops, 1);
+			if (!page_ok(w->mem + p * PG, p)) {
+				if (!atomic_exchange(&w->bad, true))
+					fprintf(stderr, "migrate-workload: page %zu is not what its "
+							"version says, read while running\n", p);
+				continue;
+			}
+			if (n & 1)
+				continue; /* a read only */
+		}
 		fill(w->mem + p * PG, p, *(uint64_t *)(w->mem + p * PG) + 1);
 		atomic_fetch_add(&h->writes, 1);
 	}
@@ -164,6 +215,10 @@ static int mem_pause(void *ctx, void **blob, size_t *len)
 	char *state = malloc(64);
 
 	pause_writers(w);
+	if (w->rate > 0)
+		printf("source: ops/s during pre-copy %.0f\n",
+		       (double)(atomic_load(&w->ops) - w->ops_mark) * 1e9 /
+			       (double)(now_ns() - w->t_mark));
 	printf("source: paused after %llu page writes\n",
 	       (unsigned long long)atomic_load(&h->writes));
 	fflush(stdout);
@@ -200,7 +255,15 @@ static int run_source(struct work *w, struct fl_migrate_source_opts *o, double s
 	start_writers(w);
 	printf("source: %zu MiB, %d writer threads running\n", w->len >> 20, w->writers);
 	fflush(stdout);
+	w->t_mark = now_ns();
 	usleep((useconds_t)(seconds * 1e6)); /* it works for a while first */
+	if (w->rate > 0) {
+		printf("source: ops/s before the migration %.0f (asked for %.0f)\n",
+		       (double)atomic_load(&w->ops) * 1e9 / (double)(now_ns() - w->t_mark), w->rate);
+		fflush(stdout);
+	}
+	w->ops_mark = atomic_load(&w->ops);
+	w->t_mark = now_ns();
 	ram.host = w->mem;
 	ret = fl_vmm_migrate(&ram, 1, &hooks, o, &rep, err, sizeof(err));
 	if (w->sha_started)
@@ -310,6 +373,67 @@ static int run_dest_state(const char *path)
 	return 0;
 }
 
+/* Pages of [mem, mem+len) present here (mincore), or -1. */
+static long resident(const struct work *w, unsigned char *vec)
+{
+	long n = 0;
+
+	if (mincore(w->mem, w->len, vec))
+		return -1;
+	for (size_t i = 0; i < w->pages; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+/* Rate mode on the destination: the service runs while post-copy brings
+ * the pages in, and for `seconds` after; its rate is reported for each
+ * phase (and the slowest 100 ms while pages were arriving). */
+static int run_service(struct work *w, double seconds, uint64_t t_resume)
+{
+	unsigned char *vec = malloc(w->pages);
+	uint64_t t_all = 0, ops_all = 0, last = 0, t_last = t_resume, end = 0;
+	double slowest = -1;
+
+	if (!vec)
+		return 1;
+	start_writers(w);
+	for (;;) {
+		uint64_t t, o;
+		long have;
+
+		usleep(100 * 1000);
+		t = now_ns();
+		o = atomic_load(&w->ops);
+		if (!t_all) {
+			double r = (double)(o - last) * 1e9 / (double)(t - t_last);
+
+			if (slowest < 0 || r < slowest)
+				slowest = r;
+			have = resident(w, vec);
+			if (have < 0 || (size_t)have == w->pages || t - t_resume > 600 * 1000000000ull) {
+				t_all = t;
+				ops_all = o;
+				end = t + (uint64_t)(seconds * 1e9);
+			}
+		} else if (t >= end) {
+			break;
+		}
+		last = o;
+		t_last = t;
+	}
+	pause_writers(w);
+	printf("dest: ops/s during post-copy %.0f (slowest 100 ms: %.0f) over %.2f s, "
+	       "after %.0f (asked for %.0f)\n",
+	       (double)ops_all * 1e9 / (double)(t_all - t_resume), slowest,
+	       (double)(t_all - t_resume) / 1e9,
+	       (double)(atomic_load(&w->ops) - ops_all) * 1e9 / (double)(now_ns() - t_all), w->rate);
+	free(vec);
+	end_writers(w);
+	if (atomic_load(&w->bad))
+		return 1;
+	return verify(w, "after post-copy with the service running");
+}
+
 static int run_dest(struct work *w, double seconds)
 {
 	struct fl_handoff_region hr = { .addr = BASE, .len = w->len, .page_size = PG };
@@ -335,6 +459,8 @@ static int run_dest(struct work *w, double seconds)
 		return 1;
 	}
 	/* Running from here on, memory arriving as it is touched. */
+	if (w->rate > 0)
+		return run_service(w, seconds > 0 ? seconds : 1, now_ns());
 	if (state) {
 		FILE *f = fopen(state, "re");
 		char line[64] = "";
@@ -389,6 +515,7 @@ int main(int argc, char **argv)
 		{ "downtime-target", required_argument, NULL, 'D' },
 		{ "postcopy-after", required_argument, NULL, 'A' },
 		{ "reconnect-deadline", required_argument, NULL, 'r' },
+		{ "rate", required_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct work w = { .writers = 2 };
@@ -399,7 +526,7 @@ int main(int argc, char **argv)
 	double seconds = 1.0;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:R:D:A:r:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:w:s:S:c:pPT:R:D:A:r:O:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mib = strtoul(optarg, NULL, 0); break;
 		case 't': o.to = optarg; break;
@@ -421,6 +548,7 @@ int main(int argc, char **argv)
 		case 'D': o.target_downtime_s = atof(optarg) / 1e3; break; /* ms */
 		case 'A': o.postcopy_after_s = atof(optarg); break;
 		case 'r': o.rejoin_s = atof(optarg); break;
+		case 'O': w.rate = atof(optarg); break;
 		default: return 2;
 		}
 	}
@@ -429,8 +557,9 @@ int main(int argc, char **argv)
 	if (w.writers < 1 || mib < 1 || optind >= argc) {
 		fprintf(stderr, "usage: migrate-workload source --mib N --to HOST:PORT (--certs DIR | --plain)\n"
 				"         [--max-rounds N] [--downtime-target MS] [--postcopy-after SECONDS]\n"
-				"         [--reconnect-deadline SECONDS]\n"
-				"       migrate-workload dest --mib N   (started by faultline receive --exec)\n");
+				"         [--reconnect-deadline SECONDS] [--rate OPS]\n"
+				"       migrate-workload dest --mib N [--rate OPS] [--seconds S]\n"
+				"         (started by faultline receive --exec)\n");
 		return 2;
 	}
 	if (!strcmp(argv[optind], "source") && o.to)

@@ -20,7 +20,9 @@ try:
                  ("UFFDIO_COPY", "64 KiB"), ("UFFDIO_COPY", "2 MiB"),
                  ("UFFDIO_ZEROPAGE", "4 KiB"), ("UFFDIO_MOVE", "4 KiB"),
                  ("fault round trip, same core", "4 KiB"),
-                 ("PAGEMAP_SCAN collect, clean", "-")]:
+                 ("PAGEMAP_SCAN collect, clean", "-"),
+                 ("fresh memory, first touch", "32 MiB"),
+                 ("AES-128-GCM seal, one core", "16 KiB")]:
         assert want in names, want
     for r in rows:
         figures = [r[k] for k in ("ns_per_page", "gbps", "p50_us", "p99_us", "ms_per_gib")]
