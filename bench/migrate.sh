@@ -11,6 +11,8 @@
 #   demo      the README demo's way: 2 threads writing flat out, pre-copy
 #             rounds until they stop converging, then post-copy; the
 #             destination reads all its memory at once on arrival.
+# peak/RAM: the destination's peak memory (faultline receive's own peak
+# plus the restored program's) over the RAM migrated.
 #   bench/migrate.sh [BUILD_DIR] [MiB...]      (default build-release, 1024 4096)
 # Never fails on a time; every run checks the destination's memory.
 set -uo pipefail
@@ -34,7 +36,7 @@ tcp=$("$build/bench/bench" --quick --json 2>/dev/null |
 	python3 -c 'import json,sys; print([r["gbps"] for r in json.load(sys.stdin)["rows"] if r["operation"].startswith("loopback TCP")][0])')
 echo "loopback TCP, one stream: $tcp GB/s (the limit every throughput below is quoted against)"
 rate=${FL_BENCH_RATE:-40000}
-printf '%-6s %-6s %-8s %8s %9s %10s %7s %5s %6s %8s %8s %10s %21s %8s %3s\n' size link mode total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us ops/s_before ops/s_postcopy,slowest ops/s_after ok
+printf '%-6s %-6s %-8s %8s %9s %10s %7s %5s %6s %8s %8s %10s %21s %8s %8s %3s\n' size link mode total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us ops/s_before ops/s_postcopy,slowest ops/s_after peak/RAM ok
 port=7790
 for mib in "${sizes[@]}"; do
 	for link in plain tls; do
@@ -49,7 +51,7 @@ for mib in "${sizes[@]}"; do
 				dopts="--seconds 0"
 				sopts=()
 			fi
-			"$fl" receive -q --listen "127.0.0.1:$port" "${opts[@]}" \
+			"$fl" receive --listen "127.0.0.1:$port" "${opts[@]}" \
 				--exec "$wl dest --mib $mib $dopts" >"$tmp/dest" 2>&1 &
 			r=$!
 			sleep 0.3
@@ -76,11 +78,13 @@ before = f(r"ops/s before the migration ([\d.]+)")
 during = f(r"ops/s during post-copy ([\d.]+)", d)
 slow = f(r"slowest 100 ms: ([\d.]+)", d)
 after = f(r"after ([\d.]+) \(asked", d)
+peak = f(r"peak memory: ([\d.]+) MiB here", d) + f(r"MiB here, ([\d.]+) MiB the restorer", d)
 gbps = (pre_b + post_b) * 1048576 / total / 1e9 if total == total else float("nan")
 tcp = float(sys.argv[6])
-print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %3s" % (
+print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %7.2f %3s" % (
     sys.argv[3] + "M", sys.argv[4], sys.argv[5], total, down, post, gbps, 100 * gbps / tcp,
-    rounds, p50, p99, before, during, slow, after, "yes" if sys.argv[7] == "0" else "NO"))
+    rounds, p50, p99, before, during, slow, after, peak / float(sys.argv[3]),
+    "yes" if sys.argv[7] == "0" else "NO"))
 PY
 		done
 	done

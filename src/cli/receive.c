@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ int cmd_receive(int argc, char **argv)
 	const char *listen_at = NULL, *cmd = NULL, *json = NULL, *user = NULL;
 	FILE *json_out = NULL;
 	char err[512] = "", sock[108], state[128] = "", *regions = NULL;
+	struct rusage child_ru = { 0 };
 	char dir[] = "/tmp/faultline-receive-XXXXXX";
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
@@ -282,7 +284,7 @@ int cmd_receive(int argc, char **argv)
 	/* The source keeps the memory until we have every page (the watcher
 	 * tells it as soon as that is true); a program may run on for ever. */
 	for (;;) {
-		pid_t w = waitpid(child, &status, WNOHANG);
+		pid_t w = wait4(child, &status, WNOHANG, &child_ru);
 
 		if (!done && fl_vmm_dest_owed(d) == 0) {
 			done = true;
@@ -302,6 +304,21 @@ int cmd_receive(int argc, char **argv)
 	fl_vmm_dest_finish(d); /* if the watcher had not yet */
 	if (verbose)
 		fl_vmm_dest_print_stats(d, stderr, false);
+	if (verbose) {
+		/* Peaks, each process's own: their sum bounds the destination's. */
+		struct rusage self_ru;
+		const struct fl_region *g;
+		size_t ng;
+		uint64_t ram = 0;
+
+		getrusage(RUSAGE_SELF, &self_ru);
+		g = fl_receiver_regions(r, &ng);
+		for (size_t i = 0; g && i < ng; i++)
+			ram += g[i].len;
+		fprintf(stderr, "receive: peak memory: %.1f MiB here, %.1f MiB the restorer, "
+			"for %.1f MiB of RAM migrated\n", (double)self_ru.ru_maxrss / 1024,
+			(double)child_ru.ru_maxrss / 1024, (double)ram / 1048576);
+	}
 	if (json_out)
 		fl_vmm_dest_print_stats(d, json_out, true);
 	ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
