@@ -11,8 +11,8 @@
 #   demo      the README demo's way: 2 threads writing flat out, pre-copy
 #             rounds until they stop converging, then post-copy; the
 #             destination reads all its memory at once on arrival.
-# peak/RAM: the destination's peak memory (faultline receive's own peak
-# plus the restored program's) over the RAM migrated.
+# peak/RAM: the destination's peak memory (faultline receive and the
+# restored program together, sampled every 10 ms) over the RAM migrated.
 #   bench/migrate.sh [BUILD_DIR] [MiB...]      (default build-release, 1024 4096)
 # Never fails on a time; every run checks the destination's memory.
 set -uo pipefail
@@ -78,7 +78,7 @@ before = f(r"ops/s before the migration ([\d.]+)")
 during = f(r"ops/s during post-copy ([\d.]+)", d)
 slow = f(r"slowest 100 ms: ([\d.]+)", d)
 after = f(r"after ([\d.]+) \(asked", d)
-peak = f(r"peak memory: ([\d.]+) MiB here", d) + f(r"MiB here, ([\d.]+) MiB the restorer", d)
+peak = f(r"peak memory: ([\d.]+) MiB here and the restorer together", d)
 gbps = (pre_b + post_b) * 1048576 / total / 1e9 if total == total else float("nan")
 tcp = float(sys.argv[6])
 print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %7.2f %3s" % (

@@ -62,6 +62,10 @@ struct fl_source_req {
 			     owned by the source alone: the caller may take its
 			     pages with UFFDIO_MOVE instead of copying them */
 	bool unasked;	  /* pushed by the source: nobody submitted it */
+	/* Set by the caller before release(): no process needs these bytes
+	 * again (each page of the range is in place, or no longer wanted).
+	 * A source that keeps a copy may then drop it. */
+	bool installed;
 	/* The source's own bookkeeping. */
 	uint64_t priv;
 };

@@ -111,12 +111,60 @@ static void req_put(struct fl_monitor *m, struct mreq *q)
 	}
 }
 
-/* Done with a completion: its data goes back to the source. An unasked
+/* Whether no process can need req's bytes again: every page of its range
+ * lies in some live process's memory, and none owes it any more. A page
+ * no process maps yet (a restorer still handing over) may be wanted
+ * later, so it keeps the whole request's copy. */
+static bool nobody_needs(struct fl_monitor *m, const struct fl_source_req *req)
+{
+	size_t pages = 0, page_size = 0, covered = 0;
+	uint64_t *seen = NULL;
+	bool needed = false;
+
+	for (struct mproc *p = m->procs; p && !needed; p = p->next)
+		for (size_t i = 0; !p->dead && !needed && i < p->nregions; i++) {
+			struct mregion *r = &p->regions[i];
+			size_t first, n;
+
+			if (!fl__region_src_overlap(r, req->region, req->offset, req->len, &first, &n))
+				continue;
+			if (!seen) {
+				page_size = r->page;
+				pages = req->len / page_size;
+				seen = calloc((pages + 63) / 64, sizeof(uint64_t));
+				if (!seen)
+					return false;
+			}
+			if (r->page != page_size) {
+				needed = true; /* mixed page sizes: keep it simple */
+				break;
+			}
+			for (size_t pg = first; pg < first + n; pg++) {
+				enum page_state st = ps_get(&r->ps, pg);
+				size_t k = (r->src_offset + pg * r->page - req->offset) / page_size;
+
+				if (st == PS_MISSING || st == PS_REQUESTED) {
+					needed = true;
+					break;
+				}
+				if (k < pages && !(seen[k / 64] & (1ULL << (k % 64)))) {
+					seen[k / 64] |= 1ULL << (k % 64);
+					covered++;
+				}
+			}
+		}
+	free(seen);
+	return !needed && pages && covered == pages;
+}
+
+/* Done with a completion: its data goes back to the source, which may
+ * drop its copy when nobody needs a page of it any more. An unasked
  * request is the source's own, freed by release(): read it before. */
 static void finish(struct fl_monitor *m, struct fl_source_req *req)
 {
 	bool unasked = req->unasked;
 
+	req->installed = req->result == 0 && nobody_needs(m, req);
 	fl_source_release(m->src, req);
 	if (!unasked)
 		req_put(m, (struct mreq *)req);

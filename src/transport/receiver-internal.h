@@ -48,6 +48,7 @@ struct fl_receiver {
 	 * again to a source that rejoins without having read it). */
 	bool all_in;
 	uint64_t final_stats[FL_WIRE_STATS_MAX];
+	_Atomic uint64_t staging_dropped; /* bytes of staging handed back */
 	size_t nfinal;
 	char errmsg[320];
 	void *blob;

@@ -470,9 +470,22 @@ static int rx_cancel(struct fl_source *s, struct fl_source_req *q)
 	return found ? 0 : -ENOENT;
 }
 
+/* Staging is a second copy of RAM: once every process has a page (the
+ * monitor says so with `installed`: each page of the range is in place in
+ * every process that maps it, and nobody owes it), its staging copy goes
+ * back to the kernel, so that the destination holds about RAM plus what
+ * is in flight, not twice RAM. Such a page may still be part of a later
+ * completion (a background read that also covered a fault's page), whose
+ * installs skip it: nobody owes it. */
 static void rx_release(struct fl_source *s, struct fl_source_req *q)
 {
-	(void)s; /* staging is the receiver's for its whole life */
+	struct fl_receiver *r = rx(s);
+
+	if (q->installed && q->result == 0 && q->region < r->n &&
+	    q->data == r->rg[q->region].staging + q->offset) {
+		madvise(r->rg[q->region].staging + q->offset, q->len, MADV_DONTNEED);
+		atomic_fetch_add(&r->staging_dropped, q->len);
+	}
 	if (q->unasked)
 		free(q);
 }
