@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,10 +96,14 @@ static uint64_t rss_of(pid_t pid)
 }
 
 /* Resident bytes of a process and all its descendants (the restorer may
- * be a shell running the program, and the program may fork). */
-static uint64_t rss_tree(pid_t pid, int depth)
+ * be a shell running the program, and the program may fork). A child that
+ * shares its parent's memory (vfork, or a sanitizer's tracer made with
+ * CLONE_VM) is not counted twice. */
+static uint64_t rss_tree(pid_t pid, pid_t parent, int depth)
 {
-	uint64_t sum = rss_of(pid);
+	uint64_t sum = parent > 0 && syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0) == 0
+			       ? 0
+			       : rss_of(pid);
 	char path[64];
 	DIR *d;
 	struct dirent *e;
@@ -115,7 +121,7 @@ static uint64_t rss_tree(pid_t pid, int depth)
 		snprintf(cpath, sizeof(cpath), "%s/%s/children", path, e->d_name);
 		f = fopen(cpath, "re");
 		while (f && fscanf(f, "%d", &c) == 1)
-			sum += rss_tree(c, depth + 1);
+			sum += rss_tree(c, pid, depth + 1);
 		if (f)
 			fclose(f);
 	}
@@ -334,7 +340,7 @@ int cmd_receive(int argc, char **argv)
 	 * tells it as soon as that is true); a program may run on for ever. */
 	for (;;) {
 		pid_t w = wait4(child, &status, WNOHANG, &child_ru);
-		uint64_t both = w == child ? 0 : rss_of(getpid()) + rss_tree(child, 0);
+		uint64_t both = w == child ? 0 : rss_of(getpid()) + rss_tree(child, getpid(), 0);
 
 		if (both > peak_both)
 			peak_both = both;
