@@ -126,6 +126,10 @@ int fl_receiver_accept(struct fl_receiver **out, int listen_fd,
 
 /* How many times the source came back after a break. */
 unsigned fl_receiver_reconnects(const struct fl_receiver *r);
+/* Bytes of staging handed back to the kernel so far: pages every process
+ * has, whose copy here nobody needs any more (counted at each release: a
+ * page two reads covered counts twice). */
+uint64_t fl_receiver_staging_released(const struct fl_receiver *r);
 /* Why the migration failed (what can no longer arrive fails with it), or
  * NULL while it has not. */
 const char *fl_receiver_error(struct fl_receiver *r);

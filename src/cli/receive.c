@@ -21,9 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/kcmp.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,17 +76,18 @@ static char *regions_env(const struct fl_region *g, size_t n)
 /* The restorer, through the launcher forked at start-up (it kept the
  * privileges we dropped): with FAULTLINE_SOCKET, _REGIONS and
  * _DEVICE_STATE set. */
-/* Resident bytes of a process (statm), or 0. */
-static uint64_t rss_of(pid_t pid)
+/* A process's statm line ("" if gone), and its resident bytes. */
+static uint64_t statm_of(pid_t pid, char *line, size_t len)
 {
 	char path[64];
 	unsigned long long size, res = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	line[0] = 0;
 	f = fopen(path, "re");
 	if (f) {
-		if (fscanf(f, "%llu %llu", &size, &res) != 2)
+		if (!fgets(line, (int)len, f) || sscanf(line, "%llu %llu", &size, &res) != 2)
 			res = 0;
 		fclose(f);
 	}
@@ -98,16 +97,17 @@ static uint64_t rss_of(pid_t pid)
 /* Resident bytes of a process and all its descendants (the restorer may
  * be a shell running the program, and the program may fork). A child that
  * shares its parent's memory (vfork, or a sanitizer's tracer made with
- * CLONE_VM) is not counted twice. */
-static uint64_t rss_tree(pid_t pid, pid_t parent, int depth)
+ * CLONE_VM) shows the very same statm line: it is not counted twice. This
+ * process may have dropped to an unprivileged user, so no kcmp(). */
+static uint64_t rss_tree(pid_t pid, const char *parent_line, int depth)
 {
-	uint64_t sum = parent > 0 && syscall(SYS_kcmp, parent, pid, KCMP_VM, 0, 0) == 0
-			       ? 0
-			       : rss_of(pid);
-	char path[64];
+	char line[256], path[64];
+	uint64_t sum = statm_of(pid, line, sizeof(line));
 	DIR *d;
 	struct dirent *e;
 
+	if (parent_line && line[0] && !strcmp(line, parent_line))
+		sum = 0;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	if (depth > 16 || !(d = opendir(path)))
 		return sum;
@@ -121,7 +121,7 @@ static uint64_t rss_tree(pid_t pid, pid_t parent, int depth)
 		snprintf(cpath, sizeof(cpath), "%s/%s/children", path, e->d_name);
 		f = fopen(cpath, "re");
 		while (f && fscanf(f, "%d", &c) == 1)
-			sum += rss_tree(c, pid, depth + 1);
+			sum += rss_tree(c, line, depth + 1);
 		if (f)
 			fclose(f);
 	}
@@ -340,7 +340,7 @@ int cmd_receive(int argc, char **argv)
 	 * tells it as soon as that is true); a program may run on for ever. */
 	for (;;) {
 		pid_t w = wait4(child, &status, WNOHANG, &child_ru);
-		uint64_t both = w == child ? 0 : rss_of(getpid()) + rss_tree(child, getpid(), 0);
+		uint64_t both = w == child ? 0 : rss_tree(getpid(), NULL, -1);
 
 		if (both > peak_both)
 			peak_both = both;
@@ -377,9 +377,10 @@ int cmd_receive(int argc, char **argv)
 			ram += g[i].len;
 		fprintf(stderr, "receive: peak memory: %.1f MiB here and the restorer together "
 			"(sampled every 10 ms; each alone at its peak: %.1f MiB here, %.1f MiB the "
-			"restorer), for %.1f MiB of RAM migrated\n", (double)peak_both / 1048576,
+			"restorer), for %.1f MiB of RAM migrated; %.1f MiB of staging handed back "
+			"as pages went in\n", (double)peak_both / 1048576,
 			(double)self_ru.ru_maxrss / 1024, (double)child_ru.ru_maxrss / 1024,
-			(double)ram / 1048576);
+			(double)ram / 1048576, (double)fl_receiver_staging_released(r) / 1048576);
 	}
 	if (json_out)
 		fl_vmm_dest_print_stats(d, json_out, true);

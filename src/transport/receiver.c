@@ -851,6 +851,11 @@ unsigned fl_receiver_reconnects(const struct fl_receiver *r)
 	return r->reconnects;
 }
 
+uint64_t fl_receiver_staging_released(const struct fl_receiver *r)
+{
+	return atomic_load(&((struct fl_receiver *)r)->staging_dropped);
+}
+
 const char *fl_receiver_error(struct fl_receiver *r)
 {
 	const char *e;
