@@ -13,6 +13,9 @@
 #             destination reads all its memory at once on arrival.
 # peak/RAM: the destination's peak memory (faultline receive and the
 # restored program together, sampled every 10 ms) over the RAM migrated.
+# cpu_s/GiB: CPU seconds faultline spent per GiB, on the source (per GiB
+# sent, the migration's threads) and on the destination (faultline
+# receive's threads, per GiB of RAM); the program's own are not counted.
 #   bench/migrate.sh [BUILD_DIR] [MiB...]      (default build-release, 1024 4096)
 # Never fails on a time; every run checks the destination's memory.
 set -uo pipefail
@@ -36,7 +39,7 @@ tcp=$("$build/bench/bench" --quick --json 2>/dev/null |
 	python3 -c 'import json,sys; print([r["gbps"] for r in json.load(sys.stdin)["rows"] if r["operation"].startswith("loopback TCP")][0])')
 echo "loopback TCP, one stream: $tcp GB/s (the limit every throughput below is quoted against)"
 rate=${FL_BENCH_RATE:-40000}
-printf '%-6s %-6s %-8s %8s %9s %10s %7s %5s %6s %8s %8s %10s %21s %8s %8s %3s\n' size link mode total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us ops/s_before ops/s_postcopy,slowest ops/s_after peak/RAM ok
+printf '%-6s %-6s %-8s %8s %9s %10s %7s %5s %6s %8s %8s %10s %21s %8s %8s %18s %3s\n' size link mode total_s downtime_ms postcopy_s GB/s %tcp rounds p50_us p99_us ops/s_before ops/s_postcopy,slowest ops/s_after peak/RAM cpu_s/GiB:src,dst ok
 port=7790
 for mib in "${sizes[@]}"; do
 	for link in plain tls; do
@@ -79,11 +82,13 @@ during = f(r"ops/s during post-copy ([\d.]+)", d)
 slow = f(r"slowest 100 ms: ([\d.]+)", d)
 after = f(r"after ([\d.]+) \(asked", d)
 peak = f(r"peak memory: ([\d.]+) MiB here and the restorer together", d)
+src_cpu = f(r"([\d.]+) per GiB sent")
+dst_cpu = f(r"receive: CPU seconds here, per thread:.*; ([\d.]+) in all", d) / (float(sys.argv[3]) / 1024)
 gbps = (pre_b + post_b) * 1048576 / total / 1e9 if total == total else float("nan")
 tcp = float(sys.argv[6])
-print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %7.2f %3s" % (
+print("%-6s %-6s %-8s %8.2f %9.1f %10.2f %7.2f %4.0f%% %6.0f %8.1f %8.1f %10.0f %12.0f,%8.0f %8.0f %7.2f %18s %3s" % (
     sys.argv[3] + "M", sys.argv[4], sys.argv[5], total, down, post, gbps, 100 * gbps / tcp,
-    rounds, p50, p99, before, during, slow, after, peak / float(sys.argv[3]),
+    rounds, p50, p99, before, during, slow, after, peak / float(sys.argv[3]), "%.2f,%.2f" % (src_cpu, dst_cpu),
     "yes" if sys.argv[7] == "0" else "NO"))
 PY
 		done

@@ -73,6 +73,8 @@ struct fl_migrate_source_opts {
 #define FL_MIGRATE_THREADS_MAX ((FL_WIRE_STATS_MAX - 3) / 3)
 
 /* What a migration cost, for the final report. */
+#define FL_MIGRATE_CPU_MAX 6
+
 struct fl_migrate_report {
 	double total_s, precopy_s, downtime_s, postcopy_s;
 	unsigned rounds;
@@ -91,6 +93,14 @@ struct fl_migrate_report {
 	/* The destination's threads that waited longest on faults. */
 	struct fl_thread_stat dest_threads[FL_MIGRATE_THREADS_MAX];
 	size_t dest_nthreads;
+	/* CPU seconds this side spent, per thread of the migration: the
+	 * caller's (from the call on: pre-copy reads and sends, the
+	 * switch-over, the post-copy stream) and each one it started. */
+	struct {
+		char name[16];
+		double cpu_s;
+	} cpu[FL_MIGRATE_CPU_MAX];
+	size_t ncpu;
 };
 
 /* Run a whole migration of `regions` (blocking). */

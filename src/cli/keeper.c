@@ -36,29 +36,52 @@
 #define MAX_RESTARTS 5	     /* in RESTART_WINDOW_S: then give up */
 #define RESTART_WINDOW_S 30
 
-static volatile sig_atomic_t child_pid, stop_sig;
+static volatile sig_atomic_t child_pid, stop_sig, held_sig;
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 };
 
+/* A signal for the monitor: sent on, or, while there is none (before the
+ * first, between two), kept and sent to the next. */
 static void forward(int sig)
 {
 	pid_t c = child_pid;
 
 	if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
 		stop_sig = sig;
+	else if (c <= 0)
+		held_sig = sig;
 	if (c > 0)
 		kill(c, sig);
+}
+
+void cli_keeper_signals(void)
+{
+	struct sigaction sa = { .sa_handler = forward, .sa_flags = SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaction(forwarded[i], &sa, NULL);
 }
 
 static pid_t spawn(const struct cli_keeper *k, unsigned restarts)
 {
 	pid_t keeper = getpid();
+	sigset_t hold, old;
 	long pid;
 
+	/* SIGUSR1/2 forwarded before the monitor has its handlers would end
+	 * it: the monitor starts with them blocked (pending, not lost) and
+	 * unblocks them once it handles them (cli_keeper.body). */
+	sigemptyset(&hold);
+	sigaddset(&hold, SIGUSR1);
+	sigaddset(&hold, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &hold, &old);
 	fflush(NULL); /* nothing of ours printed twice */
 	/* Like fork(), but the fd table is shared, not copied. */
 	pid = syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, 0);
-	if (pid)
+	if (pid) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		return (pid_t)pid;
+	}
 	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
 		signal(forwarded[i], SIG_DFL);
 	/* A keeper gone (killed with its process group, say): stop cleanly. */
@@ -138,13 +161,10 @@ static void give_up(const struct cli_keeper *k)
 
 int cli_keeper_run(const struct cli_keeper *k)
 {
-	struct sigaction sa = { .sa_handler = forward, .sa_flags = SA_RESTART };
 	uint64_t window = fl__now_ns();
 	unsigned restarts = 0, recent = 0;
 
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-		sigaction(forwarded[i], &sa, NULL);
+	cli_keeper_signals();
 	for (;;) {
 		pid_t pid;
 		int st, sig;
@@ -159,6 +179,12 @@ int cli_keeper_run(const struct cli_keeper *k)
 			return CLI_FAILED;
 		}
 		child_pid = pid;
+		if (stop_sig) /* asked to stop before there was a monitor */
+			kill(pid, stop_sig);
+		if (held_sig) {
+			kill(pid, held_sig); /* blocked there until it handles it */
+			held_sig = 0;
+		}
 		if (k->verbose)
 			fprintf(stderr, "faultline monitor: keeper %d: monitor is pid %d%s\n",
 				(int)getpid(), (int)pid, restarts ? " (resuming)" : "");

@@ -7,13 +7,20 @@
 #include <stdbool.h>
 
 struct cli_keeper {
-	/* The monitor. Runs in a child that shares the keeper's fd table;
-	 * restarts is 0 the first time. Returns the exit status. */
+	/* The monitor. Runs in a child that shares the keeper's fd table,
+	 * with SIGUSR1 and SIGUSR2 blocked (it unblocks what it handles, once
+	 * it does); restarts is 0 the first time. Returns the exit status. */
 	int (*body)(void *arg, unsigned restarts);
 	void *arg;
 	int journal_fd; /* fl_monitor_journal_create() */
 	int verbose;
 };
+
+/* Take the signals a user may send (SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+ * SIGUSR2) for the monitor: call before anything makes the keeper visible
+ * (its sockets), so that none arriving early ends the keeper. Those sent
+ * before a monitor runs reach the next one. cli_keeper_run() calls it. */
+void cli_keeper_signals(void);
 
 /* Run monitors until one exits (its status is returned) or dies of a
  * signal the keeper was asked to stop with. One that dies of anything

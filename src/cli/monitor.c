@@ -3,6 +3,7 @@
  * a Firecracker microVM from its memory file. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,16 @@ static int serve(void *arg, unsigned restarts)
 	/* The monitor, then the sockets on its loop: both before it drops its
 	 * capabilities, which fl_monitor_run() does first. */
 	ret = fl_monitor_create(&m, src, &o, err, sizeof(err));
+	if (!ret) {
+		/* Its SIGUSR1 handler is in: one the keeper forwarded meanwhile
+		 * (held blocked since the clone) is delivered now. SIGUSR2,
+		 * which the monitor has no use for, stays blocked. */
+		sigset_t held;
+
+		sigemptyset(&held);
+		sigaddset(&held, SIGUSR1);
+		sigprocmask(SIG_UNBLOCK, &held, NULL);
+	}
 	if (!ret && a->journal_fd >= 0)
 		ret = fl_monitor_use_journal(m, a->journal_fd, restarts > 0, err, sizeof(err));
 	if (!ret && a->sock)
@@ -232,6 +243,7 @@ static int keep(struct mon_args *a)
 	char err[512] = "";
 	int ret;
 
+	cli_keeper_signals(); /* before the sockets exist */
 	if (!a->o.keep_caps && fl_privileges_keep(kill_only, 1, err, sizeof(err)))
 		fprintf(stderr, "faultline monitor: could not drop privileges: %s\n", err);
 	a->journal_fd = fl_monitor_journal_create(env ? strtoull(env, NULL, 0) : 0, err,

@@ -34,6 +34,7 @@
 #include "launcher.h"
 #include "handoffs.h"
 #include "tls-opts.h"
+#include "util/thread-cpu.h"
 
 static void usage(FILE *out)
 {
@@ -359,6 +360,19 @@ int cmd_receive(int argc, char **argv)
 	while (!fl_vmm_dest_monitor_done(d) &&
 	       fl_monitor_ever_served(fl_vmm_dest_monitor(d)))
 		usleep(10000);
+	if (verbose) {
+		/* Before the threads end: CPU seconds of each of ours. */
+		struct fl__thread_cpu t[16];
+		size_t nt = fl__threads_cpu("", t, 16);
+		double all = 0;
+
+		fprintf(stderr, "receive: CPU seconds here, per thread:");
+		for (size_t i = 0; i < nt; i++) {
+			fprintf(stderr, "%s %s %.2f", i ? "," : "", t[i].name, t[i].cpu_s);
+			all += t[i].cpu_s;
+		}
+		fprintf(stderr, "; %.2f in all\n", all);
+	}
 	fl_vmm_dest_stop(d);
 	fl_vmm_dest_finish(d); /* if the watcher had not yet */
 	if (verbose)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "criu-page-client.h"
+#include "util/thread-cpu.h"
 
 #define PS_IOV_GET 7u
 #define PS_IOV_ADD_F 6u
@@ -227,6 +228,8 @@ static void breakdown(struct criu_pclient *c, int result, const char *fmt, ...)
 static void *reader(void *arg)
 {
 	struct criu_pclient *c = arg;
+
+	fl__thread_name("fl-criu-pages");
 
 	for (;;) {
 		struct ps_hdr h;

@@ -3,11 +3,14 @@
 #include <time.h>
 
 #include "heartbeat.h"
+#include "util/thread-cpu.h"
 
 static void *run(void *arg)
 {
 	struct fl__heartbeat *hb = arg;
 	const struct fl_ctl ping = { .type = FL_CTL_PING };
+
+	fl__thread_name("fl-heartbeat");
 
 	pthread_mutex_lock(&hb->lock);
 	while (!hb->stop) {

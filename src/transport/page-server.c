@@ -23,6 +23,7 @@
 #include <faultline/migrate.h>
 
 #include "page-server-internal.h"
+#include "util/thread-cpu.h"
 #include "util/bitmap.h"
 #include "util/clock.h"
 
@@ -565,7 +566,7 @@ static int serve(struct server *s, struct fl_conn *c, char *buf, const struct fl
 	return 0;
 }
 
-static void *urgent_thread(void *arg)
+static void *urgent_loop(void *arg)
 {
 	struct server *s = arg;
 	char err[256];
@@ -602,7 +603,7 @@ static void *urgent_thread(void *arg)
 	}
 }
 
-static void *control_thread(void *arg)
+static void *control_loop(void *arg)
 {
 	struct server *s = arg;
 	char err[256];
@@ -663,6 +664,48 @@ static void *control_thread(void *arg)
 		if (s->done)
 			return NULL;
 	}
+}
+
+/* Add a thread's CPU seconds to the report under its name. */
+static void note_cpu(struct server *s, const char *name, double cpu_s)
+{
+	struct fl_migrate_report *r = s->rep;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i <= r->ncpu && i < FL_MIGRATE_CPU_MAX; i++) {
+		if (i == r->ncpu) {
+			snprintf(r->cpu[i].name, sizeof(r->cpu[i].name), "%s", name);
+			r->cpu[i].cpu_s = 0;
+			r->ncpu++;
+		}
+		if (!strcmp(r->cpu[i].name, name)) {
+			r->cpu[i].cpu_s += cpu_s;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The fault replies' thread (one per connection incarnation). */
+static void *urgent_thread(void *arg)
+{
+	void *ret;
+
+	fl__thread_name("fl-src-urgent");
+	ret = urgent_loop(arg);
+	note_cpu(arg, "urgent replies", fl__thread_cpu_s());
+	return ret;
+}
+
+/* The control connection's reader (requests, pings, DONE). */
+static void *control_thread(void *arg)
+{
+	void *ret;
+
+	fl__thread_name("fl-src-control");
+	ret = control_loop(arg);
+	note_cpu(arg, "control", fl__thread_cpu_s());
+	return ret;
 }
 
 /* Under the lock: take the newest background request, if any. */
@@ -824,7 +867,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	struct server s = { .o = opts, .mem = mem, .n = n, .rep = report, .regions = regions };
 	uint64_t **dirty = NULL;
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
-	double t0 = fl__now_s(), t_pause, t_resume;
+	double t0 = fl__now_s(), t_pause, t_resume, cpu0 = fl__thread_cpu_s();
 	void *blob = NULL;
 	size_t blob_len = 0;
 	uint64_t owed = 0;
@@ -834,6 +877,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 	s.out = opts->progress ? opts->progress : stderr;
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
+	note_cpu(&s, "caller", 0); /* first in the list */
 	s.rg = calloc(n, sizeof(*s.rg));
 	dirty = calloc(n, sizeof(*dirty));
 	s.buf = aligned_alloc(4096, CHUNK);
@@ -939,6 +983,7 @@ int fl_migrate_source(const struct fl_region *regions, size_t n,
 out:
 	report->total_s = fl__now_s() - t0;
 	fl__heartbeat_stop(&s.hb);
+	note_cpu(&s, "caller", fl__thread_cpu_s() - cpu0);
 	fl_conn_close(s.ctl);
 	fl_conn_close(s.urg);
 	for (size_t i = 0; s.rg && i < n; i++) {

@@ -33,6 +33,7 @@
 #include "source-internal.h"
 #include "util/bitmap.h"
 #include "util/clock.h"
+#include "util/thread-cpu.h"
 
 static bool all_here(struct fl_receiver *r, const struct fl_source_req *q)
 {
@@ -281,6 +282,8 @@ static void *rx_control(void *arg)
 	struct fl_receiver *r = arg;
 	char why[256];
 
+	fl__thread_name("fl-rx-control");
+
 	for (;;) {
 		rx_loop(r, r->ctl, why, sizeof(why));
 		pthread_mutex_lock(&r->lock);
@@ -304,6 +307,7 @@ void *fl__rx_urgent(void *arg)
 	struct fl_receiver *r = arg;
 	char why[256];
 
+	fl__thread_name("fl-rx-urgent");
 	rx_loop(r, r->urg, why, sizeof(why));
 	if (!may_rejoin(r)) {
 		fl__rx_fail(r, "%s", why);

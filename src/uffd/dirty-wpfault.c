@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dirty-internal.h"
+#include "util/thread-cpu.h"
 
 static void mark(struct fl_dirty *d, uint64_t addr)
 {
@@ -83,6 +84,8 @@ static void *handler(void *arg)
 {
 	struct fl_dirty *d = arg;
 	struct fl_uffd_event ev[32];
+
+	fl__thread_name("fl-dirty-wp");
 
 	for (;;) {
 		struct pollfd p[2] = { { d->uffd.fd, POLLIN, 0 },

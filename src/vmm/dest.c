@@ -27,6 +27,7 @@
 #include <faultline/wire.h>
 
 #include "util/clock.h"
+#include "util/thread-cpu.h"
 
 struct fl_vmm_dest {
 	struct fl_receiver *r;
@@ -46,6 +47,8 @@ struct fl_vmm_dest {
 static void *monitor_thread(void *arg)
 {
 	struct fl_vmm_dest *d = arg;
+
+	fl__thread_name("fl-monitor");
 
 	atomic_store(&d->mon_ret, fl_monitor_run(d->m));
 	atomic_store(&d->mon_done, true);
@@ -85,6 +88,7 @@ static void *watch_thread(void *arg)
 {
 	struct fl_vmm_dest *d = arg;
 
+	fl__thread_name("fl-watch");
 	while (!atomic_load(&d->stopping) && !atomic_load(&d->mon_done)) {
 		if (fl_receiver_owed(d->r) == 0) {
 			fl_vmm_dest_finish(d);

@@ -25,13 +25,16 @@ try:
     for ln in service:
         before, during, after = float(ln[11]), float(ln[12].split(",")[0]), float(ln[14])
         assert before > 0 and during > 0 and after > 0, ln
+        src_cpu, dst_cpu = (float(x) for x in ln[16].split(","))
+        assert src_cpu > 0 and dst_cpu > 0, ln
     ok2 = True
 except Exception as e:
     print(f"# {type(e).__name__}: {e}")
-print(("ok" if ok2 else "not ok") + " 2 - the service reports its rate before, during and after")
+print(("ok" if ok2 else "not ok") + " 2 - the service reports its rate before, during and after, "
+      "and CPU seconds per GiB on each side")
 ok3 = False
 try:
-    peaks = [float(ln[-2]) for ln in lines]
+    peaks = [float(ln[15]) for ln in lines]
     assert len(peaks) == 4 and all(0.5 < x < 1.5 for x in peaks), peaks
     ok3 = True
 except Exception as e:

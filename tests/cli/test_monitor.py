@@ -178,4 +178,28 @@ def _():
         assert "giving up" in merr and "processes below it" in merr, merr
 
 
+@case("test_monitor_signals_sent_the_moment_its_socket_appears_are_not_fatal")
+def _():
+    """The keeper binds the socket before any monitor runs: a SIGUSR1 sent
+    as soon as the socket exists once killed the keeper or the monitor
+    (default action). Now it reaches the monitor (held until it handles
+    it), and SIGTERM then ends it cleanly, statistics printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _, snap = make_snapshot(tmp, mib=8)
+        for i in range(20):
+            sock = os.path.join(tmp, f"sock{i}")
+            mon = subprocess.Popen([faultline, "monitor", "--snapshot", snap, "--socket", sock],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            end = time.time() + 30
+            while not os.path.exists(sock) and time.time() < end:
+                time.sleep(0.0002)
+            mon.send_signal(signal.SIGUSR1)
+            time.sleep(0.3)  # the keeper and monitor at work meanwhile
+            mon.send_signal(signal.SIGTERM)
+            out, err = mon.communicate(timeout=30)
+            assert "died of signal" not in err and mon.returncode != -signal.SIGUSR1, \
+                (i, mon.returncode, err)
+            assert "faultline monitor statistics" in out + err, (i, mon.returncode, out, err)
+
+
 tap.run()
