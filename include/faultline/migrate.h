@@ -75,6 +75,12 @@ struct fl_migrate_source_opts {
 /* What a migration cost, for the final report. */
 #define FL_MIGRATE_CPU_MAX 6
 
+/* CPU seconds (user + system) one thread spent, under its name. */
+struct fl_thread_cpu {
+	char name[16];
+	double cpu_s;
+};
+
 struct fl_migrate_report {
 	double total_s, precopy_s, downtime_s, postcopy_s;
 	unsigned rounds;
@@ -96,10 +102,7 @@ struct fl_migrate_report {
 	/* CPU seconds this side spent, per thread of the migration: the
 	 * caller's (from the call on: pre-copy reads and sends, the
 	 * switch-over, the post-copy stream) and each one it started. */
-	struct {
-		char name[16];
-		double cpu_s;
-	} cpu[FL_MIGRATE_CPU_MAX];
+	struct fl_thread_cpu cpu[FL_MIGRATE_CPU_MAX];
 	size_t ncpu;
 };
 

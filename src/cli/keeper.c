@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "keeper.h"
 #include "util/clock.h"
+#include "util/procfs.h"
 
 #define MAX_RESTARTS 5	     /* in RESTART_WINDOW_S: then give up */
 #define RESTART_WINDOW_S 30
@@ -94,17 +95,14 @@ static pid_t spawn(const struct cli_keeper *k, unsigned restarts)
 /* The parent of pid (from /proc), or 0. */
 static pid_t parent_of(pid_t pid)
 {
-	char path[64], buf[512], *p;
+	char path[64], buf[512];
+	const char *p;
 	int ppid = 0;
-	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-		sscanf(p + 1, " %*c %d", &ppid);
-	fclose(f);
+	p = fl__proc_stat(path, buf, sizeof(buf), NULL, 0);
+	if (p)
+		sscanf(p, "%*c %d", &ppid);
 	return ppid;
 }
 

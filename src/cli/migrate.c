@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "tls-opts.h"
+#include "util/procfs.h"
 
 struct target {
 	pid_t pid;
@@ -102,14 +103,12 @@ static int pid_pause(void *ctx, void **blob, size_t *len)
 	/* Wait until it is really stopped before serving its pages. */
 	snprintf(path, sizeof(path), "/proc/%d/stat", t->pid);
 	for (int i = 0; i < 1000 && state != 'T'; i++) {
-		FILE *f = fopen(path, "re");
-		char buf[512], *p;
+		char buf[512];
+		const char *p = fl__proc_stat(path, buf, sizeof(buf), NULL, 0);
 
-		if (!f)
+		if (!p)
 			return -ESRCH;
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-			state = p[2];
-		fclose(f);
+		state = p[0];
 		if (state != 'T')
 			usleep(1000);
 	}

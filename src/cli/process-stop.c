@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "process-stop.h"
+#include "util/procfs.h"
 
 #define PRIV_HINT "stopping and reading another process needs ptrace access: run as its user " \
 	"(with kernel.yama.ptrace_scope allowing it) or as root / with CAP_SYS_PTRACE"
@@ -36,19 +37,12 @@ static bool have(const struct stopped *s, pid_t tid)
 
 static char state_of(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	FILE *f;
-	size_t n;
+	char path[64], buf[512];
+	const char *p;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-	return p && p[1] == ' ' ? p[2] : 0;
+	p = fl__proc_stat(path, buf, sizeof(buf), NULL, 0);
+	return p ? p[0] : 0;
 }
 
 /* Seize and interrupt one thread; wait until it is stopped. */

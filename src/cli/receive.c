@@ -74,9 +74,6 @@ static char *regions_env(const struct fl_region *g, size_t n)
 	return s;
 }
 
-/* The restorer, through the launcher forked at start-up (it kept the
- * privileges we dropped): with FAULTLINE_SOCKET, _REGIONS and
- * _DEVICE_STATE set. */
 /* A process's statm line ("" if gone), and its resident bytes. */
 static uint64_t statm_of(pid_t pid, char *line, size_t len)
 {
@@ -130,6 +127,9 @@ static uint64_t rss_tree(pid_t pid, const char *parent_line, int depth)
 	return sum;
 }
 
+/* The restorer, through the launcher forked at start-up (it kept the
+ * privileges we dropped): with FAULTLINE_SOCKET, _REGIONS and
+ * _DEVICE_STATE set. */
 static pid_t spawn(struct launcher *l, const char *cmd, const char *sock, const char *regions,
 		   const char *state)
 {
@@ -362,15 +362,12 @@ int cmd_receive(int argc, char **argv)
 		usleep(10000);
 	if (verbose) {
 		/* Before the threads end: CPU seconds of each of ours. */
-		struct fl__thread_cpu t[16];
+		struct fl_thread_cpu t[16];
 		size_t nt = fl__threads_cpu("", t, 16);
-		double all = 0;
+		double all;
 
 		fprintf(stderr, "receive: CPU seconds here, per thread:");
-		for (size_t i = 0; i < nt; i++) {
-			fprintf(stderr, "%s %s %.2f", i ? "," : "", t[i].name, t[i].cpu_s);
-			all += t[i].cpu_s;
-		}
+		all = fl__thread_cpu_print(stderr, t, nt);
 		fprintf(stderr, "; %.2f in all\n", all);
 	}
 	fl_vmm_dest_stop(d);

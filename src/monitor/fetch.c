@@ -981,8 +981,8 @@ void fl__fetch_pump(struct fl_monitor *m)
 		uint64_t owed_pages = 0;
 
 		for (struct mproc *p = m->procs; p; p = p->next)
-			for (size_t i = 0; !p->dead && i < p->nregions; i++)
-				owed_pages += p->regions[i].ps.owed;
+			if (!p->dead)
+				owed_pages += fl__proc_owed(p);
 		atomic_store(&m->owed, owed_pages);
 	}
 	if (more)

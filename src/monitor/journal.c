@@ -476,8 +476,7 @@ static int replay_one(void *arg, const struct jrec *r)
 	return 0;
 }
 
-int fl__journal_replay(struct fl_monitor *m, size_t *nprocs, size_t *nrecords, char *err,
-		       size_t errlen)
+int fl__journal_replay(struct fl_monitor *m, size_t *nrecords, char *err, size_t errlen)
 {
 	struct journal *j = m->journal;
 	size_t skip, n = inbox_pending(j, &skip);
@@ -506,7 +505,6 @@ int fl__journal_replay(struct fl_monitor *m, size_t *nprocs, size_t *nrecords, c
 		snprintf(err, errlen, "the journal is damaged: %s", strerror(-ret));
 		return ret;
 	}
-	*nprocs = m->nprocs;
 	return 0;
 }
 

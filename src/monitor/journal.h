@@ -37,8 +37,7 @@ void fl__journal_inbox_read(struct fl_monitor *m, size_t n);
 void fl__journal_inbox_done(struct fl_monitor *m);
 
 /* Rebuild every process the journal names as live, with its regions and
- * its removed pages (a monitor resuming). */
-int fl__journal_replay(struct fl_monitor *m, size_t *nprocs, size_t *nrecords, char *err,
-		       size_t errlen);
+ * its removed pages (a monitor resuming); *nrecords: how many were read. */
+int fl__journal_replay(struct fl_monitor *m, size_t *nrecords, char *err, size_t errlen);
 
 #endif

@@ -133,6 +133,8 @@ void fl__mon_watch(struct mproc *p);
 void fl__events_apply(struct mproc *p, const struct fl_uffd_event *e);
 struct event *fl__events_watch(struct mproc *p);
 bool fl__proc_done(const struct mproc *p);
+/* Pages p still owes, over all its regions. */
+uint64_t fl__proc_owed(const struct mproc *p);
 
 /* fetch.c */
 void fl__fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);

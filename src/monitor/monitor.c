@@ -238,15 +238,6 @@ static bool is_userfaultfd(int fd)
 	return strcmp(link, "anon_inode:[userfaultfd]") == 0;
 }
 
-static uint64_t owed_pages(const struct mproc *p)
-{
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < p->nregions; i++)
-		n += p->regions[i].ps.owed;
-	return n;
-}
-
 static int cmp_hregion(const void *a, const void *b)
 {
 	const struct fl_handoff_region *x = a, *y = b;
@@ -403,7 +394,7 @@ void fl__mon_watch(struct mproc *p)
 int fl_monitor_use_journal(struct fl_monitor *m, int fd, bool resume, char *err,
 			   size_t errlen)
 {
-	size_t nprocs = 0, nrec = 0;
+	size_t nrec = 0;
 	int ret;
 
 	if (m->journal || m->ever) {
@@ -413,7 +404,7 @@ int fl_monitor_use_journal(struct fl_monitor *m, int fd, bool resume, char *err,
 	ret = fl__journal_attach(m, fd, err, errlen);
 	if (ret || !resume)
 		return ret;
-	ret = fl__journal_replay(m, &nprocs, &nrec, err, errlen);
+	ret = fl__journal_replay(m, &nrec, err, errlen);
 	if (ret)
 		return ret;
 	for (struct mproc *p = m->procs; p; p = p->next) {
@@ -428,12 +419,11 @@ int fl_monitor_use_journal(struct fl_monitor *m, int fd, bool resume, char *err,
 		}
 		fl__mon_watch(p);
 		fl__mon_log(m, 1, "resumed %s: %zu regions, %llu pages owed", p->label,
-			    p->nregions, (unsigned long long)owed_pages(p));
+			    p->nregions, (unsigned long long)fl__proc_owed(p));
 	}
 	fl__procs_reap(m);
 	fl__mon_log(m, 1, "resumed from the journal: %zu processes, %zu records", m->nprocs,
 		    nrec);
-	(void)nprocs;
 	return 0;
 }
 

@@ -153,10 +153,16 @@ bool fl__region_src_overlap(const struct mregion *r, uint32_t src_region, uint64
 
 bool fl__proc_done(const struct mproc *p)
 {
+	return fl__proc_owed(p) == 0;
+}
+
+uint64_t fl__proc_owed(const struct mproc *p)
+{
+	uint64_t n = 0;
+
 	for (size_t i = 0; i < p->nregions; i++)
-		if (p->regions[i].ps.owed)
-			return false;
-	return true;
+		n += p->regions[i].ps.owed;
+	return n;
 }
 
 static int cmp_region(const void *a, const void *b)

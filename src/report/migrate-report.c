@@ -4,6 +4,8 @@
 
 #include <faultline/migrate.h>
 
+#include "util/thread-cpu.h"
+
 void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
 {
 	fprintf(out, "migration report\n");
@@ -31,13 +33,11 @@ void fl_migrate_report_print(const struct fl_migrate_report *r, FILE *out)
 			(double)r->dest_threads[i].blocked_ns / 1e6,
 			(unsigned long long)r->dest_threads[i].faults);
 	if (r->ncpu) {
-		double all = 0, gib = (double)(r->bytes_precopy + r->bytes_postcopy) / (1 << 30);
+		double all, gib = (double)(r->bytes_precopy + r->bytes_postcopy) / (1 << 30);
 
 		fprintf(out, "  CPU seconds here, per thread:");
-		for (size_t i = 0; i < r->ncpu && i < FL_MIGRATE_CPU_MAX; i++) {
-			fprintf(out, "%s %s %.2f", i ? "," : "", r->cpu[i].name, r->cpu[i].cpu_s);
-			all += r->cpu[i].cpu_s;
-		}
+		all = fl__thread_cpu_print(out, r->cpu,
+					   r->ncpu < FL_MIGRATE_CPU_MAX ? r->ncpu : FL_MIGRATE_CPU_MAX);
 		fprintf(out, "; %.2f in all", all);
 		if (gib > 0)
 			fprintf(out, ", %.2f per GiB sent", all / gib);

@@ -669,20 +669,8 @@ static void *control_loop(void *arg)
 /* Add a thread's CPU seconds to the report under its name. */
 static void note_cpu(struct server *s, const char *name, double cpu_s)
 {
-	struct fl_migrate_report *r = s->rep;
-
 	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i <= r->ncpu && i < FL_MIGRATE_CPU_MAX; i++) {
-		if (i == r->ncpu) {
-			snprintf(r->cpu[i].name, sizeof(r->cpu[i].name), "%s", name);
-			r->cpu[i].cpu_s = 0;
-			r->ncpu++;
-		}
-		if (!strcmp(r->cpu[i].name, name)) {
-			r->cpu[i].cpu_s += cpu_s;
-			break;
-		}
-	}
+	fl__thread_cpu_add(s->rep->cpu, &s->rep->ncpu, FL_MIGRATE_CPU_MAX, name, cpu_s);
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -857,7 +857,7 @@ unsigned fl_receiver_reconnects(const struct fl_receiver *r)
 
 uint64_t fl_receiver_staging_released(const struct fl_receiver *r)
 {
-	return atomic_load(&((struct fl_receiver *)r)->staging_dropped);
+	return atomic_load(&r->staging_dropped);
 }
 
 const char *fl_receiver_error(struct fl_receiver *r)

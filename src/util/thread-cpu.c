@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "procfs.h"
 #include "thread-cpu.h"
 
 #define ENDED_MAX 32
@@ -16,12 +17,11 @@
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t ended_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fl__thread_cpu ended[ENDED_MAX]; /* by name */
+static struct fl_thread_cpu ended[ENDED_MAX]; /* by name */
 static size_t nended;
 
-/* Add cpu_s under name to list (summing a name seen before). */
-static void add(struct fl__thread_cpu *list, size_t *n, size_t max, const char *name,
-		double cpu_s)
+void fl__thread_cpu_add(struct fl_thread_cpu *list, size_t *n, size_t max, const char *name,
+			double cpu_s)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (!strcmp(list[i].name, name)) {
@@ -42,7 +42,7 @@ static void thread_ended(void *unused)
 	(void)unused;
 	prctl(PR_GET_NAME, name, 0, 0, 0);
 	pthread_mutex_lock(&ended_lock);
-	add(ended, &nended, ENDED_MAX, name, fl__thread_cpu_s());
+	fl__thread_cpu_add(ended, &nended, ENDED_MAX, name, fl__thread_cpu_s());
 	pthread_mutex_unlock(&ended_lock);
 }
 
@@ -60,39 +60,22 @@ void fl__thread_name(const char *name)
 
 static int by_cpu(const void *a, const void *b)
 {
-	double x = ((const struct fl__thread_cpu *)a)->cpu_s;
-	double y = ((const struct fl__thread_cpu *)b)->cpu_s;
+	double x = ((const struct fl_thread_cpu *)a)->cpu_s;
+	double y = ((const struct fl_thread_cpu *)b)->cpu_s;
 
 	return (x < y) - (x > y);
 }
 
-/* One thread's name and utime + stime from its stat line: "TID (COMM) S
- * ..." with utime and stime the 14th and 15th fields; COMM may hold
- * spaces and parentheses, so fields are counted from the last ')'. */
-static int read_task(const char *tid, struct fl__thread_cpu *t)
+/* One thread's name and utime + stime (fields 14 and 15 of its stat). */
+static int read_task(const char *tid, struct fl_thread_cpu *t)
 {
-	char path[64], line[1024], *open, *close, *p;
+	char path[64], line[1024];
+	const char *p;
 	unsigned long long ut = 0, st = 0;
-	size_t len;
-	FILE *f;
-	int field;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%.20s/stat", tid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	p = fgets(line, sizeof(line), f);
-	fclose(f);
-	if (!p || !(open = strchr(line, '(')) || !(close = strrchr(line, ')')) || close < open)
-		return -1;
-	len = (size_t)(close - open - 1);
-	if (len >= sizeof(t->name))
-		len = sizeof(t->name) - 1;
-	memcpy(t->name, open + 1, len);
-	t->name[len] = 0;
-	/* After ") " comes field 3 (state). */
-	p = close + 2;
-	for (field = 3; field < 14 && p; field++) {
+	p = fl__proc_stat(path, line, sizeof(line), t->name, sizeof(t->name));
+	for (int field = 3; field < 14 && p; field++) {
 		p = strchr(p, ' ');
 		if (p)
 			p++;
@@ -103,26 +86,37 @@ static int read_task(const char *tid, struct fl__thread_cpu *t)
 	return 0;
 }
 
-size_t fl__threads_cpu(const char *prefix, struct fl__thread_cpu *out, size_t max)
+size_t fl__threads_cpu(const char *prefix, struct fl_thread_cpu *out, size_t max)
 {
 	DIR *d = opendir("/proc/self/task");
 	struct dirent *e;
 	size_t n = 0;
 
 	while (d && (e = readdir(d))) {
-		struct fl__thread_cpu t;
+		struct fl_thread_cpu t;
 
 		if (e->d_name[0] != '.' && read_task(e->d_name, &t) == 0 &&
 		    !strncmp(t.name, prefix, strlen(prefix)))
-			add(out, &n, max, t.name, t.cpu_s);
+			fl__thread_cpu_add(out, &n, max, t.name, t.cpu_s);
 	}
 	if (d)
 		closedir(d);
 	pthread_mutex_lock(&ended_lock);
 	for (size_t i = 0; i < nended; i++)
 		if (!strncmp(ended[i].name, prefix, strlen(prefix)))
-			add(out, &n, max, ended[i].name, ended[i].cpu_s);
+			fl__thread_cpu_add(out, &n, max, ended[i].name, ended[i].cpu_s);
 	pthread_mutex_unlock(&ended_lock);
 	qsort(out, n, sizeof(*out), by_cpu);
 	return n;
+}
+
+double fl__thread_cpu_print(FILE *out, const struct fl_thread_cpu *t, size_t n)
+{
+	double all = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		fprintf(out, "%s %s %.2f", i ? "," : "", t[i].name, t[i].cpu_s);
+		all += t[i].cpu_s;
+	}
+	return all;
 }

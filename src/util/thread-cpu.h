@@ -10,12 +10,10 @@
 #define FL_UTIL_THREAD_CPU_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 
-struct fl__thread_cpu {
-	char name[16]; /* as in /proc/self/task/TID/comm */
-	double cpu_s;  /* user + system */
-};
+#include <faultline/migrate.h> /* struct fl_thread_cpu */
 
 /* Name the calling thread (at most 15 characters are kept), and keep its
  * CPU seconds under that name when it ends. */
@@ -34,6 +32,14 @@ static inline double fl__thread_cpu_s(void)
 /* This process's threads whose name starts with prefix ("" for all): the
  * live ones, and the named ones that ended (summed by name), most CPU
  * first; how many were written. */
-size_t fl__threads_cpu(const char *prefix, struct fl__thread_cpu *out, size_t max);
+size_t fl__threads_cpu(const char *prefix, struct fl_thread_cpu *out, size_t max);
+
+/* Add cpu_s to list[] under name: to its entry, or a new one while fewer
+ * than max. */
+void fl__thread_cpu_add(struct fl_thread_cpu *list, size_t *n, size_t max, const char *name,
+			double cpu_s);
+
+/* Print " NAME SECONDS, ..." for the n threads; returns their sum. */
+double fl__thread_cpu_print(FILE *out, const struct fl_thread_cpu *t, size_t n);
 
 #endif
