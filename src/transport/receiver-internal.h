@@ -25,6 +25,25 @@ struct rx_region {
 	_Atomic uint64_t *zero;	 /* arrived as a zero range */
 	_Atomic uint64_t *fresh; /* arrived since the last pre-copy round began */
 	_Atomic uint64_t *urgent; /* requested for a fault */
+	_Atomic uint64_t *drop;	  /* staging to hand back (receiver-staging.c) */
+};
+
+/* The ring the pushed stream lands in after the switch-over
+ * (receiver-staging.c): frames in flight, oldest first. */
+#define RX_RING_ENTS 256
+struct rx_ring_ent {
+	size_t start, len;
+	size_t left; /* bytes not handed back; freed at 0, oldest first */
+};
+struct rx_ring {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *mem;
+	size_t size, head, reserved;
+	struct rx_ring_ent ent[RX_RING_ENTS];
+	unsigned first, count;
+	bool broken, stalled;
+	uint64_t frames, fallbacks;
 };
 
 struct fl_receiver {
@@ -49,6 +68,11 @@ struct fl_receiver {
 	bool all_in;
 	uint64_t final_stats[FL_WIRE_STATS_MAX];
 	_Atomic uint64_t staging_dropped; /* bytes of staging handed back */
+	pthread_mutex_t droplock;	  /* drop bitmaps and drop_pending */
+	uint64_t drop_pending;		  /* bytes marked, not yet dropped */
+	bool no_populate;		  /* FAULTLINE_NO_POPULATE: fault staging in */
+	bool no_ring;			  /* FAULTLINE_NO_RING: all into staging */
+	struct rx_ring ring;
 	size_t nfinal;
 	char errmsg[320];
 	void *blob;
@@ -78,6 +102,23 @@ int fl__rx_accept_source(struct fl_receiver *r, int listen_fd, uint32_t kind,
 			 uint8_t session[16], bool rejoin, double deadline_s,
 			 struct fl_conn **out, char *err, size_t errlen);
 int fl__rx_send_done(struct fl_receiver *r);
+
+/* receiver-staging.c */
+void fl__rx_staging_populate(struct fl_receiver *r, uint32_t region, uint64_t offset,
+			     uint64_t len);
+/* Staging of [offset, offset+len) is not needed any more (held: it holds
+ * these pages, so count them as handed back). */
+void fl__rx_staging_drop(struct fl_receiver *r, uint32_t region, uint64_t offset,
+			 uint64_t len, bool held);
+void fl__rx_ring_init(struct fl_receiver *r);
+void fl__rx_ring_destroy(struct fl_receiver *r);
+/* Room for len bytes (the control thread only), or NULL: use staging. */
+char *fl__rx_ring_reserve(struct fl_receiver *r, size_t len);
+/* The reserved room holds a frame now. */
+void fl__rx_ring_commit(struct fl_receiver *r, size_t len);
+bool fl__rx_ring_owns(const struct fl_receiver *r, const void *p);
+/* [p, p+len) of a frame is handed back. */
+void fl__rx_ring_free(struct fl_receiver *r, const void *p, size_t len);
 int fl__rx_ask(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len);
 
 /* receiver-rejoin.c: after a break, wait for the source to come back

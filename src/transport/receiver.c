@@ -6,6 +6,10 @@
  *
  * Threads: one per connection receives frames into the staging area and
  * marks pages present; the monitor's thread calls the source functions.
+ * After the switch-over the control connection's frames (the pushed
+ * stream) land in a reused ring instead, are offered from there, and
+ * count as present once the monitor hands them back
+ * (receiver-staging.c says why).
  * A request whose pages are all here completes at once (by reference into
  * staging); otherwise it waits. A fault asks the source for its missing
  * pages on the urgent connection; a background request only waits, since
@@ -102,22 +106,24 @@ static void complete_ready(struct fl_receiver *r)
 
 /* Under the lock: pages the pushed stream brought that no request asked
  * for are offered to the monitor at once, installed as they land. */
-static void offer(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len)
+static bool offer(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len,
+		  char *data)
 {
 	struct fl_source_req *q = calloc(1, sizeof(*q));
 
 	if (!q)
-		return; /* then they wait to be asked for */
+		return false; /* then they wait to be asked for */
 	q->region = region;
 	q->offset = offset;
 	q->len = len;
-	q->data = r->rg[region].staging + offset;
+	q->data = data;
 	q->unasked = true;
 	if (push(&r->done, &r->ndone, &r->cap_done, q)) {
 		free(q);
-		return;
+		return false;
 	}
 	announce(r);
+	return true;
 }
 
 void fl__rx_fail(struct fl_receiver *r, const char *fmt, const char *detail)
@@ -134,30 +140,47 @@ void fl__rx_fail(struct fl_receiver *r, const char *fmt, const char *detail)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Pushed pages go to the monitor in pieces of at most this: each is
+ * installed whole before it looks at its faults again (by UFFDIO_COPY
+ * into new pages here, about 0.2 to 0.5 ms). */
+#define OFFER_PIECE (256u << 10)
+
+/* One connection's receiving: where its current frame's payload went. */
+struct rx_in {
+	struct fl_receiver *r;
+	bool ctl;
+	char *slot; /* in the ring, or NULL: in staging */
+};
+
 static void *page_buf(void *arg, uint32_t region, uint64_t offset, uint32_t len)
 {
-	struct fl_receiver *r = arg;
+	struct rx_in *in = arg;
+	struct fl_receiver *r = in->r;
 
-	(void)len; /* the connection checked it against the region table */
+	/* The connection checked the range against the region table. After
+	 * the switch-over the pushed stream lands in the ring (fault
+	 * replies, on the urgent connection, go where they belong). */
+	in->slot = NULL;
+	if (in->ctl && r->resumed && !r->no_ring)
+		in->slot = fl__rx_ring_reserve(r, len);
+	if (in->slot)
+		return in->slot;
+	fl__rx_staging_populate(r, region, offset, len);
 	return r->rg[region].staging + offset;
 }
 
-/* Pages [offset, offset+len) of a region arrived (data or zeros). */
-static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
+/* Under the lock: pages [offset, offset+len) of a region are here (data
+ * in staging, or zeros). Whether any was asked for by a fault. */
+static bool mark_here(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len,
+		      bool zero)
 {
-	struct rx_region *g = &r->rg[h->region];
-	uint64_t len = h->kind == FL_WIRE_ZERO ? h->count : h->length;
-	size_t first = h->offset / g->page, n = len / g->page;
-	bool unasked = true;
+	struct rx_region *g = &r->rg[region];
+	size_t first = offset / g->page, n = len / g->page;
+	bool asked = false;
 
-	if (h->kind == FL_WIRE_ZERO) /* staging may hold an older copy */
-		madvise(g->staging + h->offset, len, MADV_DONTNEED);
-	pthread_mutex_lock(&r->lock);
-	for (size_t p = first; p < first + n; p++)
-		if (fl__bitmap_test_atomic(g->urgent, p))
-			unasked = false;
 	for (size_t p = first; p < first + n; p++) {
-		if (h->kind == FL_WIRE_ZERO)
+		asked |= fl__bitmap_test_atomic(g->urgent, p);
+		if (zero)
 			fl__bitmap_set_atomic(g->zero, p);
 		else
 			fl__bitmap_clear_atomic(g->zero, p);
@@ -166,9 +189,65 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h)
 		if (fl__bitmap_set_atomic(g->have, p) && r->resumed)
 			atomic_fetch_sub(&r->owed, 1);
 	}
+	return asked;
+}
+
+/* A frame of the ring the monitor is done with (or that cannot be offered
+ * to it): what it did not install goes to staging, then its pages count
+ * as here, and its room is free again. */
+static void land(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len,
+		 const char *slot, bool installed)
+{
+	if (!installed) {
+		fl__rx_staging_populate(r, region, offset, len);
+		memcpy(r->rg[region].staging + offset, slot, len);
+	} else {
+		/* An older copy from pre-copy may sit there (a page dirtied
+		 * again): it is not needed any more either. */
+		fl__rx_staging_drop(r, region, offset, len, false);
+	}
+	pthread_mutex_lock(&r->lock);
+	mark_here(r, region, offset, len, false);
+	complete_ready(r);
+	pthread_mutex_unlock(&r->lock);
+	fl__rx_ring_free(r, slot, len);
+}
+
+/* Pages [offset, offset+len) of a region arrived (data or zeros), into
+ * staging or, when slot, into the ring. */
+static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h, char *slot)
+{
+	struct rx_region *g = &r->rg[h->region];
+	uint64_t len = h->kind == FL_WIRE_ZERO ? h->count : h->length;
+
+	if (slot) {
+		/* Offered in pieces, so that the monitor installs at most one
+		 * piece between two looks at its faults; the pages count as
+		 * here once they come back, so nothing reads them from
+		 * staging before. */
+		fl__rx_ring_commit(r, len);
+		pthread_mutex_lock(&r->lock);
+		r->bytes += len;
+		for (uint64_t at = 0; at < len; at += OFFER_PIECE) {
+			uint64_t n = len - at < OFFER_PIECE ? len - at : OFFER_PIECE;
+
+			if (!offer(r, h->region, h->offset + at, n, slot + at)) {
+				pthread_mutex_unlock(&r->lock);
+				land(r, h->region, h->offset + at, len - at, slot + at, false);
+				return;
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	if (h->kind == FL_WIRE_ZERO) /* staging may hold an older copy */
+		madvise(g->staging + h->offset, len, MADV_DONTNEED);
+	pthread_mutex_lock(&r->lock);
+	bool asked = mark_here(r, h->region, h->offset, len, h->kind == FL_WIRE_ZERO);
+
 	r->bytes += h->kind == FL_WIRE_PAGES ? h->length : 0;
-	if (unasked && r->resumed && h->kind == FL_WIRE_PAGES)
-		offer(r, h->region, h->offset, len);
+	if (!asked && r->resumed && h->kind == FL_WIRE_PAGES)
+		offer(r, h->region, h->offset, len, r->rg[h->region].staging + h->offset);
 	complete_ready(r);
 	pthread_mutex_unlock(&r->lock);
 }
@@ -244,7 +323,8 @@ static void rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t 
 	for (;;) {
 		struct fl_wire_hdr h;
 		struct fl_ctl m;
-		int ret = fl_conn_recv(c, &h, &m, page_buf, r, why, whylen);
+		struct rx_in in = { .r = r, .ctl = c == r->ctl };
+		int ret = fl_conn_recv(c, &h, &m, page_buf, &in, why, whylen);
 
 		if (ret == -ETIMEDOUT && c == r->ctl)
 			snprintf(why, whylen, "the source went silent: nothing on the control "
@@ -259,7 +339,7 @@ static void rx_loop(struct fl_receiver *r, struct fl_conn *c, char *why, size_t 
 			control(r, &m);
 			fl_ctl_free(&m);
 		} else {
-			arrived(r, &h);
+			arrived(r, &h, h.kind == FL_WIRE_PAGES ? in.slot : NULL);
 		}
 	}
 }
@@ -404,7 +484,7 @@ static int rx_flush(struct fl_source *s)
  * behind more than one such batch. After the switch-over every
  * pre-copied page completes at once: unbounded, a fault waited behind
  * hundreds of MiB of installs. */
-#define REAP_BATCH_BYTES (4ull << 20)
+#define REAP_BATCH_BYTES OFFER_PIECE
 
 /* Fault replies first, then background completions up to the batch; the
  * rest stays done and is announced again for the next turn of the loop. */
@@ -485,11 +565,11 @@ static void rx_release(struct fl_source *s, struct fl_source_req *q)
 {
 	struct fl_receiver *r = rx(s);
 
-	if (q->installed && q->result == 0 && q->region < r->n &&
-	    q->data == r->rg[q->region].staging + q->offset) {
-		madvise(r->rg[q->region].staging + q->offset, q->len, MADV_DONTNEED);
-		atomic_fetch_add(&r->staging_dropped, q->len);
-	}
+	if (q->unasked && fl__rx_ring_owns(r, q->data))
+		land(r, q->region, q->offset, q->len, q->data, q->installed && q->result == 0);
+	else if (q->installed && q->result == 0 && q->region < r->n &&
+		 q->data == r->rg[q->region].staging + q->offset)
+		fl__rx_staging_drop(r, q->region, q->offset, q->len, true);
 	if (q->unasked)
 		free(q);
 }
@@ -684,8 +764,9 @@ static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, siz
 		g->zero = calloc(words, sizeof(uint64_t));
 		g->fresh = calloc(words, sizeof(uint64_t));
 		g->urgent = calloc(words, sizeof(uint64_t));
+		g->drop = calloc(words, sizeof(uint64_t));
 		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->fresh ||
-		    !g->urgent) {
+		    !g->urgent || !g->drop) {
 			if (g->staging == MAP_FAILED)
 				g->staging = NULL;
 			snprintf(err, errlen, "cannot stage region %zu (%s, %llu bytes)", i,
@@ -723,6 +804,11 @@ int fl_receiver_accept_opts(struct fl_receiver **out, int listen_fd,
 	pthread_cond_init(&r->cond, NULL);
 	pthread_rwlock_init(&r->connlock, NULL);
 	pthread_mutex_init(&r->hblock, NULL);
+	pthread_mutex_init(&r->droplock, NULL);
+	/* For measuring what populating staging saves (bench/migrate.sh). */
+	r->no_populate = getenv("FAULTLINE_NO_POPULATE") != NULL;
+	r->no_ring = getenv("FAULTLINE_NO_RING") != NULL;
+	fl__rx_ring_init(r);
 	r->verbose = o->verbose;
 	r->tls = *tls;
 	r->listen_fd = -1;
@@ -843,7 +929,10 @@ int fl_receiver_finish(struct fl_receiver *r, const uint64_t *stats, size_t n)
 	fl__heartbeat_stop(&r->hb);
 	pthread_mutex_unlock(&r->hblock);
 	if (r->verbose)
-		fprintf(stderr, "receive: %.1f MiB of pages received\n", (double)r->bytes / (1 << 20));
+		fprintf(stderr, "receive: %.1f MiB of pages received; after the switch-over %llu "
+			"frames through the receive ring, %llu into staging while it was full\n",
+			(double)r->bytes / (1 << 20), (unsigned long long)r->ring.frames,
+			(unsigned long long)r->ring.fallbacks);
 	/* If this is lost in a break, a source that rejoins gets it again. */
 	if (fl__rx_send_done(r) && r->rejoin_s <= 0)
 		return -ECONNRESET;
@@ -905,6 +994,7 @@ void fl_receiver_destroy(struct fl_receiver *r)
 		free(r->rg[i].zero);
 		free(r->rg[i].fresh);
 		free(r->rg[i].urgent);
+		free(r->rg[i].drop);
 	}
 	free(r->rg);
 	free(r->regions);
@@ -919,6 +1009,8 @@ void fl_receiver_destroy(struct fl_receiver *r)
 	pthread_rwlock_destroy(&r->connlock);
 	pthread_mutex_destroy(&r->hblock);
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->droplock);
+	fl__rx_ring_destroy(r);
 	pthread_cond_destroy(&r->cond);
 	free(r);
 }

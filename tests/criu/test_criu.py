@@ -319,6 +319,16 @@ def serve_pages(lazy_by_pid, port_box, hostile_after, log, how="wrong address"):
             if served >= hostile_after and how == "cut":
                 log.append(f"cut in the middle of {n} pages at {vaddr:#x}")
                 c.sendall(struct.pack("<IIQQQ", 0x40006, 0, n, vaddr, pid) + b"\x55" * 2048)
+                # A FIN after the half reply, not a reset: closing with
+                # GETs unread would send RST, and the client could lose
+                # the reply's bytes (and see the cut between replies).
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(10)
+                try:
+                    while c.recv(65536):
+                        pass
+                except OSError:
+                    pass
                 return
             if served >= hostile_after:
                 log.append(f"hostile reply to {n} pages at {vaddr:#x}")

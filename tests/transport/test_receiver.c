@@ -43,10 +43,10 @@ static void hello(struct fl_conn *c, uint32_t kind)
 
 /* Connect both of a source's connections to the receiver, say hello on
  * each, and send the region table (NPAGES pages). */
-static void connect_source(struct fl_conn **ctl, struct fl_conn **urg)
+static void connect_source_len(struct fl_conn **ctl, struct fl_conn **urg, uint64_t len)
 {
 	struct fl_tls_config plain = { .plain = true };
-	struct fl_region g = { .start = 0x10000000, .len = NPAGES * PG, .page_size = PG,
+	struct fl_region g = { .start = 0x10000000, .len = len, .page_size = PG,
 			       .prot = 3, .name = "ram" };
 	struct fl_ctl m = { .type = FL_CTL_REGIONS };
 	char addr[32], err[256];
@@ -59,6 +59,11 @@ static void connect_source(struct fl_conn **ctl, struct fl_conn **urg)
 	m.regions.regions = &g;
 	m.regions.n = 1;
 	assert_int_equal(fl_conn_send_ctl(*ctl, &m), 0);
+}
+
+static void connect_source(struct fl_conn **ctl, struct fl_conn **urg)
+{
+	connect_source_len(ctl, urg, NPAGES * PG);
 }
 
 /* Pages 0-7 data, 8-11 zero, 12-15 owed; resume; then hang up. */
@@ -251,6 +256,139 @@ static void test_garbage_and_silent_connections_before_the_source_cost_nothing(
 	close(lfd);
 }
 
+/* The pushed stream after the switch-over: more frames than the ring
+ * holds, in a scattered order, every page owed. */
+#define PUSH_FRAME (1u << 20)
+#define PUSH_FRAMES 48u
+#define PUSH_BYTES ((uint64_t)PUSH_FRAME * PUSH_FRAMES)
+#define PIECE (256u << 10) /* receiver.c's OFFER_PIECE */
+
+static uint64_t push_frame_at(unsigned i)
+{
+	return (uint64_t)(i * 29 % PUSH_FRAMES) * PUSH_FRAME;
+}
+
+static void *pushing_source(void *arg)
+{
+	struct fl_conn *ctl, *urg;
+	struct fl_ctl m;
+	uint8_t *owed = malloc(PUSH_BYTES / PG / 8);
+	char *frame = malloc(PUSH_FRAME);
+
+	(void)arg;
+	connect_source_len(&ctl, &urg, PUSH_BYTES);
+	memset(owed, 0xff, PUSH_BYTES / PG / 8);
+	m = (struct fl_ctl){ .type = FL_CTL_OWED };
+	m.owed.npages = PUSH_BYTES / PG;
+	m.owed.bitmap = owed;
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	m = (struct fl_ctl){ .type = FL_CTL_RESUME };
+	assert_int_equal(fl_conn_send_ctl(ctl, &m), 0);
+	for (unsigned i = 0; i < PUSH_FRAMES; i++) {
+		uint64_t at = push_frame_at(i);
+
+		for (uint64_t o = 0; o < PUSH_FRAME; o += PG)
+			fill_pattern(frame + o, PG, (at + o) / PG + 1000);
+		assert_int_equal(fl_conn_send_pages(ctl, 0, at, frame, PUSH_FRAME, 0), 0);
+	}
+	usleep(200 * 1000);
+	fl_conn_close(ctl);
+	fl_conn_close(urg);
+	free(frame);
+	free(owed);
+	return NULL;
+}
+
+struct offers {
+	struct fl_source_req *got[4096];
+	size_t n;
+};
+
+static void offer_cb(struct fl_source_req *req, void *arg)
+{
+	struct offers *o = arg;
+
+	assert_true(req->unasked);
+	assert_true(o->n < 4096);
+	o->got[o->n++] = req;
+}
+
+static bool page_is(const char *p, uint64_t page)
+{
+	char want[PG];
+
+	fill_pattern(want, PG, page + 1000);
+	return memcmp(p, want, PG) == 0;
+}
+
+/* Frames pushed after the switch-over are offered with their bytes (by
+ * reference into the receive ring); what the monitor hands back as not
+ * installed is kept, so a later request reads the same bytes; a monitor
+ * that stops reading for a while does not stop the stream (frames then
+ * land in staging); every page ends up counted as here. */
+static void test_pushed_frames_beyond_the_ring_are_offered_and_kept(const struct fl_case *c)
+{
+	struct fl_tls_config plain = { .plain = true };
+	struct offers *o = calloc(1, sizeof(*o));
+	struct fl_receiver *r;
+	struct fl_source *s;
+	uint64_t offered = 0;
+	size_t pieces = 0, whole = 0;
+	pthread_t th;
+	char err[256], buf[PG];
+	int lfd;
+
+	(void)c;
+	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
+	assert_true(lfd >= 0);
+	assert_int_equal(pthread_create(&th, NULL, pushing_source, NULL), 0);
+	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 0, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	s = fl_receiver_source(r);
+	/* Read nothing at first: the ring fills, and the stream goes on into
+	 * staging. */
+	usleep(400 * 1000);
+	while (offered < PUSH_BYTES) {
+		struct pollfd p = { .fd = s->event_fd, .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+		o->n = 0;
+		fl_source_reap(s, offer_cb, o);
+		for (size_t i = 0; i < o->n; i++) {
+			struct fl_source_req *q = o->got[i];
+
+			for (uint64_t off = 0; off < q->len; off += PG)
+				assert_true(page_is((const char *)q->data + off, (q->offset + off) / PG));
+			offered += q->len;
+			/* Every other piece of the ring's: "installed"; the rest:
+			 * nobody took it, keep it. */
+			q->installed = q->len == PIECE && (q->offset / PIECE) % 2 == 0;
+			pieces += q->len == PIECE;
+			whole += q->len == PUSH_FRAME;
+			q->result = 0;
+			fl_source_release(s, q);
+		}
+	}
+	assert_int_equal(offered, PUSH_BYTES);
+	assert_int_equal(fl_receiver_owed(r), 0);
+	pthread_join(th, NULL);
+	/* Both ways were taken: pieces of frames from the ring, and whole
+	 * frames that landed in staging while the ring was full. */
+	printf("# %zu pieces from the ring, %zu frames through staging\n", pieces, whole);
+	assert_true(pieces > 0 && whole > 0);
+	/* Pages kept are served from staging, after the source is gone. */
+	for (uint64_t page = 0; page < PUSH_BYTES / PG; page++) {
+		if ((page * PG / PIECE) % 2 == 0)
+			continue; /* installed: nobody reads these again */
+		memset(buf, 0xaa, PG);
+		assert_int_equal(fetch(s, page, buf, false), 0);
+		assert_true(page_is(buf, page));
+	}
+	fl_receiver_destroy(r);
+	close(lfd);
+	free(o);
+}
+
 int main(int argc, char **argv)
 {
 	struct fl_case *cases = NULL;
@@ -259,5 +397,6 @@ int main(int argc, char **argv)
 	FL_ADD(test_received_pages_served_even_after_the_source_dies);
 	FL_ADD(test_garbage_and_silent_connections_before_the_source_cost_nothing);
 	FL_ADD(test_a_silent_source_is_given_up_in_seconds);
+	FL_ADD(test_pushed_frames_beyond_the_ring_are_offered_and_kept);
 	return fl_run_cases(cases, n, argc, argv);
 }
