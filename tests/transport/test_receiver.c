@@ -119,21 +119,33 @@ static int fetch(struct fl_source *s, uint64_t page, void *buf, bool urgent)
 	return q.result;
 }
 
-static void test_received_pages_served_even_after_the_source_dies(const struct fl_case *c)
+/* Listen, start `source` on its thread, accept it and wait for its
+ * switch-over. */
+static struct fl_receiver *receive_from(void *(*source)(void *), void *arg, int verbose,
+					pthread_t *th, int *lfd)
 {
 	struct fl_tls_config plain = { .plain = true };
 	struct fl_receiver *r;
+	char err[256];
+
+	*lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
+	assert_true(*lfd >= 0);
+	assert_int_equal(pthread_create(th, NULL, source, arg), 0);
+	assert_int_equal(fl_receiver_accept(&r, *lfd, &plain, verbose, err, sizeof(err)), 0);
+	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	return r;
+}
+
+static void test_received_pages_served_even_after_the_source_dies(const struct fl_case *c)
+{
+	struct fl_receiver *r;
 	struct fl_source *s;
 	pthread_t th;
-	char err[256], buf[PG], want[PG];
+	char buf[PG], want[PG];
 	int lfd;
 
 	(void)c;
-	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
-	assert_true(lfd >= 0);
-	assert_int_equal(pthread_create(&th, NULL, fake_source, NULL), 0);
-	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 0, err, sizeof(err)), 0);
-	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	r = receive_from(fake_source, NULL, 0, &th, &lfd);
 	assert_int_equal(fl_receiver_owed(r), 4);
 	s = fl_receiver_source(r);
 	assert_int_equal(fetch(s, 3, buf, true), 0);
@@ -184,20 +196,15 @@ static void *silent_source(void *arg)
  * (never zeros, never a wait for ever). */
 static void test_a_silent_source_is_given_up_in_seconds(const struct fl_case *c)
 {
-	struct fl_tls_config plain = { .plain = true };
 	struct fl_receiver *r;
 	struct timespec t0, t1;
 	volatile int stop = 0;
 	pthread_t th;
-	char err[256], buf[PG];
+	char buf[PG];
 	int lfd;
 
 	(void)c;
-	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
-	assert_true(lfd >= 0);
-	assert_int_equal(pthread_create(&th, NULL, silent_source, (void *)&stop), 0);
-	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 1, err, sizeof(err)), 0);
-	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	r = receive_from(silent_source, (void *)&stop, 1, &th, &lfd);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(fetch(fl_receiver_source(r), 5, buf, true), -ECONNRESET);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -328,22 +335,17 @@ static bool page_is(const char *p, uint64_t page)
  * land in staging); every page ends up counted as here. */
 static void test_pushed_frames_beyond_the_ring_are_offered_and_kept(const struct fl_case *c)
 {
-	struct fl_tls_config plain = { .plain = true };
 	struct offers *o = calloc(1, sizeof(*o));
 	struct fl_receiver *r;
 	struct fl_source *s;
 	uint64_t offered = 0;
 	size_t pieces = 0, whole = 0;
 	pthread_t th;
-	char err[256], buf[PG];
+	char buf[PG];
 	int lfd;
 
 	(void)c;
-	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
-	assert_true(lfd >= 0);
-	assert_int_equal(pthread_create(&th, NULL, pushing_source, NULL), 0);
-	assert_int_equal(fl_receiver_accept(&r, lfd, &plain, 0, err, sizeof(err)), 0);
-	assert_int_equal(fl_receiver_wait_resume(r, NULL, NULL, err, sizeof(err)), 0);
+	r = receive_from(pushing_source, NULL, 0, &th, &lfd);
 	s = fl_receiver_source(r);
 	/* Read nothing at first: the ring fills, and the stream goes on into
 	 * staging. */
