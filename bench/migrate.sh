@@ -12,7 +12,8 @@
 #             rounds until they stop converging, then post-copy; the
 #             destination reads all its memory at once on arrival.
 # peak/RAM: the destination's peak memory (faultline receive and the
-# restored program together, sampled every 10 ms) over the RAM migrated.
+# restored program together, sampled every 10 ms until every page is in)
+# over the RAM migrated. FL_BENCH_KEEP=1 keeps the logs in /tmp.
 # cpu_s/GiB: CPU seconds faultline spent per GiB, on the source (per GiB
 # sent, the migration's threads) and on the destination (faultline
 # receive's threads, per GiB of RAM); the program's own are not counted.
@@ -32,7 +33,7 @@ ninja -C "$build" bench/bench src/cli/faultline examples/migrate-workload >/dev/
 fl=$build/src/cli/faultline
 wl=$build/examples/migrate-workload
 tmp=$(mktemp -d /tmp/fl-bench-migrate.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${FL_BENCH_KEEP:-}" ] || rm -rf "$tmp"' EXIT
 "$fl" certs --out "$tmp/certs" >/dev/null
 
 tcp=$("$build/bench/bench" --quick --json 2>/dev/null |

@@ -341,7 +341,11 @@ int cmd_receive(int argc, char **argv)
 	 * tells it as soon as that is true); a program may run on for ever. */
 	for (;;) {
 		pid_t w = wait4(child, &status, WNOHANG, &child_ru);
-		uint64_t both = w == child ? 0 : rss_tree(getpid(), NULL, -1);
+		/* Sampled while pages move: once all are in, what the program
+		 * does is its own (and a sanitizer's leak check at its exit
+		 * shares its memory with a tracer whose statm line may not
+		 * match it exactly, so it would be counted twice). */
+		uint64_t both = w == child || done ? 0 : rss_tree(getpid(), NULL, -1);
 
 		if (both > peak_both)
 			peak_both = both;
@@ -387,7 +391,7 @@ int cmd_receive(int argc, char **argv)
 		for (size_t i = 0; g && i < ng; i++)
 			ram += g[i].len;
 		fprintf(stderr, "receive: peak memory: %.1f MiB here and the restorer together "
-			"(sampled every 10 ms; each alone at its peak: %.1f MiB here, %.1f MiB the "
+			"(sampled every 10 ms while pages arrived; each alone at its peak: %.1f MiB here, %.1f MiB the "
 			"restorer), for %.1f MiB of RAM migrated; %.1f MiB of staging handed back "
 			"as pages went in\n", (double)peak_both / 1048576,
 			(double)self_ru.ru_maxrss / 1024, (double)child_ru.ru_maxrss / 1024,
