@@ -5,11 +5,22 @@ memory check passes, the service mode reports the rate it kept before,
 during post-copy and after, and the destination never holds much more
 than the RAM migrated (staging is handed back as pages go in; it used to
 be a second full copy). No time is judged."""
+import json
 import os
 import subprocess
 import sys
 
 script, build = sys.argv[1], sys.argv[2]
+# Under AddressSanitizer the program alone holds ~1.2x its memory (shadow
+# and allocator metadata): the bound then leaves the same room for us.
+bound = 1.5
+try:
+    with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+        opts = {o["name"]: o["value"] for o in json.load(f)}
+    if "address" in str(opts.get("b_sanitize", "none")):
+        bound = 1.8
+except (OSError, ValueError, KeyError):
+    pass
 p = subprocess.run(["bash", script, build, "256"], capture_output=True, text=True, timeout=600,
                    env=dict(os.environ, FL_BENCH_RATE="5000"))
 print("1..3")
@@ -35,9 +46,9 @@ print(("ok" if ok2 else "not ok") + " 2 - the service reports its rate before, d
 ok3 = False
 try:
     peaks = [float(ln[15]) for ln in lines]
-    assert len(peaks) == 4 and all(0.5 < x < 1.5 for x in peaks), peaks
+    assert len(peaks) == 4 and all(0.5 < x < bound for x in peaks), (peaks, bound)
     ok3 = True
 except Exception as e:
     print(f"# {type(e).__name__}: {e}")
-print(("ok" if ok3 else "not ok") + " 3 - the destination's peak memory stays under 1.5x the RAM")
+print(("ok" if ok3 else "not ok") + f" 3 - the destination's peak memory stays under {bound}x the RAM")
 sys.exit(0 if ok1 and ok2 and ok3 else 1)
