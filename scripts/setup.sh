@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install, with apt, everything faultline's build, tests and benchmarks need
-# on Debian 12. Idempotent: prints nothing when all is already there.
+# on Debian 12 (runc: the CRIU tests restore a real container lazily).
+# Idempotent: prints nothing when all is already there.
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
 	libssl-dev libcap-dev libcmocka-dev
 	clang llvm iproute2 openssl
 	abigail-tools scdoc man-db
+	runc
 )
 
 missing=()
