@@ -431,14 +431,14 @@ static pid_t proc_pid(const struct mproc *p)
 }
 
 /* A process owes pages that can never come and cannot be made to SIGBUS
- * (its userfaultfd has no POISON): it is killed, never fed zeros. */
+ * (the kernel refused UFFDIO_POISON): it is killed, never fed zeros. */
 void fl__fetch_doom(struct mproc *p, const char *why)
 {
 	pid_t pid = proc_pid(p);
 
 	if (!p->doomed)
-		fl__mon_log(p->mon, 0, "%s: %s; its userfaultfd cannot poison pages (no "
-			"UFFD_FEATURE_POISON), so the process is killed rather than given "
+		fl__mon_log(p->mon, 0, "%s: %s; the kernel cannot poison its pages (UFFDIO_POISON "
+			"refused: older than 6.6), so the process is killed rather than given "
 			"zeros", p->label, why);
 	p->doomed = true;
 	if (pid > 0) {
@@ -475,18 +475,24 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 					 "offset %#llx) can never be had: %s",
 					 (unsigned long long)addr, m->src->kind, req->region, g->name,
 					 (unsigned long long)off, strerror(-req->result));
-				if (!(p->features & UFFD_FEATURE_POISON)) {
-					fl__fetch_doom(p, why);
-					break;
-				}
 				/* While an event is in flight the page stays owed
 				 * and is refused again at the retry. */
 				if (!fl__gate_open(p))
 					break;
+				/* UFFDIO_POISON needs no feature bit (kernel 6.6
+				 * on): an fd set up by someone else without
+				 * UFFD_FEATURE_POISON (CRIU's, and its fork
+				 * children's, whose pid the event does not give)
+				 * still gets SIGBUS. Only a kernel without it
+				 * (EINVAL, ENOTTY) leaves killing. */
 				ret = fl_uffd_poison(p->uffd, addr, r->page, r->page, 0, NULL);
 				fl__gate_answer(p, ret);
 				if (ret == -EAGAIN)
 					break;
+				if (ret == -EINVAL || ret == -ENOTTY) {
+					fl__fetch_doom(p, why);
+					break;
+				}
 				if (ret == -ESRCH) {
 					fl__proc_kill(p, "ESRCH while poisoning");
 					break;

@@ -38,7 +38,7 @@ struct mproc {
 	size_t nregions;
 	struct event *uffd_ev, *pidfd_ev;
 	bool dead;	       /* gone; freed at the end of the callback */
-	bool doomed;	       /* owes pages that can never come, no POISON */
+	bool doomed;	       /* owes pages that can never come, POISON refused */
 	bool same_mm;	       /* its memory is this process's (UFFDIO_MOVE) */
 	uint32_t last_tid;     /* a thread seen faulting (for a pid) */
 	struct pfault *pending; /* faults waiting (EAGAIN, or no request free) */

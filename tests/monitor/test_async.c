@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,6 +283,74 @@ static void test_source_silent_past_the_deadline_gets_sigbus(const struct fl_cas
 	harness_free(&h);
 }
 
+/* An fd set up the way CRIU sets it up: no UFFD_FEATURE_POISON asked for,
+ * no THREAD_ID, handed over as is. A child forked after the handoff (the
+ * FORK event names no pid on an unpatched kernel) and its parent each
+ * touch the page that can never come: each gets SIGBUS, neither sleeps
+ * (before, the monitor could only kill, and without a pid not even that). */
+static void wl_criu_style_fork_reads_page_40(const char *sock)
+{
+	size_t len = (DATA_PAGES + ZERO_PAGES) * PG;
+	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct fl_handoff_region r[2] = {
+		{ (uint64_t)(uintptr_t)base, DATA_PAGES * PG, 0, 0, PG },
+		{ (uint64_t)(uintptr_t)base + DATA_PAGES * PG, ZERO_PAGES * PG, 0, 1, PG },
+	};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char err[256];
+	struct fl_uffd u;
+	int s, st;
+	pid_t c;
+
+	CHECK(base != MAP_FAILED);
+	madvise(base, len, MADV_NOHUGEPAGE);
+	CHECK(fl_uffd_create(&u, 0, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+			     UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP, 0, NULL) == 0);
+	CHECK(!fl_uffd_has(&u, UFFD_FEATURE_POISON));
+	CHECK(fl_uffd_register(u.fd, (uint64_t)(uintptr_t)base, len,
+			       UFFDIO_REGISTER_MODE_MISSING, NULL) == 0);
+	strcpy(sa.sun_path, sock);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	if (fl_handoff_send(s, &u, 0, r, 2, err, sizeof(err))) {
+		fprintf(stderr, "workload: %s\n", err);
+		_exit(91);
+	}
+	close(s);
+	signal(SIGBUS, SIG_DFL);
+	CHECK(check_pages(base, 0, 40));
+	c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		alarm(20); /* a child left asleep shows as SIGALRM, not a hang */
+		CHECK(check_pages(base, 40, 1)); /* SIGBUS here */
+		_exit(0);
+	}
+	CHECK(waitpid(c, &st, 0) == c);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGBUS) {
+		fprintf(stderr, "workload: the child ended with status %#x, not SIGBUS\n", st);
+		_exit(92);
+	}
+	alarm(20);
+	CHECK(check_pages(base, 40, 1)); /* SIGBUS here too */
+	_exit(0);
+}
+
+static void test_fd_without_poison_feature_still_gets_sigbus_in_fork_child(const struct fl_case *c)
+{
+	struct harness h = { 0 };
+	bool logged;
+
+	(void)c;
+	capture_log();
+	run_case(&h, &faults_only, fail_40, wl_criu_style_fork_reads_page_40, SIGBUS);
+	logged = log_has("poisoned", "Bad message");
+	assert_true(logged);
+	assert_true(harness_stat(&h, "pages_poisoned") >= 2);
+	assert_int_equal(harness_stat(&h, "killed"), 0);
+	harness_free(&h);
+}
+
 /* ---- teardown with reads in flight */
 
 static void wl_block_forever(const char *sock)
@@ -401,6 +471,7 @@ int main(int argc, char **argv)
 	FL_ADD(test_remap_of_a_page_in_flight_wakes_its_waiter);
 	FL_ADD(test_corrupt_page_read_gets_sigbus_and_a_log_line);
 	FL_ADD(test_source_silent_past_the_deadline_gets_sigbus);
+	FL_ADD(test_fd_without_poison_feature_still_gets_sigbus_in_fork_child);
 	FL_ADD(test_destroy_with_reads_in_flight_cancels_them);
 	FL_ADD(test_faults_racing_removes_without_prefetch_all_end);
 	return fl_run_cases(cases, n, argc, argv);
