@@ -84,8 +84,10 @@ static int print_json(const struct table *t, const struct bench_opts *o)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: bench [--quick] [--json] [--mib N] [--reps N] [--faults N]\n"
+	fprintf(out, "usage: bench [--quick] [--limits] [--json] [--mib N] [--reps N] [--faults N]\n"
 		     "  --quick    small sizes, for a smoke run (seconds)\n"
+		     "  --limits   only the machine's limits, page installs and fault round\n"
+		     "             trips (what bench/migrate.sh quotes its figures against)\n"
 		     "  --mib N    working set per measurement (default 1024; lazy restore\n"
 		     "             also runs 4x that)\n"
 		     "  --reps N   repetitions, median reported (default 5, max 32)\n"
@@ -98,15 +100,18 @@ int main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' }, { "json", no_argument, NULL, 'j' },
 		{ "mib", required_argument, NULL, 'm' }, { "reps", required_argument, NULL, 'r' },
 		{ "faults", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' },
+		{ "limits", no_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bench_opts o = { .mib = 1024, .reps = 5, .faults = 20000 };
 	static struct table t;
+	bool limits_only = false;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "qjm:r:f:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qljm:r:f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': o.mib = 32; o.reps = 3; o.faults = 2000; break;
+		case 'l': limits_only = true; break;
 		case 'j': o.json = true; break;
 		case 'm': o.mib = strtoul(optarg, NULL, 0); break;
 		case 'r': o.reps = atoi(optarg); break;
@@ -125,18 +130,23 @@ int main(int argc, char **argv)
 	if (!o.json)
 		fprintf(stderr, "measuring page installs...\n");
 	bench_resolve(&t, &o);
-	if (!o.json)
-		fprintf(stderr, "measuring the receiver's data path (blocking vs io_uring)...\n");
-	bench_recv_path(&t, &o);
+	if (!limits_only) {
+		if (!o.json)
+			fprintf(stderr, "measuring the receiver's data path (blocking vs io_uring)...\n");
+		bench_recv_path(&t, &o);
+	}
 	if (!o.json)
 		fprintf(stderr, "measuring fault round trips...\n");
 	bench_fault_latency(&t, &o);
+	if (limits_only)
+		goto out;
 	if (!o.json)
 		fprintf(stderr, "measuring PAGEMAP_SCAN...\n");
 	bench_pagemap_scan(&t, &o);
 	if (!o.json)
 		fprintf(stderr, "measuring lazy restore (%zu MiB and %zu MiB)...\n", o.mib, 4 * o.mib);
 	bench_lazy_restore(&t, &o);
+out:
 	if (o.json)
 		return print_json(&t, &o);
 	print_table(&t, &o);

@@ -38,11 +38,16 @@ try:
         assert before > 0 and during > 0 and after > 0, ln
         src_cpu, dst_cpu = (float(x) for x in ln[16].split(","))
         assert src_cpu > 0 and dst_cpu > 0, ln
+    for ln in lines:  # beside the limits measured in the same run
+        assert float(ln[17].rstrip("%")) > 0 and float(ln[18]) >= 0, ln
+    for limit in ("loopback TCP, one stream", "round trip p50", "AES-128-GCM on one core",
+                  "UFFDIO_COPY in 2 MiB calls, one pass", "raw fault round trip"):
+        assert limit in p.stdout, limit
     ok2 = True
 except Exception as e:
     print(f"# {type(e).__name__}: {e}")
 print(("ok" if ok2 else "not ok") + " 2 - the service reports its rate before, during and after, "
-      "and CPU seconds per GiB on each side")
+      "CPU seconds per GiB on each side, and each row beside the machine's limits")
 ok3 = False
 try:
     peaks = [float(ln[15]) for ln in lines]
