@@ -26,6 +26,7 @@ struct rx_region {
 	_Atomic uint64_t *fresh; /* arrived since the last pre-copy round began */
 	_Atomic uint64_t *urgent; /* requested for a fault */
 	_Atomic uint64_t *drop;	  /* staging to hand back (receiver-staging.c) */
+	_Atomic uint64_t *staged; /* staging may hold bytes (populated, written) */
 };
 
 /* The ring the pushed stream lands in after the switch-over
@@ -104,8 +105,12 @@ int fl__rx_accept_source(struct fl_receiver *r, int listen_fd, uint32_t kind,
 int fl__rx_send_done(struct fl_receiver *r);
 
 /* receiver-staging.c */
+/* Before any write to staging: the pages are populated and marked staged
+ * (only staged pages are ever zapped). */
 void fl__rx_staging_populate(struct fl_receiver *r, uint32_t region, uint64_t offset,
 			     uint64_t len);
+/* Zap at once what staging holds of the range (a zero range arrived). */
+void fl__rx_staging_zap(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len);
 /* Staging of [offset, offset+len) is not needed any more (held: it holds
  * these pages, so count them as handed back). */
 void fl__rx_staging_drop(struct fl_receiver *r, uint32_t region, uint64_t offset,

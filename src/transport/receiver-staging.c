@@ -37,11 +37,41 @@ void fl__rx_staging_populate(struct fl_receiver *r, uint32_t region, uint64_t of
 {
 	struct rx_region *g = &r->rg[region];
 
+	/* Every write to staging comes through here first: what is never
+	 * staged is never zapped (a zap flushes the TLB of every CPU that
+	 * runs one of our threads, even where nothing was mapped). */
+	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++)
+		fl__bitmap_set_atomic(g->staged, p);
 	/* A single page is as cheap to fault as to populate. A kernel without
 	 * MADV_POPULATE_WRITE (before 5.14) says EINVAL, and the copy faults
 	 * the pages in as before: nothing is lost but time. */
 	if (len >= 2 * g->page && !r->no_populate)
 		(void)madvise(g->staging + offset, len, MADV_POPULATE_WRITE);
+}
+
+/* Whether any page of the range may hold bytes in staging. */
+static bool any_staged(struct rx_region *g, uint64_t offset, uint64_t len)
+{
+	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++) {
+		if (!g->staged[p / 64] && p % 64 == 0 && p + 64 <= (offset + len) / g->page) {
+			p += 63; /* a clear word */
+			continue;
+		}
+		if (fl__bitmap_test_atomic(g->staged, p))
+			return true;
+	}
+	return false;
+}
+
+void fl__rx_staging_zap(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64_t len)
+{
+	struct rx_region *g = &r->rg[region];
+
+	if (!any_staged(g, offset, len))
+		return;
+	madvise(g->staging + offset, len, MADV_DONTNEED);
+	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++)
+		fl__bitmap_clear_atomic(g->staged, p);
 }
 
 /* Under droplock: zap each run of marked pages, clear the marks. */
@@ -63,8 +93,10 @@ static void drop_marked(struct fl_receiver *r)
 				continue;
 			}
 			start = p;
-			while (p < g->pages && fl__bitmap_test_atomic(g->drop, p))
+			while (p < g->pages && fl__bitmap_test_atomic(g->drop, p)) {
+				fl__bitmap_clear_atomic(g->staged, p);
 				fl__bitmap_clear_atomic(g->drop, p++);
+			}
 			madvise(g->staging + start * g->page, (p - start) * g->page,
 				MADV_DONTNEED);
 		}
@@ -77,10 +109,14 @@ void fl__rx_staging_drop(struct fl_receiver *r, uint32_t region, uint64_t offset
 {
 	struct rx_region *g = &r->rg[region];
 
+	if (!any_staged(g, offset, len)) /* received into the ring, installed from there */
+		return;
 	pthread_mutex_lock(&r->droplock);
 	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++)
-		fl__bitmap_set_atomic(g->drop, p);
-	r->drop_pending += len;
+		if (fl__bitmap_test_atomic(g->staged, p)) {
+			fl__bitmap_set_atomic(g->drop, p);
+			r->drop_pending += g->page;
+		}
 	if (r->drop_pending >= DROP_BATCH_BYTES)
 		drop_marked(r);
 	pthread_mutex_unlock(&r->droplock);

@@ -217,7 +217,6 @@ static void land(struct fl_receiver *r, uint32_t region, uint64_t offset, uint64
  * staging or, when slot, into the ring. */
 static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h, char *slot)
 {
-	struct rx_region *g = &r->rg[h->region];
 	uint64_t len = h->kind == FL_WIRE_ZERO ? h->count : h->length;
 
 	if (slot) {
@@ -241,7 +240,7 @@ static void arrived(struct fl_receiver *r, const struct fl_wire_hdr *h, char *sl
 		return;
 	}
 	if (h->kind == FL_WIRE_ZERO) /* staging may hold an older copy */
-		madvise(g->staging + h->offset, len, MADV_DONTNEED);
+		fl__rx_staging_zap(r, h->region, h->offset, len);
 	pthread_mutex_lock(&r->lock);
 	bool asked = mark_here(r, h->region, h->offset, len, h->kind == FL_WIRE_ZERO);
 
@@ -765,8 +764,9 @@ static int setup_regions(struct fl_receiver *r, struct fl_ctl *m, char *err, siz
 		g->fresh = calloc(words, sizeof(uint64_t));
 		g->urgent = calloc(words, sizeof(uint64_t));
 		g->drop = calloc(words, sizeof(uint64_t));
+		g->staged = calloc(words, sizeof(uint64_t));
 		if (g->staging == MAP_FAILED || !g->have || !g->zero || !g->fresh ||
-		    !g->urgent || !g->drop) {
+		    !g->urgent || !g->drop || !g->staged) {
 			if (g->staging == MAP_FAILED)
 				g->staging = NULL;
 			snprintf(err, errlen, "cannot stage region %zu (%s, %llu bytes)", i,
@@ -995,6 +995,7 @@ void fl_receiver_destroy(struct fl_receiver *r)
 		free(r->rg[i].fresh);
 		free(r->rg[i].urgent);
 		free(r->rg[i].drop);
+		free(r->rg[i].staged);
 	}
 	free(r->rg);
 	free(r->regions);
