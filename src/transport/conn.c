@@ -541,6 +541,35 @@ static int write_full(struct fl_conn *c, const void *buf, size_t len)
 	return 0;
 }
 
+/* TLS records gather in the socket BIO (tls.c) until a flush: send them.
+ * 0, or -errno. */
+static int flush_out(struct fl_conn *c)
+{
+	if (!c->ssl)
+		return 0;
+	for (;;) {
+		BIO *b;
+		int r, e;
+		bool retry;
+
+		pthread_mutex_lock(&c->io_lock);
+		b = SSL_get_wbio(c->ssl);
+		errno = 0;
+		r = b ? BIO_flush(b) : 1;
+		retry = r <= 0 && BIO_should_retry(b);
+		e = errno;
+		pthread_mutex_unlock(&c->io_lock);
+		if (r > 0)
+			return 0;
+		if (!retry)
+			return e ? -e : -EIO;
+		if (atomic_load(&c->shut))
+			return -ESHUTDOWN;
+		if (wait_fd(c, POLLOUT))
+			return -errno;
+	}
+}
+
 /* -------------------------------------------------------------- frames */
 
 /* A test's injected fault (wire-inject.h), under send_lock: 1 when the
@@ -566,6 +595,7 @@ static int injected(struct fl_conn *c, const uint8_t *hdr, const void *payload, 
 		if (!write_full(c, hdr, cut < FL_WIRE_HDR_SIZE ? cut : FL_WIRE_HDR_SIZE) &&
 		    cut > FL_WIRE_HDR_SIZE)
 			write_full(c, payload, cut - FL_WIRE_HDR_SIZE);
+		flush_out(c);
 		/* fall through */
 	case FL_FAULT_RESET:
 		shutdown(c->fd, SHUT_RDWR);
@@ -601,6 +631,8 @@ static int send_frame(struct fl_conn *c, const struct fl_wire_hdr *h, const void
 		if (!ret)
 			ret = write_full(c, payload, len);
 	}
+	if (!ret)
+		ret = flush_out(c);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
@@ -792,8 +824,10 @@ void fl_conn_close(struct fl_conn *c)
 		return;
 	if (c->ssl) {
 		/* A close_notify if the socket takes it now; never wait. */
-		if (!atomic_load(&c->shut) && SSL_is_init_finished(c->ssl))
+		if (!atomic_load(&c->shut) && SSL_is_init_finished(c->ssl)) {
 			SSL_shutdown(c->ssl);
+			(void)BIO_flush(SSL_get_wbio(c->ssl));
+		}
 		ERR_clear_error();
 		SSL_free(c->ssl);
 	}

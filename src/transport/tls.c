@@ -30,14 +30,53 @@
 /* ------------------------------------------------ a socket BIO, no SIGPIPE */
 
 /* OpenSSL's own socket BIO writes with write(2): a peer that went away
- * would kill the process with SIGPIPE. This one uses send(MSG_NOSIGNAL). */
+ * would kill the process with SIGPIPE. This one uses send(MSG_NOSIGNAL),
+ * and gathers records until a flush: OpenSSL hands over one 16 KiB record
+ * at a time, and a frame of 1 MiB was 65 send()s (its header a record of
+ * its own); now 5. conn.c flushes at the end of every frame, OpenSSL after
+ * each handshake flight and alert. */
+#define BIO_WBUF (256u << 10)
+
+struct sockbio {
+	int fd;
+	size_t off, len; /* buf[off, len) waits to be sent */
+	char buf[];
+};
+
+/* Send what waits: 1 when all went, 0 when the socket is full (retry),
+ * -1 on an error (errno). */
+static int sockbio_drain(struct sockbio *s)
+{
+	while (s->off < s->len) {
+		ssize_t n = send(s->fd, s->buf + s->off, s->len - s->off, MSG_NOSIGNAL);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		s->off += (size_t)n;
+	}
+	s->off = s->len = 0;
+	return 1;
+}
+
 static int bio_write(BIO *b, const char *data, size_t len, size_t *done)
 {
-	int fd = (int)(intptr_t)BIO_get_data(b);
+	struct sockbio *s = BIO_get_data(b);
 	ssize_t n;
+	int r;
 
 	BIO_clear_retry_flags(b);
-	n = send(fd, data, len, MSG_NOSIGNAL);
+	if (s->len + len > BIO_WBUF && (r = sockbio_drain(s)) <= 0) {
+		if (r == 0)
+			BIO_set_retry_write(b);
+		return 0;
+	}
+	if (len < BIO_WBUF) {
+		memcpy(s->buf + s->len, data, len);
+		s->len += len;
+		*done = len;
+		return 1;
+	}
+	n = send(s->fd, data, len, MSG_NOSIGNAL); /* nothing waits before it */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			BIO_set_retry_write(b);
@@ -49,11 +88,11 @@ static int bio_write(BIO *b, const char *data, size_t len, size_t *done)
 
 static int bio_read(BIO *b, char *data, size_t len, size_t *done)
 {
-	int fd = (int)(intptr_t)BIO_get_data(b);
+	struct sockbio *s = BIO_get_data(b);
 	ssize_t n;
 
 	BIO_clear_retry_flags(b);
-	n = recv(fd, data, len, 0);
+	n = recv(s->fd, data, len, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			BIO_set_retry_read(b);
@@ -67,14 +106,25 @@ static int bio_read(BIO *b, char *data, size_t len, size_t *done)
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
+	struct sockbio *s = BIO_get_data(b);
+	int r;
+
 	(void)num;
+	if (!s)
+		return 0;
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
-		return 1;
+		BIO_clear_retry_flags(b);
+		r = sockbio_drain(s);
+		if (r == 0)
+			BIO_set_retry_write(b);
+		return r > 0;
+	case BIO_CTRL_WPENDING:
+		return (long)(s->len - s->off);
 	case BIO_C_GET_FD:
 		if (ptr)
-			*(int *)ptr = (int)(intptr_t)BIO_get_data(b);
-		return (int)(intptr_t)BIO_get_data(b);
+			*(int *)ptr = s->fd;
+		return s->fd;
 	default:
 		return 0;
 	}
@@ -83,6 +133,13 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 static int bio_create(BIO *b)
 {
 	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int bio_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
 	return 1;
 }
 
@@ -99,6 +156,7 @@ static void bio_init(void)
 	BIO_meth_set_read_ex(m, bio_read);
 	BIO_meth_set_ctrl(m, bio_ctrl);
 	BIO_meth_set_create(m, bio_create);
+	BIO_meth_set_destroy(m, bio_destroy);
 	bio_meth = m;
 }
 
@@ -286,6 +344,7 @@ SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 		  const char *peer, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = context(cfg, server, peer, err, errlen);
+	struct sockbio *sb;
 	SSL *ssl;
 	BIO *bio;
 	char why[512];
@@ -294,14 +353,18 @@ SSL *fl__wire_tls_new(int fd, const struct fl_tls_config *cfg, bool server,
 		return NULL;
 	ssl = SSL_new(ctx);
 	bio = bio_method() ? BIO_new(bio_method()) : NULL;
-	if (!ssl || !bio) {
+	sb = malloc(sizeof(*sb) + BIO_WBUF);
+	if (!ssl || !bio || !sb) {
+		free(sb);
 		BIO_free(bio);
 		SSL_free(ssl);
 		ssl = NULL;
 		fl__wire_tls_reason(NULL, why, sizeof(why));
 		fl__wire_err(err, errlen, "%s: creating the TLS session: %s", peer, why);
 	} else {
-		BIO_set_data(bio, (void *)(intptr_t)fd);
+		sb->fd = fd;
+		sb->off = sb->len = 0;
+		BIO_set_data(bio, sb);
 		SSL_set_bio(ssl, bio, bio);
 	}
 	SSL_CTX_free(ctx); /* the session holds its own reference */
