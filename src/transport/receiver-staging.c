@@ -52,14 +52,9 @@ void fl__rx_staging_populate(struct fl_receiver *r, uint32_t region, uint64_t of
 /* Whether any page of the range may hold bytes in staging. */
 static bool any_staged(struct rx_region *g, uint64_t offset, uint64_t len)
 {
-	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++) {
-		if (!g->staged[p / 64] && p % 64 == 0 && p + 64 <= (offset + len) / g->page) {
-			p += 63; /* a clear word */
-			continue;
-		}
+	for (uint64_t p = offset / g->page; p < (offset + len) / g->page; p++)
 		if (fl__bitmap_test_atomic(g->staged, p))
 			return true;
-	}
 	return false;
 }
 

@@ -165,20 +165,27 @@ uint64_t harness_stat(struct harness *h, const char *key)
 	return monitor_stat(h->mon, key);
 }
 
-char *workload_handoff(const char *sock)
+char *workload_map(struct fl_handoff_region r[2])
 {
 	size_t len = (DATA_PAGES + ZERO_PAGES) * PG;
 	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct fl_handoff_region r[2] = {
-		{ (uint64_t)(uintptr_t)base, DATA_PAGES * PG, 0, 0, PG },
-		{ (uint64_t)(uintptr_t)base + DATA_PAGES * PG, ZERO_PAGES * PG, 0, 1, PG },
-	};
-	struct fl_uffd u;
-	char err[256];
 
 	if (base == MAP_FAILED)
 		_exit(90);
 	madvise(base, len, MADV_NOHUGEPAGE);
+	r[0] = (struct fl_handoff_region){ (uint64_t)(uintptr_t)base, DATA_PAGES * PG, 0, 0, PG };
+	r[1] = (struct fl_handoff_region){ (uint64_t)(uintptr_t)base + DATA_PAGES * PG,
+					   ZERO_PAGES * PG, 0, 1, PG };
+	return base;
+}
+
+char *workload_handoff(const char *sock)
+{
+	struct fl_handoff_region r[2];
+	char *base = workload_map(r);
+	struct fl_uffd u;
+	char err[256];
+
 	if (fl_restore_handoff(sock, r, 2, &u, err, sizeof(err))) {
 		fprintf(stderr, "workload: %s\n", err);
 		_exit(91);

@@ -59,6 +59,9 @@ uint64_t monitor_stat(struct fl_monitor *m, const char *key);
 /* What page i of source region 0 holds. */
 void expect_page(size_t i, void *buf);
 
+/* In a workload: map both regions at fresh addresses (r says where, as
+ * the handoff describes them); the base of region 0. */
+char *workload_map(struct fl_handoff_region r[2]);
 /* In a workload: map both regions at fresh addresses and hand them over.
  * Returns the base of region 0 (region 1 follows right after it). */
 char *workload_handoff(const char *sock);

@@ -290,20 +290,15 @@ static void test_source_silent_past_the_deadline_gets_sigbus(const struct fl_cas
  * (before, the monitor could only kill, and without a pid not even that). */
 static void wl_criu_style_fork_reads_page_40(const char *sock)
 {
+	struct fl_handoff_region r[2];
+	char *base = workload_map(r);
 	size_t len = (DATA_PAGES + ZERO_PAGES) * PG;
-	char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct fl_handoff_region r[2] = {
-		{ (uint64_t)(uintptr_t)base, DATA_PAGES * PG, 0, 0, PG },
-		{ (uint64_t)(uintptr_t)base + DATA_PAGES * PG, ZERO_PAGES * PG, 0, 1, PG },
-	};
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char err[256];
 	struct fl_uffd u;
 	int s, st;
 	pid_t c;
 
-	CHECK(base != MAP_FAILED);
-	madvise(base, len, MADV_NOHUGEPAGE);
 	CHECK(fl_uffd_create(&u, 0, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
 			     UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP, 0, NULL) == 0);
 	CHECK(!fl_uffd_has(&u, UFFD_FEATURE_POISON));
