@@ -59,7 +59,8 @@ struct fl_migrate_source_opts {
 				     cross the wire in this long (default 0.05) */
 	bool postcopy_only;	  /* skip pre-copy even if tracking works */
 	double postcopy_after_s;  /* switch to post-copy once pre-copy has
-				     run this long (0: no limit) */
+				     run this long, mid-round too (0: no
+				     limit) */
 	/* After a break, reconnect (with backoff) and carry on for at most
 	 * this long (0: a break fails the migration). The paused program's
 	 * memory is kept until the destination has every page. */

@@ -15,6 +15,7 @@
 #include <faultline/migrate.h>
 
 #include "heartbeat.h"
+#include "precopy-forecast.h"
 
 struct srv_region {
 	const struct fl_region *g;
@@ -61,6 +62,19 @@ struct server {
 	} pg;
 	uint64_t claimed; /* bytes claimed since the switch-over, under lock */
 	unsigned round;	  /* the pre-copy round being sent (0: none) */
+	/* The round being sent, watched while it runs (see round_watch):
+	 * what was written since it began (n bitmaps, and a scratch one for
+	 * dirty_collect), the forecast fitted to that, how far it got; cut:
+	 * it stopped at (cut_region, cut_page), the rest of its list owed. */
+	struct {
+		uint64_t **written, *scratch;
+		struct fl__forecast fc;
+		double t0, precopy_t0;
+		size_t pages, sent;
+		bool cut;
+		uint32_t cut_region;
+		size_t cut_page;
+	} rw;
 	bool unowed_said; /* a request for pages not owed was logged */
 	/* Where the last urgent request ended: the push jumps there. */
 	bool hint_set;

@@ -143,6 +143,83 @@ static int64_t send_run(struct server *s, struct fl_conn *c, char *buf, uint32_t
 	return data;
 }
 
+static size_t popcount(const uint64_t *bm, size_t pages)
+{
+	size_t n = 0;
+
+	for (size_t w = 0; w < fl__bitmap_words(pages); w++)
+		n += (size_t)__builtin_popcountll(bm[w]);
+	return n;
+}
+
+/* What the program wrote since the last collect, added to rw.written;
+ * *n: the pages written since the round began. */
+static int collect_written(struct server *s, size_t *n)
+{
+	*n = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		size_t words = fl__bitmap_words(s->rg[i].pages);
+		int ret;
+
+		memset(s->rw.scratch, 0, words * 8);
+		if ((ret = s->mem->dirty_collect(s->mem->ctx, (uint32_t)i, s->rw.scratch)))
+			return ret;
+		for (size_t w = 0; w < words; w++)
+			s->rw.written[i][w] |= s->rw.scratch[w];
+		*n += popcount(s->rw.written[i], s->rg[i].pages);
+	}
+	return 0;
+}
+
+/*
+ * A few times a second while a round is sent: sample what the program
+ * has written since the round began and decide whether the round is worth
+ * finishing. It is not when, by its end (at the rate it is sent), the
+ * program will have written again more than 80 % as many pages as the
+ * round sends: they are owed again, so most of the round is sent in vain,
+ * and post-copy sends each page once (the same bar another_round() sets
+ * between rounds). Nor when --postcopy-after has passed. Returns 1 to cut
+ * the round at (region, at), the reason in the report; 0 to go on.
+ */
+static int round_watch(struct server *s, uint32_t region, size_t at)
+{
+	double now = fl__now_s(), t = now - s->rw.t0, rate, left_s, pred, mib;
+	size_t written;
+	int ret;
+
+	if (!fl__forecast_due(&s->rw.fc, t))
+		return 0;
+	if ((ret = collect_written(s, &written))) {
+		set_failed(s, "collecting the pages written during the round failed");
+		return ret;
+	}
+	fl__forecast_add(&s->rw.fc, t, written);
+	if (s->o->postcopy_after_s > 0 && now - s->rw.precopy_t0 >= s->o->postcopy_after_s) {
+		snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason),
+			 "pre-copy ran %.1f s (--postcopy-after %.1f), in round %u",
+			 now - s->rw.precopy_t0, s->o->postcopy_after_s, s->round);
+		goto cut;
+	}
+	if (t < 1.0 || !s->rw.sent || s->rw.sent >= s->rw.pages)
+		return 0;
+	rate = (double)s->rw.sent / t;
+	left_s = (double)(s->rw.pages - s->rw.sent) / rate;
+	pred = fl__forecast_dirtied(&s->rw.fc, t + left_s);
+	if (left_s < 0.5 || pred <= 0.8 * (double)s->rw.pages)
+		return 0;
+	mib = (double)s->pg.total / (double)s->rw.pages / (1 << 20); /* a page's */
+	snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason),
+		 "round %u would not pay: in %.1f s it sent %.0f of %.0f MiB while the program "
+		 "wrote %.0f MiB, and by its end (%.1f s on) about %.0f MiB would be written "
+		 "again", s->round, t, (double)s->rw.sent * mib, (double)s->rw.pages * mib,
+		 (double)written * mib, left_s, pred * mib);
+cut:
+	s->rw.cut = true;
+	s->rw.cut_region = region;
+	s->rw.cut_page = at;
+	return 1;
+}
+
 /* Send every page whose bit is set (bitmap NULL: all pages). */
 static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm,
 			   uint64_t *zero_bytes)
@@ -168,19 +245,13 @@ static int64_t send_bitmap(struct server *s, uint32_t region, const uint64_t *bm
 			return ret;
 		total += ret;
 		s->pg.done += (q - p) * g->g->page_size;
+		s->rw.sent += q - p;
 		progress_show(s);
 		p = q;
+		if (s->rw.written && (ret = round_watch(s, region, p)) != 0)
+			return ret < 0 ? ret : total;
 	}
 	return total;
-}
-
-static size_t popcount(const uint64_t *bm, size_t pages)
-{
-	size_t n = 0;
-
-	for (size_t w = 0; w < fl__bitmap_words(pages); w++)
-		n += (size_t)__builtin_popcountll(bm[w]);
-	return n;
 }
 
 /*
@@ -259,7 +330,7 @@ static int send_round(struct server *s, unsigned round, uint64_t **todo, bool be
 		m.round.dirty_pages += popcount(todo[i], s->rg[i].pages);
 	if (begin && (ret = fl_conn_send_ctl(s->ctl, &m)))
 		return ret;
-	for (size_t i = 0; i < s->n; i++) {
+	for (size_t i = 0; i < s->n && !s->rw.cut; i++) {
 		int64_t sent = send_bitmap(s, (uint32_t)i, todo[i], &s->rep->zero_bytes);
 
 		if (sent < 0)
@@ -324,14 +395,24 @@ static int round_rejoined(struct server *s, unsigned round, uint64_t **todo, uin
 	return ret;
 }
 
-static int precopy(struct server *s, uint64_t **dirty, double t0)
+/* What a round cut short left unsent: its list from the cut on, added
+ * to what was written during it. */
+static void owe_rest(struct server *s, uint64_t **todo)
+{
+	for (uint32_t i = s->rw.cut_region; i < s->n; i++)
+		for (size_t p = i == s->rw.cut_region ? s->rw.cut_page : 0; p < s->rg[i].pages; p++)
+			if (fl__bitmap_test(todo[i], p))
+				fl__bitmap_set(s->rw.written[i], p);
+}
+
+static int rounds(struct server *s, uint64_t **dirty, double t0)
 {
 	struct fl_migrate_report *rep = s->rep;
-	size_t prev = SIZE_MAX;
-	int ret = s->mem->dirty_start(s->mem->ctx);
+	size_t prev = SIZE_MAX, all = 0;
+	int ret;
 
-	if (ret)
-		return ret;
+	for (size_t i = 0; i < s->n; i++)
+		all += s->rg[i].pages;
 	/* Round 1 sends every page; each later one what the previous left
 	 * dirty. dirty[] is the round's list until it ends. */
 	for (size_t i = 0; i < s->n; i++)
@@ -342,11 +423,21 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 		uint64_t bytes = 0, total = 0;
 		char what[32];
 
-		for (size_t i = 0; i < s->n; i++)
-			total += (uint64_t)popcount(dirty[i], s->rg[i].pages) * s->rg[i].g->page_size;
+		s->rw.pages = 0;
+		for (size_t i = 0; i < s->n; i++) {
+			size_t k = popcount(dirty[i], s->rg[i].pages);
+
+			total += (uint64_t)k * s->rg[i].g->page_size;
+			s->rw.pages += k;
+			memset(s->rw.written[i], 0, fl__bitmap_words(s->rg[i].pages) * 8);
+		}
 		snprintf(what, sizeof(what), "round %u", round);
 		progress_start(s, what, total);
 		s->round = round < UINT16_MAX ? round : UINT16_MAX;
+		s->rw.t0 = rt;
+		s->rw.sent = 0;
+		s->rw.cut = false;
+		fl__forecast_start(&s->rw.fc, all, 0.25);
 		ret = send_round(s, round, dirty, true, &bytes);
 		if (ret)
 			ret = round_rejoined(s, round, dirty, &bytes, ret);
@@ -356,26 +447,61 @@ static int precopy(struct server *s, uint64_t **dirty, double t0)
 		rep->bytes_precopy += bytes;
 		round_s = fl__now_s() - rt;
 		bw = (double)bytes / (round_s + 1e-9);
-		/* What was written meanwhile is the next round. */
-		pages = 0;
+		/* What was written meanwhile (and, cut short, what it did not
+		 * send) is the next round, or owed. */
+		if ((ret = collect_written(s, &pages)))
+			return ret;
+		if (s->rw.cut) {
+			owe_rest(s, dirty);
+			pages = 0;
+		}
 		for (size_t i = 0; i < s->n; i++) {
-			memset(dirty[i], 0, fl__bitmap_words(s->rg[i].pages) * 8);
-			if ((ret = s->mem->dirty_collect(s->mem->ctx, (uint32_t)i, dirty[i])))
-				return ret;
-			pages += popcount(dirty[i], s->rg[i].pages);
+			uint64_t *t = dirty[i];
+
+			dirty[i] = s->rw.written[i];
+			s->rw.written[i] = t;
+			pages += s->rw.cut ? popcount(dirty[i], s->rg[i].pages) : 0;
 		}
 		if (s->o->verbose)
-			fprintf(s->out, "migrate: round %u sent %.1f MiB at %.0f MB/s; %zu pages "
-				"dirtied meanwhile (%.1f s elapsed)\n", round,
-				(double)bytes / (1 << 20), bw / 1e6, pages, fl__now_s() - t0);
-		if (!another_round(s, round, pages, prev, round_s, bw, fl__now_s() - t0,
-				   rep->switch_reason, sizeof(rep->switch_reason)))
+			fprintf(s->out, "migrate: round %u %s %.1f MiB at %.0f MB/s; %zu pages "
+				"%s (%.1f s elapsed)\n", round, s->rw.cut ? "cut short after" : "sent",
+				(double)bytes / (1 << 20), bw / 1e6, pages,
+				s->rw.cut ? "owed" : "dirtied meanwhile", fl__now_s() - t0);
+		if (s->rw.cut || !another_round(s, round, pages, prev, round_s, bw, fl__now_s() - t0,
+						rep->switch_reason, sizeof(rep->switch_reason)))
 			break;
 		prev = pages;
 	}
 	if (s->o->verbose)
 		fprintf(s->out, "migrate: switching to post-copy: %s\n", rep->switch_reason);
 	return 0;
+}
+
+/* Pre-copy: rounds, each watched while it runs (round_watch). */
+static int precopy(struct server *s, uint64_t **dirty, double t0)
+{
+	size_t words = 1;
+	int ret = -ENOMEM;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (fl__bitmap_words(s->rg[i].pages) > words)
+			words = fl__bitmap_words(s->rg[i].pages);
+	s->rw.precopy_t0 = t0;
+	s->rw.written = calloc(s->n ? s->n : 1, sizeof(*s->rw.written));
+	s->rw.scratch = calloc(words, 8);
+	for (size_t i = 0; s->rw.written && i < s->n; i++)
+		if (!(s->rw.written[i] = calloc(fl__bitmap_words(s->rg[i].pages) + 1, 8)))
+			goto out;
+	if (s->rw.written && s->rw.scratch && !(ret = s->mem->dirty_start(s->mem->ctx)))
+		ret = rounds(s, dirty, t0);
+out:
+	for (size_t i = 0; s->rw.written && i < s->n; i++)
+		free(s->rw.written[i]);
+	free(s->rw.written);
+	free(s->rw.scratch);
+	s->rw.written = NULL;
+	s->rw.scratch = NULL;
+	return ret;
 }
 
 /* The switch-over's messages: what is owed, then RESUME with the device

@@ -19,16 +19,18 @@
 
 #include "../common/runner.h"
 #include "ram-source.h"
+#include "wire-inject.h"
 
 #define PG 4096UL
 #define RAM (16UL << 20)
 
-static void migrate(bool postcopy_only)
+/* Migrate s's RAM (len bytes, its writer running) to RAM of our own and
+ * compare the two, at the pause while pages still arrive, and at the end. */
+static void migrate(struct ram_source *s, size_t len)
 {
-	struct ram_source s = { .o.postcopy_only = postcopy_only, .seed = 0 };
 	struct fl_receiver *r = NULL;
 	struct fl_vmm_dest *d = NULL;
-	struct fl_vmm_ram ram = { .len = RAM, .name = "guest-ram" };
+	struct fl_vmm_ram ram = { .len = len, .name = "guest-ram" };
 	const void *blob;
 	size_t blob_len;
 	char err[512];
@@ -38,45 +40,74 @@ static void migrate(bool postcopy_only)
 		fl_skip("%s", err);
 	lfd = fl_conn_listen("127.0.0.1:0", &port, err, sizeof(err));
 	assert_true(lfd >= 0);
-	ram_source_start(&s, RAM);
+	ram_source_start(s, len);
 	usleep(100000);
-	ram_source_migrate(&s, port);
+	ram_source_migrate(s, port);
 
 	if (fl_receiver_accept(&r, lfd, &(struct fl_tls_config){ .plain = true }, 0, err,
 			       sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err)))
 		fail_msg("receiver: %s", err);
 	assert_string_equal(blob, RAM_SOURCE_STATE);
-	ram.host = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ram.host = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(ram.host != MAP_FAILED);
 	if (fl_vmm_dest_start(&d, r, &ram, 1, NULL, err, sizeof(err)))
 		fail_msg("fl_vmm_dest_start: %s", err);
 	/* Read everything now, while pages are still on their way: the
 	 * source is paused, so its RAM is what ours must be. */
-	for (size_t p = 0; p < RAM / PG; p++)
-		if (memcmp((char *)ram.host + p * PG, s.ram + p * PG, PG))
+	for (size_t p = 0; p < len / PG; p++)
+		if (memcmp((char *)ram.host + p * PG, s->ram + p * PG, PG))
 			fail_msg("page %zu differs from the source's at the pause", p);
 	assert_int_equal(fl_vmm_dest_wait_complete(d, 0), 0);
 	assert_int_equal(fl_vmm_dest_owed(d), 0);
 	fl_vmm_dest_destroy(d);
-	ram_source_join(&s);
-	if (s.ret)
-		fail_msg("fl_vmm_migrate: %s", s.err);
-	assert_memory_equal(ram.host, s.ram, RAM);
+	ram_source_join(s);
+	if (s->ret)
+		fail_msg("fl_vmm_migrate: %s", s->err);
+	assert_memory_equal(ram.host, s->ram, len);
 	fl_receiver_destroy(r);
 	close(lfd);
 }
 
 static void test_vmm_precopy_then_postcopy_ram_equal_at_pause(const struct fl_case *c)
 {
+	struct ram_source s = { 0 };
+
 	(void)c;
-	migrate(false);
+	migrate(&s, RAM);
 }
 
 static void test_vmm_postcopy_only_ram_equal_at_pause(const struct fl_case *c)
 {
+	struct ram_source s = { .o.postcopy_only = true };
+
 	(void)c;
-	migrate(true);
+	migrate(&s, RAM);
+}
+
+/*
+ * A link too slow for the program: every frame waits 0-100 ms, so a round
+ * of 64 MiB takes a minute, while the writer writes all of RAM again in
+ * well under a second. The round is cut short once its forecast says it
+ * would not pay, and what it did not send is owed with what was written:
+ * RAM still equal.
+ */
+static void test_vmm_round_that_would_not_pay_is_cut_short_ram_equal(const struct fl_case *c)
+{
+	struct fl__wire_inject cfg = { .seed = 7, .delay = 10000, .delay_max_us = 100000,
+				       .spare_first = 2 };
+	struct ram_source s = { 0 };
+
+	(void)c;
+	fl__wire_inject_set(&cfg);
+	migrate(&s, 64UL << 20);
+	fl__wire_inject_set(NULL);
+	printf("# %u rounds, %.1f MiB pre-copied of 64; %s\n", s.rep.rounds,
+	       (double)s.rep.bytes_precopy / (1 << 20), s.rep.switch_reason);
+	assert_int_equal(s.rep.rounds, 1);
+	assert_non_null(strstr(s.rep.switch_reason, "round 1 would not pay"));
+	assert_true(s.rep.bytes_precopy < (64UL << 20));
+	assert_true(s.rep.pages_owed > 0);
 }
 
 static void test_vmm_migrate_requires_pause(const struct fl_case *c)
@@ -99,6 +130,7 @@ int main(int argc, char **argv)
 
 	FL_ADD(test_vmm_precopy_then_postcopy_ram_equal_at_pause);
 	FL_ADD(test_vmm_postcopy_only_ram_equal_at_pause);
+	FL_ADD(test_vmm_round_that_would_not_pay_is_cut_short_ram_equal)->timeout = 120;
 	FL_ADD(test_vmm_migrate_requires_pause);
 	return fl_run_cases(cases, n, argc, argv);
 }
