@@ -40,7 +40,9 @@ void fl__forecast_add(struct fl__forecast *f, double t, size_t dirtied)
 	f->t[f->n] = t;
 	f->d[f->n] = (double)dirtied;
 	f->n++;
-	f->due = t + f->every;
+	/* A sample costs a collect (a scan that write-protects again what
+	 * was written): the longer the round, the sparser the samples. */
+	f->due = t + (f->every > t / 8 ? f->every : t / 8);
 }
 
 /* (1 - exp(-t2/tau)) / (1 - exp(-t1/tau)): from 1 (tau -> 0) up to t2/t1

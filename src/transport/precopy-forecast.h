@@ -27,7 +27,8 @@ struct fl__forecast {
 	double t[FL_FORECAST_SAMPLES], d[FL_FORECAST_SAMPLES];
 };
 
-/* A round begins; samples every `every` seconds over `all` pages. */
+/* A round begins; samples every `every` seconds over `all` pages (an
+ * eighth of the time since the round began, once that is longer). */
 void fl__forecast_start(struct fl__forecast *f, size_t all, double every);
 
 /* Whether a sample is due t seconds into the round. */

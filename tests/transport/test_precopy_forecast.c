@@ -105,20 +105,38 @@ static void test_the_forecast_never_exceeds_memory(const struct fl_case *c)
 	assert_true(fl__forecast_dirtied(&f, 1e6) == ALL);
 }
 
-static void test_a_long_round_keeps_sampling(const struct fl_case *c)
+static void test_a_long_round_samples_ever_more_sparsely(const struct fl_case *c)
 {
 	struct fl__forecast f;
 	double h = ALL, w = 20000, truth = saturating(h, w, 60), got;
 
 	(void)c;
-	/* 160 samples' worth: the table halves and the interval doubles. */
+	/* Every sample costs a collect: 40 s take far fewer than 160. */
 	feed(&f, h, w, 40.0);
+	printf("# %zu samples in 40 s\n", f.n);
+	assert_true(f.n < 40);
+	assert_true(f.due - f.t[f.n - 1] >= f.t[f.n - 1] / 8 - 1e-9);
+	got = fl__forecast_dirtied(&f, 60);
+	printf("# forecast %.0f pages, truth %.0f\n", got, truth);
+	assert_true(fabs(got - truth) < 0.05 * truth);
+}
+
+static void test_a_full_table_keeps_every_other_sample(const struct fl_case *c)
+{
+	struct fl__forecast f;
+	double h = ALL, w = 20000, truth = saturating(h, w, 60), got;
+
+	(void)c;
+	fl__forecast_start(&f, (size_t)ALL, 0.25);
+	for (int i = 1; i <= 160; i++) /* whether due or not */
+		fl__forecast_add(&f, i * 0.25, (size_t)saturating(h, w, i * 0.25));
 	assert_true(f.n <= FL_FORECAST_SAMPLES);
 	assert_true(f.every > 0.25);
-	assert_true(fl__forecast_due(&f, f.t[f.n - 1] + f.every));
+	assert_true(f.t[f.n - 1] == 40.0);
+	for (size_t i = 1; i < f.n; i++)
+		assert_true(f.t[i] > f.t[i - 1]);
 	got = fl__forecast_dirtied(&f, 60);
-	printf("# forecast %.0f pages, truth %.0f, %zu samples every %.2f s\n", got, truth, f.n,
-	       f.every);
+	printf("# forecast %.0f pages, truth %.0f, %zu samples kept\n", got, truth, f.n);
 	assert_true(fabs(got - truth) < 0.05 * truth);
 }
 
@@ -133,6 +151,7 @@ int main(int argc, char **argv)
 	FL_ADD(test_a_hot_set_is_forecast_to_stay_small);
 	FL_ADD(test_a_working_set_being_filled_is_fitted);
 	FL_ADD(test_the_forecast_never_exceeds_memory);
-	FL_ADD(test_a_long_round_keeps_sampling);
+	FL_ADD(test_a_long_round_samples_ever_more_sparsely);
+	FL_ADD(test_a_full_table_keeps_every_other_sample);
 	return fl_run_cases(cases, n, argc, argv);
 }
