@@ -46,6 +46,8 @@ double percentile(double *v, size_t n, double p); /* sorts v */
 
 /* Each measurement adds its rows; a measurement the machine cannot run
  * adds a row whose note says why. */
+/* First: new memory the machine has not used lately (cold.c). */
+void bench_cold_memory(struct table *t, const struct bench_opts *o);
 void bench_limits(struct table *t, const struct bench_opts *o);
 void bench_resolve(struct table *t, const struct bench_opts *o);
 void bench_fault_latency(struct table *t, const struct bench_opts *o);

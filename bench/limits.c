@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The machine's limits: memcpy bandwidth, one loopback TCP stream, the
- * first touch of fresh anonymous memory (what every destination page
- * costs before any byte is copied into it) and AES-128-GCM on one core
- * (what a TLS stream can carry at most per core).
+ * The machine's limits: memcpy bandwidth, one loopback TCP stream and
+ * AES-128-GCM on one core (what a TLS stream can carry at most per core).
+ * What new memory costs is measured before them, in cold.c.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -153,25 +152,6 @@ static int tcp_rtt_us(int n, double *p50, double *p99)
 	return done == n ? 0 : -1;
 }
 
-/* GB/s writing one byte into each page of a fresh private mapping of len
- * (the kernel allocates and zeroes every page; on a guest whose freed
- * memory went back to its host, the host faults it in too). */
-static double fresh_touch_gbps(size_t len)
-{
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t t0, t1;
-
-	if (p == MAP_FAILED)
-		return -1;
-	madvise(p, len, MADV_NOHUGEPAGE); /* pages as the installs make them */
-	t0 = now_ns();
-	for (size_t i = 0; i < len; i += 4096)
-		p[i] = 1;
-	t1 = now_ns();
-	munmap(p, len);
-	return (double)len / (double)(t1 - t0);
-}
-
 /* GB/s of AES-128-GCM sealing 16 KiB records (TLS's largest) on one core. */
 static double aes_gcm_gbps(size_t len)
 {
@@ -203,19 +183,6 @@ static double aes_gcm_gbps(size_t len)
 
 /* KiB this guest has handed back to its host as free (free page
  * reporting), or -1 where the kernel does not report. */
-static long long reported_kib(void)
-{
-	FILE *f = fopen("/sys/module/page_reporting/parameters/reported_kib", "re");
-	long long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%lld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 void bench_limits(struct table *t, const struct bench_opts *o)
 {
 	struct row *r;
@@ -239,19 +206,6 @@ void bench_limits(struct table *t, const struct bench_opts *o)
 		snprintf(r->note, sizeof(r->note), "could not run here");
 	else
 		snprintf(r->note, sizeof(r->note), "limit for a fault served over the network");
-
-	for (size_t k = 1; k <= 4; k *= 4) {
-		char per[16];
-		long long rep = reported_kib();
-
-		snprintf(per, sizeof(per), "%zu MiB", o->mib * k);
-		r = table_add(t, "fresh memory, first touch", per);
-		r->gbps = fresh_touch_gbps(len * k);
-		r->ns_per_page = 4096.0 / r->gbps;
-		snprintf(r->note, sizeof(r->note), "%s",
-			 rep < 0 ? "a page fault per new page (user space touching it)"
-				 : "a page fault per new page; freed memory goes back to the host");
-	}
 
 	r = table_add(t, "AES-128-GCM seal, one core", "16 KiB");
 	r->gbps = aes_gcm_gbps(len);

@@ -125,6 +125,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!o.json)
+		fprintf(stderr, "measuring new memory (first touch, UFFDIO_COPY one pass)...\n");
+	bench_cold_memory(&t, &o);
+	if (!o.json)
 		fprintf(stderr, "measuring limits...\n");
 	bench_limits(&t, &o);
 	if (!o.json)

@@ -118,23 +118,5 @@ void bench_resolve(struct table *t, const struct bench_opts *o)
 	for (int i = 0; i < 3; i++)
 		measure(t, o, MOVE, "UFFDIO_MOVE", chunks[i], false, NULL);
 	measure(t, o, MOVE, "UFFDIO_MOVE", HUGE, true, NULL);
-	/* What a destination of the working set's size (and 4x) meets: one
-	 * pass of 2 MiB copies over memory never touched before, the pages
-	 * allocated as they go in (no pass before it to recycle them). */
-	for (size_t k = 1; k <= 4; k *= 4) {
-		char per[24];
-		int64_t ns = pass(COPY, (o->mib << 20) * k, HUGE, false, src);
-		struct row *r;
-
-		snprintf(per, sizeof(per), "%zu MiB", o->mib * k);
-		r = table_add(t, "UFFDIO_COPY 2 MiB, one pass", per);
-		if (ns <= 0) {
-			snprintf(r->note, sizeof(r->note), "not available on this kernel/machine");
-			continue;
-		}
-		r->ns_per_page = (double)ns / (double)((o->mib << 20) * k / 4096);
-		r->gbps = (double)((o->mib << 20) * k) / (double)ns;
-		snprintf(r->note, sizeof(r->note), "limit for installs into a destination this size");
-	}
 	munmap(src, HUGE);
 }

@@ -22,6 +22,7 @@ try:
                  ("fault round trip, same core", "4 KiB"),
                  ("PAGEMAP_SCAN collect, clean", "-"),
                  ("fresh memory, first touch", "32 MiB"),
+                 ("UFFDIO_COPY 2 MiB, one pass", "32 MiB"),
                  ("AES-128-GCM seal, one core", "16 KiB")]:
         assert want in names, want
     for r in rows:
