@@ -390,6 +390,12 @@ static int round_rejoined(struct server *s, unsigned round, uint64_t **todo, uin
 			resend_set(s, &st, i, todo[i]);
 		}
 		fl__standing_free(&st);
+		/* Cut short before the break: todo is now what the destination
+		 * lacks of the round, wherever it lies; all of it is owed. */
+		if (s->rw.cut) {
+			s->rw.cut_region = 0;
+			s->rw.cut_page = 0;
+		}
 		ret = send_round(s, round, todo, !same, bytes);
 	}
 	return ret;

@@ -44,8 +44,9 @@ static void migrate(struct ram_source *s, size_t len)
 	usleep(100000);
 	ram_source_migrate(s, port);
 
-	if (fl_receiver_accept(&r, lfd, &(struct fl_tls_config){ .plain = true }, 0, err,
-			       sizeof(err)) ||
+	if (fl_receiver_accept_opts(&r, lfd, &(struct fl_tls_config){ .plain = true },
+				    &(struct fl_receiver_opts){ .rejoin_s = s->o.rejoin_s }, err,
+				    sizeof(err)) ||
 	    fl_receiver_wait_resume(r, &blob, &blob_len, err, sizeof(err)))
 		fail_msg("receiver: %s", err);
 	assert_string_equal(blob, RAM_SOURCE_STATE);
@@ -110,6 +111,32 @@ static void test_vmm_round_that_would_not_pay_is_cut_short_ram_equal(const struc
 	assert_true(s.rep.pages_owed > 0);
 }
 
+/* The same, the connections also reset now and then (seeded): a round cut
+ * short, and then broken, owes what the destination lacks of it; rejoined
+ * each time, RAM equal. */
+static void test_vmm_cut_round_broken_and_rejoined_ram_equal(const struct fl_case *c)
+{
+	long base = fl_env_long("FL_SEED", 1);
+	struct fl__wire_inject_counts k = { 0 };
+
+	(void)c;
+	for (long i = 0; i < 4; i++) {
+		struct fl__wire_inject cfg = { .seed = (uint64_t)(base + i), .delay = 10000,
+					       .delay_max_us = 100000, .reset = 300,
+					       .spare_first = 2 };
+		struct ram_source s = { .o.rejoin_s = 20 };
+
+		fl__wire_inject_set(&cfg);
+		migrate(&s, 32UL << 20);
+		fl__wire_inject_counts(&k);
+		fl__wire_inject_set(NULL);
+		printf("# seed %ld: %u rounds, %u reconnects, %.1f MiB pre-copied of 32; %s\n",
+		       base + i, s.rep.rounds, s.rep.reconnects,
+		       (double)s.rep.bytes_precopy / (1 << 20), s.rep.switch_reason);
+		munmap(s.ram, 32UL << 20);
+	}
+}
+
 static void test_vmm_migrate_requires_pause(const struct fl_case *c)
 {
 	struct fl_vmm_ram ram = { .host = (void *)4096, .len = 4096 };
@@ -131,6 +158,7 @@ int main(int argc, char **argv)
 	FL_ADD(test_vmm_precopy_then_postcopy_ram_equal_at_pause);
 	FL_ADD(test_vmm_postcopy_only_ram_equal_at_pause);
 	FL_ADD(test_vmm_round_that_would_not_pay_is_cut_short_ram_equal)->timeout = 120;
+	FL_ADD(test_vmm_cut_round_broken_and_rejoined_ram_equal)->timeout = 300;
 	FL_ADD(test_vmm_migrate_requires_pause);
 	return fl_run_cases(cases, n, argc, argv);
 }
