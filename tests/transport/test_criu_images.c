@@ -5,6 +5,7 @@
  * ends, zombies without memory, and every malformed or inconsistent image
  * refused with the file and the entry named. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #define VMA2 0x20000000ull /* 8 pages, then VMA3 right after it */
 #define VMA3 0x20008000ull
 #define SHARED 0x30000000ull
+#define BIG 0x40000000ull /* BIG_PAGES pages */
+#define BIG_PAGES 512
 
 /* ---- a protobuf writer for the few shapes CRIU's images have ---- */
 struct buf {
@@ -127,6 +130,7 @@ static void mm(const char *dir)
 	vma(&m, VMA2, 8, 0x22);
 	vma(&m, VMA3, 8, 0x22);
 	vma(&m, SHARED, 4, 0x21); /* MAP_SHARED | MAP_ANONYMOUS: never lazy */
+	vma(&m, BIG, BIG_PAGES, 0x22);
 	img_record(&im, &m);
 	snprintf(name, sizeof(name), "mm-%d.img", PID);
 	img_write(dir, name, im.b, im.n);
@@ -171,7 +175,7 @@ static unsigned char byte_of(uint64_t vaddr, int level)
 /* pages-<id>.img holding, in order, the pages of these runs. */
 static void pages(const char *dir, uint32_t id, int level, const struct ent *e, size_t n)
 {
-	static unsigned char data[64 * 4096];
+	static unsigned char data[(64 + BIG_PAGES) * 4096];
 	size_t len = 0;
 	char name[64];
 
@@ -309,6 +313,129 @@ static void test_parent_chains_and_vma_ends_serve_every_page_from_its_level(cons
 	cleanup();
 }
 
+/*
+ * A deep window of local background reads is handed over a bounded piece
+ * at a time, fault reads first: the monitor installs what a reap gives it
+ * before it reads its userfaultfds again, so a fault must never wait
+ * behind all of it. 2 MiB lazy in eight 256 KiB reads and one urgent page
+ * at the end: the first reap gives the urgent page and at most 512 KiB of
+ * the rest, the event fd stays readable until all is handed over, in the
+ * order asked, every byte right.
+ */
+static void test_local_reads_are_handed_over_fault_first_in_bounded_pieces(const struct fl_case *c)
+{
+	const struct ent big = { BIG, BIG_PAGES, 6, false }; /* PE_LAZY | PE_PRESENT */
+	struct fl_criu_source_opts o = { 0 };
+	static struct fl_source_req req[9];
+	const size_t piece = 64 * 4096;
+	struct reaped r = { .n = 0 };
+	struct pollfd pfd;
+	struct fl_source *s;
+	char err[512] = "";
+	uint64_t bg = 0;
+	int rounds = 0;
+
+	(void)c;
+	make_dirs();
+	mm(dir_of("top"));
+	{
+		const int pids[] = { PID };
+
+		pstree(dir_of("top"), pids, 1);
+	}
+	pagemap(dir_of("top"), 3, &big, 1);
+	pages(dir_of("top"), 3, 0, &big, 1);
+	o.images_dir = dir_of("top");
+	assert_int_equal(fl__criu_source_create(&s, &o, err, sizeof(err)), 0);
+	assert_int_equal(s->nregions, 1);
+	fl__criu_source_start_background(s);
+	for (size_t i = 0; i < 9; i++) {
+		bool urgent = i == 8;
+
+		req[i] = (struct fl_source_req){ .region = 0,
+						 .offset = urgent ? (BIG_PAGES - 1) * 4096ull : i * piece,
+						 .len = urgent ? 4096 : piece, .urgent = urgent,
+						 .cookie = malloc(urgent ? 4096 : piece) };
+		assert_int_equal(fl_source_submit(s, &req[i]), 0);
+	}
+	assert_int_equal(fl_source_flush(s), 0);
+	r.src = s;
+	pfd = (struct pollfd){ .fd = s->event_fd, .events = POLLIN };
+	while (r.n < 9) {
+		int before = r.n;
+
+		assert_int_equal(poll(&pfd, 1, 1000), 1);
+		assert_true(fl_source_reap(s, collect, &r) > 0);
+		bg = 0;
+		for (int i = before; i < r.n; i++)
+			bg += r.order[i]->urgent ? 0 : r.order[i]->len;
+		if (!rounds++)
+			assert_true(r.order[0]->urgent);
+		assert_true(bg <= 512u << 10);
+	}
+	assert_true(rounds >= 4);
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	for (int i = 1; i < 9; i++)
+		assert_ptr_equal(r.order[i], &req[i - 1]);
+	for (size_t i = 0; i < 9; i++) {
+		const unsigned char *d = req[i].cookie;
+
+		assert_int_equal(req[i].result, 0);
+		for (uint64_t off = 0; off < req[i].len; off += 4096)
+			if (d[off] != byte_of(BIG + req[i].offset + off, 0) ||
+			    d[off + 4095] != d[off])
+				fail_msg("read %zu: page %llu is wrong", i,
+					 (unsigned long long)(off / 4096));
+		free(req[i].cookie);
+	}
+	fl_source_destroy(s);
+	cleanup();
+}
+
+/* A pages file cut short after it was checked (the restore under way) is
+ * a failed read naming the file, never zeros and never a SIGBUS in the
+ * daemon: its bytes are read, not mapped. */
+static void test_pages_file_truncated_after_checking_fails_the_read_naming_it(const struct fl_case *c)
+{
+	const struct ent big = { BIG, BIG_PAGES, 6, false };
+	struct fl_criu_source_opts o = { 0 };
+	static struct fl_source_req req[2];
+	struct reaped r = { .n = 0 };
+	struct fl_source *s;
+	char err[512] = "", path[600];
+	const int pids[] = { PID };
+
+	(void)c;
+	make_dirs();
+	mm(dir_of("top"));
+	pstree(dir_of("top"), pids, 1);
+	pagemap(dir_of("top"), 3, &big, 1);
+	pages(dir_of("top"), 3, 0, &big, 1);
+	o.images_dir = dir_of("top");
+	assert_int_equal(fl__criu_source_create(&s, &o, err, sizeof(err)), 0);
+	fl__criu_source_start_background(s);
+	snprintf(path, sizeof(path), "%s/pages-3.img", dir_of("top"));
+	assert_int_equal(truncate(path, 100 * 4096), 0);
+	req[0] = (struct fl_source_req){ .region = 0, .offset = 0, .len = 64 * 4096,
+					 .cookie = malloc(64 * 4096) };
+	req[1] = (struct fl_source_req){ .region = 0, .offset = 256 * 4096, .len = 4096,
+					 .urgent = true, .cookie = malloc(4096) };
+	assert_int_equal(fl_source_submit(s, &req[0]), 0);
+	assert_int_equal(fl_source_submit(s, &req[1]), 0);
+	assert_int_equal(fl_source_flush(s), 0);
+	r.src = s;
+	reap_all(s, &r, 2);
+	assert_int_equal(req[0].result, 0);
+	assert_int_equal(((unsigned char *)req[0].cookie)[63 * 4096], byte_of(BIG + 63 * 4096, 0));
+	assert_int_equal(req[1].result, -EIO);
+	assert_non_null(strstr(fl__criu_source_error(s), "pages-3.img"));
+	assert_non_null(strstr(fl__criu_source_error(s), "truncated"));
+	free(req[0].cookie);
+	free(req[1].cookie);
+	fl_source_destroy(s);
+	cleanup();
+}
+
 /* Rewrite top's pagemap (or one of its files) and expect a refusal
  * naming `want`. */
 static void refused(const struct ent *top, size_t n, const char *want)
@@ -388,6 +515,8 @@ int main(int argc, char **argv)
 	size_t n = 0;
 
 	FL_ADD(test_parent_chains_and_vma_ends_serve_every_page_from_its_level);
+	FL_ADD(test_local_reads_are_handed_over_fault_first_in_bounded_pieces);
+	FL_ADD(test_pages_file_truncated_after_checking_fails_the_read_naming_it);
 	FL_ADD(test_inconsistent_images_are_refused_naming_file_and_entry);
 	FL_ADD(test_malformed_bytes_are_refused_naming_the_record);
 	return fl_run_cases(cases, n, argc, argv);
