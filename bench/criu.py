@@ -13,9 +13,8 @@ dump's page server (loopback), at 256 MiB and 1 GiB. The restored program
 
 Columns: time to first instruction (restore start to the program running
 again), time until every page was in (restore start until the program had
-read all of it),
-fill rate, first-touch p50/p99/max, the daemon's wall time and CPU seconds
-(user+sys): the median of the repetitions, each figure alone. The two
+read all of it), fill rate, first-touch p50/p99/max, the daemon's wall
+time and CPU seconds (user+sys): the median of the repetitions, each figure alone. The two
 daemons run in turn, so both meet the same machine: on these shared
 machines the kernel's cost of fresh pages for the restored program varies
 by 2x from one minute to the next, so compare the ratio line, not single
@@ -25,7 +24,9 @@ fault in again costs several times one it kept: the first touch of that
 much fresh memory is measured beside, cold (after 3 s of quiet) and warm
 (just after the same amount was freed), and FL_BENCH_SETTLE seconds of
 quiet before each run make every run meet memory in the same state.
-The program's own floor is measured beside: its reading loop over memory
+The /idle rows time each daemon alone: the program waits until the daemon
+has installed every page and gone (their fill rate is the daemon's), then
+reads. The program's own floor is measured beside: its reading loop over memory
 the kernel has just mapped for it (each first touch of a new mapping costs
 about 5 us on these nested guests, whoever installed the page), the rate
 no daemon can pass; the ratio line gives each daemon's share of it.
@@ -133,7 +134,7 @@ def page_server_alone(mib, window):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def one(mib, remote, daemon):
+def one(mib, remote, daemon, idle=False):
     settle()
     tmp = tempfile.mkdtemp(prefix="fl-bench-criu-", dir="/var/tmp")
     try:
@@ -161,7 +162,8 @@ def one(mib, remote, daemon):
             reap([pid, w.pid])
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.log"))
         subprocess.run(["sync"])
-        open(os.path.join(tmp, "go"), "w").close()
+        if not idle:
+            open(os.path.join(tmp, "go"), "w").close()
         cmd = [criu, "lazy-pages"] if daemon == "criu" else [faultline, "lazy-pages"]
         cmd += ["-D", dst, "-o", "lazy.log"]
         if remote:
@@ -181,10 +183,15 @@ def one(mib, remote, daemon):
         t_restore = time.monotonic()
         subprocess.run([criu, "restore", "-D", dst, "--lazy-pages", "-d", "-o", "restore.log"],
                        check=True)
+        if idle:  # the daemon alone: the program reads only once it has gone
+            _, status, ru = os.wait4(d.pid, 0)
+            t_daemon = time.monotonic() - t_restore
+            open(os.path.join(tmp, "go"), "w").close()
         watcher.join(timeout=120)
         wait_for(os.path.join(tmp, "result"))
-        _, status, ru = os.wait4(d.pid, 0)
-        t_daemon = time.monotonic() - t_restore
+        if not idle:
+            _, status, ru = os.wait4(d.pid, 0)
+            t_daemon = time.monotonic() - t_restore
         if dump:
             dump.wait()
         res = open(os.path.join(tmp, "result")).read().split()
@@ -229,19 +236,21 @@ for mib in sizes:
     print(f"{mib:>6} the program alone: its reading loop over {mib} MiB just mapped takes "
           f"{floor:.2f} s ({mib / floor:.0f} MiB/s): the fill rate no daemon can pass here",
           flush=True)
-    for remote in (False, True):
-        where = "page-server" if remote else "local"
+    for remote, idle in ((False, False), (True, False), (False, True), (True, True)):
+        where = ("page-server" if remote else "local") + ("/idle" if idle else "")
         runs = {"criu": [], "faultline": []}
         notes = {"criu": "", "faultline": ""}
         for _ in range(reps):
             for daemon in runs:
                 try:
-                    r = one(mib, remote, daemon)
+                    r = one(mib, remote, daemon, idle)
                 except Exception as e:  # a figure missing, not a failure
                     notes[daemon] = f"  (a run failed: {e})"
                     continue
                 if r["bad"] or r["status"] != 0:
                     notes[daemon] = f"  ({r['bad']} bad pages, daemon status {r['status']:#x})"
+                if idle:  # the daemon's own rate: every page in, nobody reading
+                    r["rate"] = mib / r["daemon_s"]
                 runs[daemon].append(r)
         med = {}
         for daemon, rs in runs.items():
@@ -253,12 +262,17 @@ for mib in sizes:
                   f"{m['first']:8.3f} {m['all_in']:8.3f} {m['rate']:7.0f} {m['p50']:7.1f} "
                   f"{m['p99']:7.1f} {m['max']:7.2f} {m['daemon_s']:8.3f} {m['cpu']:6.2f}"
                   f"{notes[daemon]}", flush=True)
-        if len(med) == 2:
-            c, f = med["criu"], med["faultline"]
-            print(f"{mib:>6} {where:<12} faultline/CRIU: fill rate {f['rate'] / c['rate']:.2f}x, "
-                  f"p99 {f['p99'] / max(c['p99'], 0.05):.2f}x, max {f['max'] / c['max']:.2f}x, "
-                  f"daemon CPU {f['cpu'] / c['cpu']:.2f}x; of the program's floor: CRIU "
-                  f"{c['rate'] * floor / mib:.0%}, faultline {f['rate'] * floor / mib:.0%}; "
-                  f"each run's rate: "
-                  f"CRIU {rates(runs['criu'])}, faultline {rates(runs['faultline'])}",
-                  flush=True)
+        if len(med) != 2:
+            continue
+        c, f = med["criu"], med["faultline"]
+        each = f"each run's rate: CRIU {rates(runs['criu'])}, faultline {rates(runs['faultline'])}"
+        if idle:
+            print(f"{mib:>6} {where:<12} faultline/CRIU: the daemon alone {f['rate'] / c['rate']:.2f}x "
+                  f"(MiB/s until it had installed every page, the program idle), daemon CPU "
+                  f"{f['cpu'] / c['cpu']:.2f}x; {each}", flush=True)
+            continue
+        print(f"{mib:>6} {where:<12} faultline/CRIU: fill rate {f['rate'] / c['rate']:.2f}x, "
+              f"p99 {f['p99'] / max(c['p99'], 0.05):.2f}x, max {f['max'] / c['max']:.2f}x, "
+              f"daemon CPU {f['cpu'] / c['cpu']:.2f}x; of the program's floor: CRIU "
+              f"{c['rate'] * floor / mib:.0%}, faultline {f['rate'] * floor / mib:.0%}; {each}",
+              flush=True)
