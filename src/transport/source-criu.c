@@ -194,15 +194,16 @@ static int criu_flush(struct fl_source *s)
 }
 
 /*
- * The local reads done: every urgent one, then background ones up to
- * REAP_BG_BYTES (at least one). The monitor installs what a reap hands it
- * before it reads its userfaultfds again, and installing into new memory
+ * The reads done (local ones, and the page server's replies): every
+ * urgent one, then background ones up to REAP_BG_BYTES (at least one).
+ * The monitor installs what a reap hands it before it reads its
+ * userfaultfds again, and installing into new memory
  * runs at about 0.5 GB/s here: handing it all of a deep window at once
  * kept each fault waiting for megabytes of installs (a program faulting
  * on memory CRIU never saw, while the background filled, waited 11 ms a
  * fault). The rest stay done for the next reap.
  */
-static size_t take_local(struct criu_source *c, struct fl_source_req **out)
+static size_t take_bounded(struct criu_source *c, struct fl_source_req **out)
 {
 	size_t n = 0, kept = 0;
 	uint64_t bg = 0;
@@ -234,11 +235,11 @@ static int criu_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	size_t n;
 
 	(void)!read(s->event_fd, &v, sizeof(v));
-	n = take_local(c, out);
+	if (c->pc)
+		c->ndone += fl__criu_pclient_take(c->pc, c->done + c->ndone, QUEUE_MAX - c->ndone);
+	n = take_bounded(c, out);
 	if (c->ndone)
 		(void)!write(s->event_fd, &one, sizeof(one)); /* the rest, next time */
-	if (c->pc)
-		n += fl__criu_pclient_take(c->pc, out + n, QUEUE_MAX - n);
 	for (size_t i = 0; i < n; i++)
 		done(out[i], arg);
 	return (int)n;
