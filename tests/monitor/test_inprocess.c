@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * A monitor serving memory of its own process (as a VMM serves its guest
- * RAM): pages read from a snapshot go into place with UFFDIO_MOVE, since
- * the source's buffers and the memory share one mm; memory of another
- * process never does (MOVE takes both addresses in the userfaultfd's mm).
- * Every page read back equals the snapshot's.
+ * RAM): pages read from a snapshot are copied from the reader's reused
+ * buffers by default, and go into place with UFFDIO_MOVE when
+ * FAULTLINE_MOVE asks for it, since the source's buffers and the memory
+ * share one mm; memory of another process never does (MOVE takes both
+ * addresses in the userfaultfd's mm). Every page read back equals the
+ * snapshot's.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -92,11 +94,24 @@ static void write_snapshot(char *dir, size_t len)
 	free(data);
 }
 
-static void test_own_memory_is_filled_by_move(const struct fl_case *c)
+static void test_own_memory_is_copied_from_reused_buffers_by_default(const struct fl_case *c)
 {
 	char dir[64], cmd[128];
 
 	(void)c;
+	unsetenv("FAULTLINE_MOVE");
+	write_snapshot(dir, sizeof(dir));
+	assert_int_equal(serve_and_read(getpid(), dir), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_own_memory_is_filled_by_move_when_asked(const struct fl_case *c)
+{
+	char dir[64], cmd[128];
+
+	(void)c;
+	setenv("FAULTLINE_MOVE", "1", 1);
 	write_snapshot(dir, sizeof(dir));
 	assert_true(serve_and_read(getpid(), dir) > 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -108,6 +123,7 @@ static void test_memory_of_another_owner_is_never_moved_into(const struct fl_cas
 	char dir[64], cmd[128];
 
 	(void)c;
+	setenv("FAULTLINE_MOVE", "1", 1);
 	write_snapshot(dir, sizeof(dir));
 	/* Claimed by another pid: the monitor must treat it as another mm. */
 	assert_int_equal(serve_and_read(getppid(), dir), 0);
@@ -120,7 +136,8 @@ int main(int argc, char **argv)
 	struct fl_case *cases = NULL;
 	size_t n = 0;
 
-	FL_ADD(test_own_memory_is_filled_by_move);
+	FL_ADD(test_own_memory_is_copied_from_reused_buffers_by_default);
+	FL_ADD(test_own_memory_is_filled_by_move_when_asked);
 	FL_ADD(test_memory_of_another_owner_is_never_moved_into);
 	return fl_run_cases(cases, n, argc, argv);
 }
