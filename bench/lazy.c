@@ -54,7 +54,8 @@ static struct lazy_run run(size_t len, const char *dir, int touches)
 	struct lazy_run out = { 0 };
 	struct fl_region reg = { .start = 0x100000000ULL, .len = len, .page_size = PG,
 				 .prot = 3, .name = "bench" };
-	struct fl_monitor_opts o = { .keep_caps = true };
+	/* as `faultline monitor` serves a snapshot (src/cli/monitor.c) */
+	struct fl_monitor_opts o = { .keep_caps = true, .bg_chunk = 512u << 10, .bg_inflight = 8 };
 	struct fl_handoff_region hr = { .len = len, .page_size = PG };
 	struct fl_handoff h;
 	struct fl_snapshot *snap = NULL;

@@ -29,7 +29,10 @@
  * re-arms it. A read that returns -EAGAIN/-EINTR, or fewer bytes than
  * asked, goes back to the front of its queue and continues from where it
  * stopped. A read that returns 0 bytes found the file shorter than at open:
- * the request fails with -EIO rather than being padded with zeros.
+ * the request fails with -EIO rather than being padded with zeros. A reap
+ * hands over every urgent read done and at most REAP_BG_BYTES of
+ * background ones (at least one); the rest wait for the next reap, the
+ * eventfd readable for them.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -46,8 +49,10 @@
 
 #define READ_MAX (1u << 30) /* one SQE reads at most this (its length is 32-bit) */
 #define DEPTH_MAX 32768u
+#define REAP_BG_BYTES (512u << 10) /* background handed over per reap */
 
-enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_READING, SLOT_HANDED, SLOT_CANCELLED };
+/* READY: read, waiting in ready[] for a reap to hand it over. */
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_READING, SLOT_READY, SLOT_HANDED, SLOT_CANCELLED };
 
 struct slot {
 	struct fl_source_req *req;
@@ -75,6 +80,8 @@ struct uring_reader {
 	struct queue urgent, background;
 	bool bg_held;	/* flushed background reads held back by bg_max */
 	struct fl_source_req **finished; /* scratch for reap, depth entries */
+	int *ready; /* slots read and not handed over yet, in completion order */
+	unsigned nready;
 	char err[512];
 };
 
@@ -163,6 +170,17 @@ int fl__uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
 {
 	struct slot *sl = slot_of(u, r);
 
+	if (sl && sl->state == SLOT_READY) {
+		/* Read, not handed over yet: it never will be. */
+		unsigned kept = 0;
+
+		for (unsigned k = 0; k < u->nready; k++)
+			if (u->ready[k] != (int)r->priv)
+				u->ready[kept++] = u->ready[k];
+		u->nready = kept;
+		slot_free(u, (int)r->priv);
+		return 0;
+	}
 	if (!sl || (sl->state != SLOT_QUEUED && sl->state != SLOT_READING))
 		return -ENOENT;
 	/* Queued: skipped (and freed) when popped. Reading: freed when the
@@ -223,6 +241,45 @@ int fl__uring_reader_flush(struct uring_reader *u)
 	return ret < 0 ? ret : 0;
 }
 
+/*
+ * Into finished[]: every urgent read that is ready, then background ones
+ * up to REAP_BG_BYTES (at least one), in the order they completed. The
+ * caller installs what a reap gives it before it reads its faults again,
+ * so a fault must not wait behind a whole window of background reads;
+ * the rest wait in ready[] and the event fd is made readable for them.
+ */
+static int hand_over(struct uring_reader *u)
+{
+	unsigned kept = 0;
+	uint64_t bg = 0;
+	int n = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned k = 0; k < u->nready; k++) {
+			struct slot *sl = &u->slots[u->ready[k]];
+			struct fl_source_req *r = sl->req;
+
+			if (sl->state != SLOT_READY || r->urgent != (pass == 0))
+				continue;
+			if (!r->urgent && bg && bg + r->len > REAP_BG_BYTES)
+				continue;
+			if (!r->urgent)
+				bg += r->len;
+			sl->state = SLOT_HANDED;
+			u->finished[n++] = r;
+		}
+	for (unsigned k = 0; k < u->nready; k++)
+		if (u->slots[u->ready[k]].state == SLOT_READY)
+			u->ready[kept++] = u->ready[k];
+	u->nready = kept;
+	if (kept) {
+		uint64_t one = 1;
+
+		(void)!write(u->src->event_fd, &one, sizeof(one));
+	}
+	return n;
+}
+
 int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
 {
 	const struct uring_reader_hooks *h = u->hooks;
@@ -256,7 +313,6 @@ int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *
 			requeued = true;
 			continue;
 		}
-		sl->state = SLOT_HANDED;
 		if (res > 0) {
 			r->data = sl->buf;
 			r->result = h->check ? h->check(u->src, r, u->err, sizeof(u->err)) : 0;
@@ -267,8 +323,10 @@ int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *
 		}
 		if (r->result)
 			r->data = NULL;
-		u->finished[n++] = r;
+		sl->state = SLOT_READY;
+		u->ready[u->nready++] = i;
 	}
+	n = hand_over(u);
 	if (requeued || u->bg_held) {
 		int ret = fl__uring_reader_flush(u);
 
@@ -310,6 +368,7 @@ void fl__uring_reader_destroy(struct uring_reader *u)
 	u->src->event_fd = -1;
 	free(u->slots);
 	free(u->finished);
+	free(u->ready);
 	free(u);
 }
 
@@ -336,7 +395,8 @@ int fl__uring_reader_create(struct uring_reader **out, struct fl_source *s,
 	u->background.head = u->background.tail = -1;
 	u->slots = calloc(depth, sizeof(*u->slots));
 	u->finished = calloc(depth, sizeof(*u->finished));
-	if (!u->slots || !u->finished)
+	u->ready = calloc(depth, sizeof(*u->ready));
+	if (!u->slots || !u->finished || !u->ready)
 		goto oom;
 	/* Reserved, not committed: a slot's pages come when a read fills
 	 * them, and go when the caller moves them away. */
