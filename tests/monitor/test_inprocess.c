@@ -9,6 +9,7 @@
  * snapshot's.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,41 +95,40 @@ static void write_snapshot(char *dir, size_t len)
 	free(data);
 }
 
-static void test_own_memory_is_copied_from_reused_buffers_by_default(const struct fl_case *c)
+/* A snapshot served to `pid` with FAULTLINE_MOVE set or not: pages moved. */
+static uint64_t serve(pid_t pid, bool move)
 {
 	char dir[64], cmd[128];
+	uint64_t moved;
 
-	(void)c;
-	unsetenv("FAULTLINE_MOVE");
+	if (move)
+		setenv("FAULTLINE_MOVE", "1", 1);
+	else
+		unsetenv("FAULTLINE_MOVE");
 	write_snapshot(dir, sizeof(dir));
-	assert_int_equal(serve_and_read(getpid(), dir), 0);
+	moved = serve_and_read(pid, dir);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
+	return moved;
+}
+
+static void test_own_memory_is_copied_from_reused_buffers_by_default(const struct fl_case *c)
+{
+	(void)c;
+	assert_int_equal(serve(getpid(), false), 0);
 }
 
 static void test_own_memory_is_filled_by_move_when_asked(const struct fl_case *c)
 {
-	char dir[64], cmd[128];
-
 	(void)c;
-	setenv("FAULTLINE_MOVE", "1", 1);
-	write_snapshot(dir, sizeof(dir));
-	assert_true(serve_and_read(getpid(), dir) > 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_true(serve(getpid(), true) > 0);
 }
 
 static void test_memory_of_another_owner_is_never_moved_into(const struct fl_case *c)
 {
-	char dir[64], cmd[128];
-
 	(void)c;
-	setenv("FAULTLINE_MOVE", "1", 1);
-	write_snapshot(dir, sizeof(dir));
 	/* Claimed by another pid: the monitor must treat it as another mm. */
-	assert_int_equal(serve_and_read(getppid(), dir), 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(serve(getppid(), true), 0);
 }
 
 int main(int argc, char **argv)
