@@ -491,8 +491,8 @@ static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
 	struct fl_receiver *r = rx(s);
 	struct fl_source_req **list;
-	size_t n = 0, keep = 0;
-	uint64_t v, bytes = 0;
+	size_t n = 0;
+	uint64_t v;
 
 	(void)!read(s->event_fd, &v, sizeof(v));
 	pthread_mutex_lock(&r->lock);
@@ -503,23 +503,8 @@ static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 		r->done = NULL;
 		r->ndone = r->cap_done = 0;
 	} else {
-		for (int pass = 0; pass < 2; pass++)
-			for (size_t i = 0; i < r->ndone; i++) {
-				struct fl_source_req *q = r->done[i];
-
-				if (!q || q->urgent != (pass == 0))
-					continue;
-				if (pass == 1 && n && bytes + q->len > REAP_BATCH_BYTES)
-					continue;
-				bytes += q->urgent ? 0 : q->len;
-				list[n++] = q;
-				r->done[i] = NULL;
-			}
-		for (size_t i = 0; i < r->ndone; i++)
-			if (r->done[i])
-				r->done[keep++] = r->done[i];
-		r->ndone = keep;
-		if (keep)
+		n = fl__take_fault_first(r->done, &r->ndone, list, REAP_BATCH_BYTES);
+		if (r->ndone)
 			announce(r);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -527,17 +512,6 @@ static int rx_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 		done(list[i], arg);
 	free(list);
 	return (int)n;
-}
-
-static bool list_remove(struct fl_source_req **list, size_t *n, struct fl_source_req *q)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (list[i] == q) {
-			memmove(&list[i], &list[i + 1], (*n - i - 1) * sizeof(*list));
-			(*n)--;
-			return true;
-		}
-	return false;
 }
 
 static int rx_cancel(struct fl_source *s, struct fl_source_req *q)
@@ -548,7 +522,7 @@ static int rx_cancel(struct fl_source *s, struct fl_source_req *q)
 	/* Pages already asked for still arrive into staging: harmless, the
 	 * request is simply never handed back. */
 	pthread_mutex_lock(&r->lock);
-	found = list_remove(r->pending, &r->npending, q) || list_remove(r->done, &r->ndone, q);
+	found = fl__req_list_remove(r->pending, &r->npending, q) || fl__req_list_remove(r->done, &r->ndone, q);
 	pthread_mutex_unlock(&r->lock);
 	return found ? 0 : -ENOENT;
 }

@@ -23,7 +23,6 @@
 
 #define QUEUE_MAX 4096
 #define MAX_REQ (16u << 20)
-#define REAP_BG_BYTES (512u << 10)
 /* Local reads land here: one request of MAX_REQ always fits. 1 GiB from
  * local images into a program here, UFFDIO_COPY in 512 KiB pieces: median
  * 0.32 s from this arena (pread first) against 0.62 s from a mapping of
@@ -193,40 +192,6 @@ static int criu_flush(struct fl_source *s)
 	return ret;
 }
 
-/*
- * The reads done (local ones, and the page server's replies): every
- * urgent one, then background ones up to REAP_BG_BYTES (at least one).
- * The monitor installs what a reap hands it before it reads its
- * userfaultfds again, and installing into new memory
- * runs at about 0.5 GB/s here: handing it all of a deep window at once
- * kept each fault waiting for megabytes of installs (a program faulting
- * on memory CRIU never saw, while the background filled, waited 11 ms a
- * fault). The rest stay done for the next reap.
- */
-static size_t take_bounded(struct criu_source *c, struct fl_source_req **out)
-{
-	size_t n = 0, kept = 0;
-	uint64_t bg = 0;
-
-	for (size_t i = 0; i < c->ndone; i++)
-		if (c->done[i]->urgent)
-			out[n++] = c->done[i];
-	for (size_t i = 0; i < c->ndone; i++) {
-		struct fl_source_req *r = c->done[i];
-
-		if (r->urgent)
-			continue;
-		if (bg && bg + r->len > REAP_BG_BYTES) {
-			c->done[kept++] = r;
-			continue;
-		}
-		bg += r->len;
-		out[n++] = r;
-	}
-	c->ndone = kept;
-	return n;
-}
-
 static int criu_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 {
 	struct criu_source *c = cs(s);
@@ -237,7 +202,7 @@ static int criu_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 	(void)!read(s->event_fd, &v, sizeof(v));
 	if (c->pc)
 		c->ndone += fl__criu_pclient_take(c->pc, c->done + c->ndone, QUEUE_MAX - c->ndone);
-	n = take_bounded(c, out);
+	n = fl__take_fault_first(c->done, &c->ndone, out, FL_REAP_BG_BYTES);
 	if (c->ndone)
 		(void)!write(s->event_fd, &one, sizeof(one)); /* the rest, next time */
 	for (size_t i = 0; i < n; i++)
@@ -247,27 +212,16 @@ static int criu_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 
 static void criu_release(struct fl_source *s, struct fl_source_req *r);
 
-static bool drop(struct fl_source_req **list, size_t *n, struct fl_source_req *r)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (list[i] == r) {
-			memmove(&list[i], &list[i + 1], (*n - i - 1) * sizeof(list[0]));
-			(*n)--;
-			return true;
-		}
-	return false;
-}
-
 static int criu_cancel(struct fl_source *s, struct fl_source_req *r)
 {
 	struct criu_source *c = cs(s);
 
-	if (drop(c->done, &c->ndone, r)) {
+	if (fl__req_list_remove(c->done, &c->ndone, r)) {
 		criu_release(s, r);
 		return 0;
 	}
-	if (drop(c->queued, &c->nqueued, r) || drop(c->held, &c->nheld, r) ||
-	    drop(c->waiting, &c->nwaiting, r))
+	if (fl__req_list_remove(c->queued, &c->nqueued, r) || fl__req_list_remove(c->held, &c->nheld, r) ||
+	    fl__req_list_remove(c->waiting, &c->nwaiting, r))
 		return 0;
 	return c->pc ? fl__criu_pclient_cancel(c->pc, r) : -ENOENT;
 }

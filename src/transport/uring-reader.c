@@ -30,9 +30,9 @@
  * asked, goes back to the front of its queue and continues from where it
  * stopped. A read that returns 0 bytes found the file shorter than at open:
  * the request fails with -EIO rather than being padded with zeros. A reap
- * hands over every urgent read done and at most REAP_BG_BYTES of
- * background ones (at least one); the rest wait for the next reap, the
- * eventfd readable for them.
+ * hands over every urgent read done and at most FL_REAP_BG_BYTES of
+ * background ones (fl__take_fault_first); the rest wait for the next
+ * reap, the eventfd readable for them.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -49,7 +49,6 @@
 
 #define READ_MAX (1u << 30) /* one SQE reads at most this (its length is 32-bit) */
 #define DEPTH_MAX 32768u
-#define REAP_BG_BYTES (512u << 10) /* background handed over per reap */
 
 /* READY: read, waiting in ready[] for a reap to hand it over. */
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_READING, SLOT_READY, SLOT_HANDED, SLOT_CANCELLED };
@@ -80,8 +79,9 @@ struct uring_reader {
 	struct queue urgent, background;
 	bool bg_held;	/* flushed background reads held back by bg_max */
 	struct fl_source_req **finished; /* scratch for reap, depth entries */
-	int *ready; /* slots read and not handed over yet, in completion order */
-	unsigned nready;
+	/* Read and not handed over yet (SLOT_READY), in completion order. */
+	struct fl_source_req **ready;
+	size_t nready;
 	char err[512];
 };
 
@@ -172,12 +172,7 @@ int fl__uring_reader_cancel(struct uring_reader *u, struct fl_source_req *r)
 
 	if (sl && sl->state == SLOT_READY) {
 		/* Read, not handed over yet: it never will be. */
-		unsigned kept = 0;
-
-		for (unsigned k = 0; k < u->nready; k++)
-			if (u->ready[k] != (int)r->priv)
-				u->ready[kept++] = u->ready[k];
-		u->nready = kept;
+		fl__req_list_remove(u->ready, &u->nready, r);
 		slot_free(u, (int)r->priv);
 		return 0;
 	}
@@ -241,43 +236,20 @@ int fl__uring_reader_flush(struct uring_reader *u)
 	return ret < 0 ? ret : 0;
 }
 
-/*
- * Into finished[]: every urgent read that is ready, then background ones
- * up to REAP_BG_BYTES (at least one), in the order they completed. The
- * caller installs what a reap gives it before it reads its faults again,
- * so a fault must not wait behind a whole window of background reads;
- * the rest wait in ready[] and the event fd is made readable for them.
- */
+/* Into finished[]: the ready reads a reap hands over (source-internal.h
+ * says which); the rest wait in ready[], the event fd readable for them. */
 static int hand_over(struct uring_reader *u)
 {
-	unsigned kept = 0;
-	uint64_t bg = 0;
-	int n = 0;
+	size_t n = fl__take_fault_first(u->ready, &u->nready, u->finished, FL_REAP_BG_BYTES);
 
-	for (int pass = 0; pass < 2; pass++)
-		for (unsigned k = 0; k < u->nready; k++) {
-			struct slot *sl = &u->slots[u->ready[k]];
-			struct fl_source_req *r = sl->req;
-
-			if (sl->state != SLOT_READY || r->urgent != (pass == 0))
-				continue;
-			if (!r->urgent && bg && bg + r->len > REAP_BG_BYTES)
-				continue;
-			if (!r->urgent)
-				bg += r->len;
-			sl->state = SLOT_HANDED;
-			u->finished[n++] = r;
-		}
-	for (unsigned k = 0; k < u->nready; k++)
-		if (u->slots[u->ready[k]].state == SLOT_READY)
-			u->ready[kept++] = u->ready[k];
-	u->nready = kept;
-	if (kept) {
+	for (size_t k = 0; k < n; k++)
+		u->slots[u->finished[k]->priv].state = SLOT_HANDED;
+	if (u->nready) {
 		uint64_t one = 1;
 
 		(void)!write(u->src->event_fd, &one, sizeof(one));
 	}
-	return n;
+	return (int)n;
 }
 
 int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *arg)
@@ -324,7 +296,7 @@ int fl__uring_reader_reap(struct uring_reader *u, fl_source_done_fn done, void *
 		if (r->result)
 			r->data = NULL;
 		sl->state = SLOT_READY;
-		u->ready[u->nready++] = i;
+		u->ready[u->nready++] = r;
 	}
 	n = hand_over(u);
 	if (requeued || u->bg_held) {
