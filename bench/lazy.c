@@ -54,7 +54,7 @@ static struct lazy_run run(size_t len, const char *dir, int touches)
 	struct lazy_run out = { 0 };
 	struct fl_region reg = { .start = 0x100000000ULL, .len = len, .page_size = PG,
 				 .prot = 3, .name = "bench" };
-	/* as `faultline monitor` serves a snapshot (src/cli/monitor.c) */
+	/* as `faultline monitor` serves a snapshot (CLI_LOCAL_BG_* in src/cli/cli.h) */
 	struct fl_monitor_opts o = { .keep_caps = true, .bg_chunk = 512u << 10, .bg_inflight = 8 };
 	struct fl_handoff_region hr = { .len = len, .page_size = PG };
 	struct fl_handoff h;

@@ -302,15 +302,8 @@ int cmd_lazy_pages(int argc, char **argv)
 		o.bg_chunk = 2u << 20;
 		o.bg_inflight = 2;
 	} else {
-		/* Local reads are done at once; what a fault waits behind is
-		 * the installs of the piece the monitor has in hand (0.5 GB/s
-		 * into new memory here: 1 ms for 512 KiB, 4 ms for 2 MiB).
-		 * 1 GiB measured here: a program's 256 faults on memory CRIU
-		 * never saw took 1.1-2.3 s behind 2 MiB pieces, 0.12-0.2 s
-		 * behind 512 KiB ones (CRIU's daemon: 0.39 s); 256 KiB
-		 * pieces were no faster. */
-		o.bg_chunk = 512u << 10;
-		o.bg_inflight = 8;
+		o.bg_chunk = CLI_LOCAL_BG_CHUNK;
+		o.bg_inflight = CLI_LOCAL_BG_INFLIGHT;
 	}
 	so.images_read = drop_privileges;
 	so.images_dir = images_abs;

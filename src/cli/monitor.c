@@ -297,12 +297,8 @@ int cmd_monitor(int argc, char **argv)
 	int c;
 
 	a.o.on_sigusr1 = cli_stats_on_sigusr1; /* statistics on SIGUSR1 */
-	/* Local reads: what a fault waits behind is the background piece the
-	 * monitor is installing. bench's lazy restore, 1 and 4 GiB, alternated:
-	 * fault p99 0.73-0.89 ms with 512 KiB x 8 against 1.07-1.64 ms with
-	 * 2 MiB x 4, fill 2.4-3.4 GB/s against 2.5-2.7. */
-	a.o.bg_chunk = 512u << 10;
-	a.o.bg_inflight = 8;
+	a.o.bg_chunk = CLI_LOCAL_BG_CHUNK;
+	a.o.bg_inflight = CLI_LOCAL_BG_INFLIGHT;
 	while ((c = getopt_long(argc, argv, "s:S:F:m:Hnr:R:j:kKvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': a.dir = optarg; break;
