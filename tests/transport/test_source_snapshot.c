@@ -162,6 +162,75 @@ static void test_urgent_request_completes_before_queued_background_ones(const st
 	snaptest_rm(dir);
 }
 
+/*
+ * Reads done are handed over a bounded piece at a time, fault reads
+ * first: the monitor installs what a reap gives it before it reads its
+ * userfaultfds again. 16 background reads of 256 KiB, all done, then one
+ * urgent page: the first reap gives the urgent page and at most 512 KiB
+ * of the rest, and the event fd stays readable until all are handed
+ * over, every byte right.
+ */
+static void test_done_reads_are_handed_over_fault_first_in_bounded_pieces(const struct fl_case *c)
+{
+	enum { BG = 16, CHUNK = 262144 };
+	struct fl_region r = { 0x10000000, BG * CHUNK, 4096, 3, "big" };
+	struct fl_source_snapshot_opts opts = { .queue_depth = 32, .background_inflight = BG };
+	static struct fl_source_req bg[BG], urgent;
+	static struct reaped got;
+	char dir[256], snap[300], err[512] = "";
+	unsigned char *data = pages(r.len), *buf = pages(r.len), *ubuf = pages(4096);
+	const void *d[1] = { data };
+	struct fl_snapshot *s;
+	struct fl_source *src;
+	struct pollfd pfd;
+	int rounds = 0;
+
+	(void)c;
+	for (uint64_t b = 0; b < r.len / 4096; b++)
+		snaptest_fill(data + b * 4096, 4096, b, 9, 0);
+	snaptest_dir(dir, sizeof(dir), snap, sizeof(snap));
+	assert_int_equal(fl_snapshot_write(snap, &r, 1, d, 0, err, sizeof(err)), 0);
+	assert_int_equal(fl_snapshot_open(snap, &s, err, sizeof(err)), 0);
+	assert_int_equal(fl_source_snapshot_create(&src, s, &opts), 0);
+	for (int i = 0; i < BG; i++) {
+		bg[i] = (struct fl_source_req){ .region = 0, .offset = (uint64_t)i * CHUNK,
+						.len = CHUNK, .cookie = buf + (uint64_t)i * CHUNK };
+		assert_int_equal(fl_source_submit(src, &bg[i]), 0);
+	}
+	assert_int_equal(fl_source_flush(src), 0);
+	urgent = (struct fl_source_req){ .region = 0, .offset = r.len - 4096, .len = 4096,
+					 .cookie = ubuf, .urgent = true };
+	assert_int_equal(fl_source_submit(src, &urgent), 0);
+	assert_int_equal(fl_source_flush(src), 0);
+	usleep(200000); /* every read done before the first reap */
+	got.src = src;
+	pfd = (struct pollfd){ .fd = src->event_fd, .events = POLLIN };
+	while (got.n < BG + 1) {
+		int before = got.n;
+		uint64_t bytes = 0;
+
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		assert_true(fl_source_reap(src, collect, &got) > 0);
+		for (int i = before; i < got.n; i++)
+			bytes += got.order[i]->urgent ? 0 : got.order[i]->len;
+		if (!rounds++)
+			assert_ptr_equal(got.order[0], &urgent);
+		if (bytes > 512u << 10)
+			fail_msg("reap %d handed over %llu bytes of background reads", rounds,
+				 (unsigned long long)bytes);
+	}
+	assert_true(rounds >= BG / 2);
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	assert_int_equal(urgent.result, 0);
+	assert_memory_equal(ubuf, data + r.len - 4096, 4096);
+	for (int i = 0; i < BG; i++)
+		assert_int_equal(bg[i].result, 0);
+	assert_memory_equal(buf, data, r.len);
+	fl_source_destroy(src);
+	fl_snapshot_close(s);
+	snaptest_rm(dir);
+}
+
 static void test_full_queue_is_ebusy_and_out_of_bounds_is_erange(const struct fl_case *c)
 {
 	char dir[256], snap[300];
@@ -287,6 +356,7 @@ int main(int argc, char **argv)
 	FL_ADD(test_every_page_read_through_io_uring_equals_the_original);
 	FL_ADD(test_whole_region_reads_larger_than_a_page);
 	FL_ADD(test_urgent_request_completes_before_queued_background_ones);
+	FL_ADD(test_done_reads_are_handed_over_fault_first_in_bounded_pieces);
 	FL_ADD(test_full_queue_is_ebusy_and_out_of_bounds_is_erange);
 	FL_ADD(test_event_fd_is_readable_only_with_completions);
 	FL_ADD(test_corrupt_page_completes_with_ebadmsg_naming_region_and_page);
