@@ -66,8 +66,12 @@ static int read_events(struct mproc *p)
 	do {
 		/* into the journal when there is one: see journal.c */
 		msgs = fl__journal_inbox(p);
+		/* From the read until its events are applied, the install
+		 * helper copies nothing (install-helper.c says why). */
+		fl__helper_hold(m);
 		n = fl__uffd_read_raw(p->uffd, msgs ? msgs : own, JOURNAL_INBOX);
 		if (n < 0) {
+			fl__helper_unhold(m);
 			if (msgs)
 				fl__journal_inbox_done(m);
 			return n;
@@ -78,10 +82,12 @@ static int read_events(struct mproc *p)
 			fl_uffd_decode(msgs ? &msgs[i] : &own[i], &ev[i]);
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind != FL_EVENT_PAGEFAULT) {
+				fl__helper_changed(m);
 				fl__events_apply(p, &ev[i]);
 				/* What held the mm is being done: try at once. */
 				p->again_ns = 0;
 			}
+		fl__helper_unhold(m);
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind == FL_EVENT_PAGEFAULT)
 				fl__fetch_fault(p, ev[i].fault.address, ev[i].fault.tid, now);

@@ -160,7 +160,7 @@ static bool nobody_needs(struct fl_monitor *m, const struct fl_source_req *req)
 /* Done with a completion: its data goes back to the source, which may
  * drop its copy when nobody needs a page of it any more. An unasked
  * request is the source's own, freed by release(): read it before. */
-static void finish(struct fl_monitor *m, struct fl_source_req *req)
+void fl__fetch_finish(struct fl_monitor *m, struct fl_source_req *req)
 {
 	bool unasked = req->unasked;
 
@@ -229,7 +229,7 @@ int fl__fetch_zero(struct mproc *p, struct mregion *r, size_t page, size_t n)
 
 /* Faults that joined a read are served when [addr, addr+len) is
  * installed: their latency and their threads' blocked time count then. */
-static void joined_served(struct mproc *p, uint64_t addr, uint64_t len)
+void fl__joined_served(struct mproc *p, uint64_t addr, uint64_t len)
 {
 	struct fl_monitor *m = p->mon;
 	uint64_t now = 0;
@@ -262,11 +262,6 @@ static void joined_prune(struct mproc *p)
 		else
 			p->joined[i] = p->joined[--p->njoined];
 	}
-}
-
-static bool owed(enum page_state s)
-{
-	return s == PS_MISSING || s == PS_REQUESTED;
 }
 
 /* Install one run of owed pages at addr from data. MOVE when allowed,
@@ -322,17 +317,17 @@ static int install_proc(struct mproc *p, struct fl_source_req *req, bool move)
 			size_t run;
 			int ret;
 
-			if (!owed(ps_get(&r->ps, page))) {
+			if (!fl__owed(ps_get(&r->ps, page))) {
 				page++;
 				continue;
 			}
-			for (run = 1; page + run < first + n && owed(ps_get(&r->ps, page + run)); run++)
+			for (run = 1; page + run < first + n && fl__owed(ps_get(&r->ps, page + run)); run++)
 				;
 			ret = install_run(p, r, addr, (const char *)req->data + (off - req->offset),
 					  run * r->page, move, &res);
 			fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
 			if (p->njoined)
-				joined_served(p, addr, res.done + res.existed);
+				fl__joined_served(p, addr, res.done + res.existed);
 			if (urgent)
 				m->stats.pages_fault += res.done / r->page;
 			else if (req->unasked)
@@ -386,7 +381,7 @@ static size_t owers(struct fl_monitor *m, const struct fl_source_req *req, bool 
 			for (size_t page = first; page < first + n && !any; page++) {
 				enum page_state s = ps_get(&r->ps, page);
 
-				any = requested_only ? s == PS_REQUESTED : owed(s);
+				any = requested_only ? s == PS_REQUESTED : fl__owed(s);
 			}
 		}
 		n += any;
@@ -469,7 +464,7 @@ static void refuse(struct fl_monitor *m, struct fl_source_req *req)
 				char why[256];
 				int ret;
 
-				if (!owed(ps_get(&r->ps, page)))
+				if (!fl__owed(ps_get(&r->ps, page)))
 					continue;
 				snprintf(why, sizeof(why), "page %#llx (source %s region %u '%s' "
 					 "offset %#llx) can never be had: %s",
@@ -531,7 +526,7 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 	struct mreq *q = req->unasked ? NULL : (struct mreq *)req;
 
 	if (q && q->cancelled) { /* withdrawn too late to stop it */
-		finish(m, req);
+		fl__fetch_finish(m, req);
 		return;
 	}
 	if (req->result < 0) {
@@ -539,7 +534,7 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 			count_latency(m, q);
 		m->stats.reads_failed++;
 		refuse(m, req);
-		finish(m, req);
+		fl__fetch_finish(m, req);
 		return;
 	}
 	if (q && !q->counted) {
@@ -551,11 +546,13 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 			m->stats.bytes_read += req->len;
 		q->counted = true;
 	}
+	if (!q && fl__helper_offload(m, req))
+		return; /* applied and released when the helper is done */
 	if (install_all(m, req) == -EAGAIN) {
 		if (!q) {
 			/* Unasked pages cannot be held: whatever did not go
 			 * in is still owed and will be asked for. */
-			finish(m, req);
+			fl__fetch_finish(m, req);
 			fl__retry_arm(m);
 			return;
 		}
@@ -569,7 +566,7 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 	}
 	if (q)
 		count_latency(m, q);
-	finish(m, req);
+	fl__fetch_finish(m, req);
 }
 
 void fl__fetch_completed(struct fl_source_req *req, void *arg)
@@ -905,7 +902,7 @@ void fl__fetch_check_deadlines(struct fl_monitor *m)
  * the source. */
 static void release_only(struct fl_source_req *req, void *arg)
 {
-	finish(arg, req);
+	fl__fetch_finish(arg, req);
 }
 
 void fl__fetch_cancel_all(struct fl_monitor *m)
@@ -915,7 +912,7 @@ void fl__fetch_cancel_all(struct fl_monitor *m)
 
 		m->deferred = q->next;
 		q->deferred = false;
-		finish(m, &q->req);
+		fl__fetch_finish(m, &q->req);
 	}
 	for (size_t i = 0; i < m->nreqs; i++) {
 		struct mreq *q = &m->reqs[i];

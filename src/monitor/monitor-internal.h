@@ -52,6 +52,7 @@ struct mproc {
 	 * backoff of again_us that grows while refusals go on. */
 	uint64_t again_ns;
 	uint32_t again_us;
+	unsigned helper_runs; /* runs the install helper holds (install-helper.c) */
 };
 
 struct pfault {
@@ -99,7 +100,14 @@ struct fl_monitor {
 	bool fork_pid; /* the kernel proved UFFD_EVENT_FORK names the child */
 	struct journal *journal; /* for a monitor started after us (journal.c) */
 	bool replaying;	 /* rebuilding from it: touch no fd, log nothing */
+	struct helper *helper; /* the pushed stream's second installer, or NULL */
 };
+
+/* Whether a page in state s is still owed (to be installed). */
+static inline bool fl__owed(enum page_state s)
+{
+	return s == PS_MISSING || s == PS_REQUESTED;
+}
 
 /* proc.c */
 struct mproc *fl__proc_new(struct fl_monitor *m, int uffd, pid_t pid, uint64_t features);
@@ -137,6 +145,10 @@ bool fl__proc_done(const struct mproc *p);
 uint64_t fl__proc_owed(const struct mproc *p);
 
 /* fetch.c */
+/* Done with a completion: released to the source (its own, if unasked). */
+void fl__fetch_finish(struct fl_monitor *m, struct fl_source_req *req);
+/* Faults that joined a read of [addr, addr+len) are served now. */
+void fl__joined_served(struct mproc *p, uint64_t addr, uint64_t len);
 void fl__fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
 void fl__fetch_source_ready(struct fl_monitor *m);
 void fl__fetch_completed(struct fl_source_req *req, void *arg);
@@ -161,6 +173,19 @@ void fl__gate_answer(struct mproc *p, int ret);
 void fl__retry_arm(struct fl_monitor *m);
 void fl__retry_drain(struct fl_monitor *m);
 int fl__retry_init(struct fl_monitor *m);
+
+/* install-helper.c: a second thread installs the source's pushed pages. */
+int fl__helper_init(struct fl_monitor *m);
+void fl__helper_free(struct fl_monitor *m);
+void fl__helper_stop(struct fl_monitor *m);
+/* Take req's installs (async: applied and released later); false: not. */
+bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req);
+/* The monitor's thread, around reading a userfaultfd and applying its
+ * events, and around closing one: no helper install runs meanwhile, and
+ * after a change (fl__helper_changed) none planned before it runs. */
+void fl__helper_hold(struct fl_monitor *m);
+void fl__helper_changed(struct fl_monitor *m);
+void fl__helper_unhold(struct fl_monitor *m);
 
 /* policy.c */
 bool fl__policy_next(struct fl_monitor *m, struct mproc **pp, struct mregion **rp,

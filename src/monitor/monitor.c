@@ -195,6 +195,8 @@ int fl_monitor_create(struct fl_monitor **out, struct fl_source *source,
 	ret = fl__fetch_pool_init(m);
 	if (!ret)
 		ret = fl__retry_init(m);
+	if (!ret)
+		ret = fl__helper_init(m);
 	if (ret) {
 		snprintf(err, errlen, "cannot allocate read buffers");
 		fl_monitor_destroy(m);
@@ -544,6 +546,7 @@ void fl_monitor_destroy(struct fl_monitor *m)
 	for (struct mproc *p = m->procs; p; p = p->next)
 		if (!p->dead)
 			fl__proc_kill(p, "monitor shutting down");
+	fl__helper_free(m); /* its runs are stale now: released, not installed */
 	/* Withdraw every read first: after this returns, no completion of
 	 * ours runs and nothing is installed anywhere. */
 	if (m->src && m->reqs)

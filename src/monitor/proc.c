@@ -69,8 +69,12 @@ void fl__proc_kill(struct mproc *p, const char *why)
 	if (p->pidfd_ev)
 		event_free(p->pidfd_ev);
 	p->uffd_ev = p->pidfd_ev = NULL;
+	/* No helper install may use the fd once it is closed (or reused). */
+	fl__helper_hold(m);
+	fl__helper_changed(m);
 	if (p->uffd >= 0)
 		close(p->uffd);
+	fl__helper_unhold(m);
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	p->uffd = p->pidfd = -1;
@@ -91,7 +95,7 @@ void fl__procs_reap(struct fl_monitor *m)
 	while (*pp) {
 		struct mproc *p = *pp;
 
-		if (p->dead) {
+		if (p->dead && !p->helper_runs) {
 			*pp = p->next;
 			free(p->pending);
 			free(p->joined);

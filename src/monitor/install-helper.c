@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A second thread for the pushed stream's installs.
+ *
+ * Why: each page installed by UFFDIO_COPY is a page the kernel allocates,
+ * and on a host where fresh memory is slow (a guest's first touch of its
+ * memory) one thread installs a few hundred MB/s. The monitor's thread
+ * was the whole post-copy's bottleneck at 4 GiB; a second core installs
+ * as fast again. Faults and everything else stay on the monitor's thread.
+ *
+ * What the helper does: only the UFFDIO_COPY of runs the monitor planned
+ * from a completion nobody asked for (the source's push). It touches no
+ * page state; the monitor applies each run's result on its own thread.
+ *
+ * Why it is safe with events racing it: the kernel zaps a MADV_DONTNEED
+ * range only after the monitor has read its REMOVE event, so a copy that
+ * lands after that read could bring back bytes the program threw away.
+ * The monitor therefore holds the install lock (write) from each read of
+ * a userfaultfd until that batch's events are applied, and bumps `gen`
+ * when any event (or a process's end) came; the helper copies in short
+ * steps under the lock (read), each only while `gen` is what it was when
+ * the run was planned. A stale run installs nothing more; its pages stay
+ * owed and come again by the usual way. While an event is pending the
+ * kernel itself refuses (EAGAIN), as for the monitor's own installs.
+ *
+ * Pages a run is installing are still MISSING (or REQUESTED) to the rest
+ * of the monitor: a fault on one asks the source as usual, and whichever
+ * copy lands second finds the page there (EEXIST), which is harmless
+ * since after the switch-over every copy of a page holds the same bytes.
+ *
+ * FAULTLINE_INSTALL_THREAD=0 turns it off; it is on when the machine
+ * has two or more CPUs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "monitor-internal.h"
+#include "util/thread-cpu.h"
+
+/* Bytes copied per hold of the lock: the longest a read of faults waits
+ * for the helper (16 pages; about 0.2 ms into fresh memory here). */
+#define STEP (64u << 10)
+#define STALE 1 /* a run's result: an event came first */
+
+struct batch {
+	struct fl_source_req *req;
+	size_t left; /* runs not applied yet */
+	bool again;  /* one was refused with EAGAIN */
+};
+
+struct run {
+	struct run *next;
+	struct batch *b;
+	struct mproc *p;
+	int uffd;
+	uint64_t addr, len, page, gen;
+	const char *data;
+	int ret; /* 0, -errno, or STALE */
+	struct fl_resolve res;
+};
+
+#define MAX_THREADS 8
+
+struct helper {
+	pthread_t thread[MAX_THREADS];
+	unsigned nthreads, started;
+	_Atomic bool stop;
+	pthread_rwlock_t lock; /* write: the monitor reads and applies events */
+	unsigned held;	       /* the monitor's nesting of the write hold */
+	bool changed;	       /* an event came during this hold */
+	_Atomic uint64_t gen;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct run *todo, **todo_tail, *done;
+	int efd;
+	struct event *ev;
+};
+
+static void *helper_main(void *arg)
+{
+	struct fl_monitor *m = arg;
+	struct helper *h = m->helper;
+
+	fl__thread_name("fl-install");
+	for (;;) {
+		struct run *j;
+		uint64_t one = 1;
+
+		pthread_mutex_lock(&h->mu);
+		while (!h->todo && !h->stop)
+			pthread_cond_wait(&h->cond, &h->mu);
+		if (!h->todo) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		j = h->todo;
+		h->todo = j->next;
+		if (!h->todo)
+			h->todo_tail = &h->todo;
+		pthread_mutex_unlock(&h->mu);
+
+		for (uint64_t off = 0; off < j->len && !j->ret;) {
+			uint64_t n = j->len - off < STEP ? j->len - off : STEP;
+			struct fl_resolve res = { 0 };
+
+			pthread_rwlock_rdlock(&h->lock);
+			if (h->stop || atomic_load(&h->gen) != j->gen)
+				j->ret = STALE;
+			else
+				j->ret = fl_uffd_copy(j->uffd, j->addr + off, j->data + off, n,
+						      j->page, 0, &res);
+			pthread_rwlock_unlock(&h->lock);
+			j->res.done += res.done;
+			j->res.existed += res.existed;
+			off += res.done + res.existed;
+			if (!j->ret && res.done + res.existed < n)
+				j->ret = -EIO; /* no progress: never spin */
+		}
+		pthread_mutex_lock(&h->mu);
+		j->next = h->done;
+		h->done = j;
+		pthread_mutex_unlock(&h->mu);
+		(void)!write(h->efd, &one, sizeof(one));
+	}
+}
+
+/* On the monitor's thread: what one run did goes into the page states. */
+static void apply(struct fl_monitor *m, struct run *j)
+{
+	struct helper *h = m->helper;
+	struct mproc *p = j->p;
+	struct batch *b = j->b;
+	uint64_t got = j->res.done + j->res.existed;
+
+	p->helper_runs--;
+	if (!p->dead && j->ret != STALE && atomic_load(&h->gen) == j->gen) {
+		struct mregion *r = fl__proc_find(p, j->addr);
+
+		if (r && r->page == j->page && got) {
+			size_t first = (j->addr - r->start) / r->page;
+
+			for (size_t pg = first; pg < first + got / r->page; pg++)
+				if (fl__owed(ps_get(&r->ps, pg)))
+					fl__ps_set_range(&r->ps, pg, 1, PS_PRESENT);
+			if (p->njoined)
+				fl__joined_served(p, j->addr, got);
+		}
+		m->stats.pages_pushed += j->res.done / j->page;
+		m->stats.pages_existed += j->res.existed / j->page;
+		fl__gate_answer(p, j->ret);
+		if (j->ret == -EAGAIN)
+			b->again = true;
+		else if (j->ret == -ESRCH)
+			fl__proc_kill(p, "ESRCH while installing pages");
+		else if (j->ret < 0)
+			/* ENOMEM, or ENOENT with an event on its way: still
+			 * owed, fetched again later. */
+			fl__mon_log(m, j->ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu pages): %s",
+				    p->label, (unsigned long long)(j->addr + got),
+				    (unsigned long long)((j->len - got) / j->page), strerror(-j->ret));
+	}
+	if (--b->left == 0) {
+		fl__fetch_finish(m, b->req);
+		if (b->again)
+			fl__retry_arm(m);
+		free(b);
+	}
+	free(j);
+}
+
+static void drain(struct fl_monitor *m)
+{
+	struct helper *h = m->helper;
+	struct run *list, *rev = NULL;
+
+	pthread_mutex_lock(&h->mu);
+	list = h->done;
+	h->done = NULL;
+	pthread_mutex_unlock(&h->mu);
+	while (list) { /* in the order they were done */
+		struct run *n = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev) {
+		struct run *n = rev->next;
+
+		apply(m, rev);
+		rev = n;
+	}
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct fl_monitor *m = arg;
+	uint64_t v;
+
+	(void)what;
+	(void)!read((int)fd, &v, sizeof(v));
+	drain(m);
+	fl__retry_drain(m);
+	fl__fetch_kick(m);
+	fl__procs_reap(m);
+}
+
+int fl__helper_init(struct fl_monitor *m)
+{
+	const char *env = getenv("FAULTLINE_INSTALL_THREADS");
+	long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN) < 2 ? 0 : 1;
+	struct helper *h;
+	pthread_rwlockattr_t a;
+
+	if (n <= 0)
+		return 0;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->nthreads = n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
+	h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->ev = h->efd >= 0 ? event_new(m->base, h->efd, EV_READ | EV_PERSIST, on_done, m) : NULL;
+	if (!h->ev) {
+		if (h->efd >= 0)
+			close(h->efd);
+		free(h);
+		return -ENOMEM;
+	}
+	event_priority_set(h->ev, 0);
+	event_add(h->ev, NULL);
+	/* The monitor's hold must not wait behind a stream of helper steps. */
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&h->lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->todo_tail = &h->todo;
+	m->helper = h;
+	return 0;
+}
+
+void fl__helper_hold(struct fl_monitor *m)
+{
+	struct helper *h = m->helper;
+
+	if (h && !h->held++)
+		pthread_rwlock_wrlock(&h->lock);
+}
+
+void fl__helper_changed(struct fl_monitor *m)
+{
+	if (m->helper)
+		m->helper->changed = true;
+}
+
+void fl__helper_unhold(struct fl_monitor *m)
+{
+	struct helper *h = m->helper;
+
+	if (!h || --h->held)
+		return;
+	if (h->changed)
+		atomic_fetch_add(&h->gen, 1);
+	h->changed = false;
+	pthread_rwlock_unlock(&h->lock);
+}
+
+/* Plan req's installs as runs for the helper: every owed run in every
+ * process. False (nothing taken) when there is no helper, nothing owed,
+ * or a process's mm is refusing (the caller's own path handles those). */
+bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req)
+{
+	struct helper *h = m->helper;
+	struct run *head = NULL, **tail = &head;
+	struct batch *b;
+
+	if (!h || m->replaying || req->movable || req->result)
+		return false;
+	for (struct mproc *p = m->procs; p; p = p->next)
+		if (!p->dead && !fl__gate_open(p))
+			return false;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return false;
+	b->req = req;
+	for (struct mproc *p = m->procs; p; p = p->next)
+		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
+			struct mregion *r = &p->regions[i];
+			size_t first, n, run;
+
+			if (!fl__region_src_overlap(r, req->region, req->offset, req->len, &first, &n))
+				continue;
+			for (size_t pg = first; pg < first + n; pg += run) {
+				struct run *j;
+				uint64_t off = r->src_offset + pg * r->page;
+
+				run = 1;
+				if (!fl__owed(ps_get(&r->ps, pg)))
+					continue;
+				while (pg + run < first + n && fl__owed(ps_get(&r->ps, pg + run)))
+					run++;
+				j = calloc(1, sizeof(*j));
+				if (!j)
+					goto undo;
+				*j = (struct run){ .b = b, .p = p, .uffd = p->uffd,
+						   .addr = r->start + pg * r->page, .len = run * r->page,
+						   .page = r->page, .gen = atomic_load(&h->gen),
+						   .data = (const char *)req->data + (off - req->offset) };
+				*tail = j;
+				tail = &j->next;
+				b->left++;
+			}
+		}
+	if (!b->left) {
+		free(b);
+		return false;
+	}
+	while (h->started < h->nthreads) {
+		if (pthread_create(&h->thread[h->started], NULL, helper_main, m))
+			break;
+		h->started++;
+	}
+	if (!h->started)
+		goto undo;
+	for (struct run *j = head; j; j = j->next)
+		j->p->helper_runs++;
+	pthread_mutex_lock(&h->mu);
+	*h->todo_tail = head;
+	h->todo_tail = tail;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	return true;
+undo:
+	while (head) {
+		struct run *n = head->next;
+
+		free(head);
+		head = n;
+	}
+	free(b);
+	return false;
+}
+
+/* Stop the thread; runs not done are applied as stale (their requests
+ * released, nothing installed). */
+void fl__helper_stop(struct fl_monitor *m)
+{
+	struct helper *h = m->helper;
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->stop = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	for (unsigned i = 0; i < h->started; i++)
+		pthread_join(h->thread[i], NULL);
+	h->started = 0;
+	atomic_fetch_add(&h->gen, 1);
+	pthread_mutex_lock(&h->mu);
+	for (struct run *j = h->todo; j;) {
+		struct run *n = j->next;
+
+		j->ret = STALE;
+		j->next = h->done;
+		h->done = j;
+		j = n;
+	}
+	h->todo = NULL;
+	h->todo_tail = &h->todo;
+	pthread_mutex_unlock(&h->mu);
+	drain(m);
+}
+
+void fl__helper_free(struct fl_monitor *m)
+{
+	struct helper *h = m->helper;
+
+	if (!h)
+		return;
+	fl__helper_stop(m);
+	event_free(h->ev);
+	close(h->efd);
+	pthread_rwlock_destroy(&h->lock);
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+	m->helper = NULL;
+}
