@@ -82,7 +82,7 @@ static int read_events(struct mproc *p)
 			fl_uffd_decode(msgs ? &msgs[i] : &own[i], &ev[i]);
 		for (int i = 0; i < n && !p->dead; i++)
 			if (ev[i].kind != FL_EVENT_PAGEFAULT) {
-				fl__helper_changed(m);
+				fl__helper_changed(p);
 				fl__events_apply(p, &ev[i]);
 				/* What held the mm is being done: try at once. */
 				p->again_ns = 0;

@@ -16,11 +16,13 @@
  * range only after the monitor has read its REMOVE event, so a copy that
  * lands after that read could bring back bytes the program threw away.
  * The monitor therefore holds the install lock (write) from each read of
- * a userfaultfd until that batch's events are applied, and bumps `gen`
- * when any event (or a process's end) came; the helper copies in short
- * steps under the lock (read), each only while `gen` is what it was when
- * the run was planned. A stale run installs nothing more; its pages stay
- * owed and come again by the usual way. While an event is pending the
+ * a userfaultfd until that batch's events are applied, and bumps the
+ * process's `helper_gen` for each of its events (and at its end); the
+ * helper copies in short steps under the lock (read), each only while
+ * that generation is what it was when the run was planned. A stale run
+ * installs nothing more; its pages stay owed and come again by the usual
+ * way. (An event of one process leaves another's installs as they were:
+ * the monitor's own thread would do those after it too.) While an event is pending the
  * kernel itself refuses (EAGAIN), as for the monitor's own installs.
  *
  * Pages a run is installing are still MISSING (or REQUESTED) to the rest
@@ -28,8 +30,9 @@
  * copy lands second finds the page there (EEXIST), which is harmless
  * since after the switch-over every copy of a page holds the same bytes.
  *
- * FAULTLINE_INSTALL_THREAD=0 turns it off; it is on when the machine
- * has two or more CPUs.
+ * FAULTLINE_INSTALL_THREADS=N sets how many (0: none); by default one
+ * when the machine has two or more CPUs. FL_TEST_INSTALL_DELAY_US makes
+ * each run wait that long before its first step, for tests.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -73,13 +76,12 @@ struct helper {
 	_Atomic bool stop;
 	pthread_rwlock_t lock; /* write: the monitor reads and applies events */
 	unsigned held;	       /* the monitor's nesting of the write hold */
-	bool changed;	       /* an event came during this hold */
-	_Atomic uint64_t gen;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct run *todo, **todo_tail, *done;
 	int efd;
 	struct event *ev;
+	unsigned test_delay_us; /* FL_TEST_INSTALL_DELAY_US: tests widen races */
 };
 
 static void *helper_main(void *arg)
@@ -104,13 +106,14 @@ static void *helper_main(void *arg)
 		if (!h->todo)
 			h->todo_tail = &h->todo;
 		pthread_mutex_unlock(&h->mu);
-
+		if (h->test_delay_us)
+			usleep(h->test_delay_us);
 		for (uint64_t off = 0; off < j->len && !j->ret;) {
 			uint64_t n = j->len - off < STEP ? j->len - off : STEP;
 			struct fl_resolve res = { 0 };
 
 			pthread_rwlock_rdlock(&h->lock);
-			if (h->stop || atomic_load(&h->gen) != j->gen)
+			if (h->stop || atomic_load(&j->p->helper_gen) != j->gen)
 				j->ret = STALE;
 			else
 				j->ret = fl_uffd_copy(j->uffd, j->addr + off, j->data + off, n,
@@ -133,13 +136,12 @@ static void *helper_main(void *arg)
 /* On the monitor's thread: what one run did goes into the page states. */
 static void apply(struct fl_monitor *m, struct run *j)
 {
-	struct helper *h = m->helper;
 	struct mproc *p = j->p;
 	struct batch *b = j->b;
 	uint64_t got = j->res.done + j->res.existed;
 
 	p->helper_runs--;
-	if (!p->dead && j->ret != STALE && atomic_load(&h->gen) == j->gen) {
+	if (!p->dead && j->ret != STALE && atomic_load(&p->helper_gen) == j->gen) {
 		struct mregion *r = fl__proc_find(p, j->addr);
 
 		if (r && r->page == j->page && got) {
@@ -224,6 +226,8 @@ int fl__helper_init(struct fl_monitor *m)
 	if (!h)
 		return -ENOMEM;
 	h->nthreads = n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
+	if (getenv("FL_TEST_INSTALL_DELAY_US"))
+		h->test_delay_us = (unsigned)strtoul(getenv("FL_TEST_INSTALL_DELAY_US"), NULL, 10);
 	h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->ev = h->efd >= 0 ? event_new(m->base, h->efd, EV_READ | EV_PERSIST, on_done, m) : NULL;
 	if (!h->ev) {
@@ -254,10 +258,9 @@ void fl__helper_hold(struct fl_monitor *m)
 		pthread_rwlock_wrlock(&h->lock);
 }
 
-void fl__helper_changed(struct fl_monitor *m)
+void fl__helper_changed(struct mproc *p)
 {
-	if (m->helper)
-		m->helper->changed = true;
+	atomic_fetch_add(&p->helper_gen, 1);
 }
 
 void fl__helper_unhold(struct fl_monitor *m)
@@ -266,9 +269,6 @@ void fl__helper_unhold(struct fl_monitor *m)
 
 	if (!h || --h->held)
 		return;
-	if (h->changed)
-		atomic_fetch_add(&h->gen, 1);
-	h->changed = false;
 	pthread_rwlock_unlock(&h->lock);
 }
 
@@ -283,15 +283,17 @@ bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req)
 
 	if (!h || m->replaying || req->movable || req->result)
 		return false;
-	for (struct mproc *p = m->procs; p; p = p->next)
-		if (!p->dead && !fl__gate_open(p))
-			return false;
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return false;
 	b->req = req;
-	for (struct mproc *p = m->procs; p; p = p->next)
-		for (size_t i = 0; !p->dead && i < p->nregions; i++) {
+	for (struct mproc *p = m->procs; p; p = p->next) {
+		/* An mm refusing (an event in flight): as on the monitor's
+		 * own path, its pages stay owed and a retry is armed. */
+		bool open = p->dead || fl__gate_open(p);
+
+		b->again |= !open;
+		for (size_t i = 0; open && !p->dead && i < p->nregions; i++) {
 			struct mregion *r = &p->regions[i];
 			size_t first, n, run;
 
@@ -311,14 +313,17 @@ bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req)
 					goto undo;
 				*j = (struct run){ .b = b, .p = p, .uffd = p->uffd,
 						   .addr = r->start + pg * r->page, .len = run * r->page,
-						   .page = r->page, .gen = atomic_load(&h->gen),
+						   .page = r->page, .gen = atomic_load(&p->helper_gen),
 						   .data = (const char *)req->data + (off - req->offset) };
 				*tail = j;
 				tail = &j->next;
 				b->left++;
 			}
 		}
+	}
 	if (!b->left) {
+		if (b->again)
+			fl__retry_arm(m);
 		free(b);
 		return false;
 	}
@@ -363,7 +368,6 @@ void fl__helper_stop(struct fl_monitor *m)
 	for (unsigned i = 0; i < h->started; i++)
 		pthread_join(h->thread[i], NULL);
 	h->started = 0;
-	atomic_fetch_add(&h->gen, 1);
 	pthread_mutex_lock(&h->mu);
 	for (struct run *j = h->todo; j;) {
 		struct run *n = j->next;

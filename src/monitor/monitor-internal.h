@@ -53,6 +53,7 @@ struct mproc {
 	uint64_t again_ns;
 	uint32_t again_us;
 	unsigned helper_runs; /* runs the install helper holds (install-helper.c) */
+	_Atomic uint64_t helper_gen; /* bumped, under the hold, by each event */
 };
 
 struct pfault {
@@ -184,7 +185,7 @@ bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req);
  * events, and around closing one: no helper install runs meanwhile, and
  * after a change (fl__helper_changed) none planned before it runs. */
 void fl__helper_hold(struct fl_monitor *m);
-void fl__helper_changed(struct fl_monitor *m);
+void fl__helper_changed(struct mproc *p);
 void fl__helper_unhold(struct fl_monitor *m);
 
 /* policy.c */

@@ -71,7 +71,7 @@ void fl__proc_kill(struct mproc *p, const char *why)
 	p->uffd_ev = p->pidfd_ev = NULL;
 	/* No helper install may use the fd once it is closed (or reused). */
 	fl__helper_hold(m);
-	fl__helper_changed(m);
+	fl__helper_changed(p);
 	if (p->uffd >= 0)
 		close(p->uffd);
 	fl__helper_unhold(m);

@@ -18,6 +18,7 @@ struct ireq {
 	enum ireq_state state;
 	uint64_t due_ns;
 	int fail;
+	bool pushed; /* its pages went out unasked already */
 };
 
 struct rule {
@@ -195,13 +196,21 @@ static int inj_reap(struct fl_source *s, fl_source_done_fn done, void *arg)
 		struct ireq *q = due[k];
 		struct fl_source_req *r = q->outer;
 
-		if (!q->fail && q->inner.result == 0) {
+		if (!q->fail && q->inner.result == 0 && !q->pushed) {
 			uint64_t half = r->len / 2 / 4096 * 4096;
 
 			if (m->o.split_permille && rnd(m) % 1000 < m->o.split_permille && half)
 				push_unasked(&q->inner, half, done, arg);
-			if (m->o.unasked_permille && rnd(m) % 1000 < m->o.unasked_permille)
+			if (m->o.unasked_permille && rnd(m) % 1000 < m->o.unasked_permille) {
 				push_unasked(&q->inner, q->inner.len, done, arg);
+				if (m->o.hold_after_push_us) {
+					/* The push alone installs them, for a while. */
+					q->pushed = true;
+					q->due_ns = now + m->o.hold_after_push_us * 1000ull;
+					m->live[m->nlive++] = q;
+					continue;
+				}
+			}
 		}
 		r->result = q->fail ? q->fail : q->inner.result;
 		r->data = r->result ? NULL : q->inner.data;

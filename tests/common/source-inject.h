@@ -21,6 +21,8 @@ struct inject_opts {
 				      range nobody asked for */
 	unsigned split_permille;   /* per completion: push its first half
 				      unasked first, then complete it */
+	unsigned hold_after_push_us; /* a completion pushed whole unasked is
+					 itself held this much longer */
 };
 
 /* Wraps inner (which it destroys with itself). */

@@ -98,10 +98,12 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts)
 }
 
 void harness_create_slow(struct harness *h, const struct fl_monitor_opts *opts,
-			 unsigned max_delay_us, uint64_t seed)
+			 unsigned max_delay_us, uint64_t seed, unsigned unasked_permille,
+			 unsigned hold_us)
 {
 	h->slow = (struct inject_opts){ .seed = seed, .max_delay_us = max_delay_us,
-					.unasked_permille = 20, .split_permille = 20 };
+					.unasked_permille = unasked_permille,
+					.split_permille = 20, .hold_after_push_us = hold_us };
 	h->inject = &h->slow;
 	harness_create(h, opts);
 }

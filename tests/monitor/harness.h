@@ -42,10 +42,13 @@ void harness_create(struct harness *h, const struct fl_monitor_opts *opts);
 void harness_run(struct harness *h);
 void harness_start(struct harness *h, const struct fl_monitor_opts *opts);
 /* harness_create behind the fault injector with these settings: reads
- * complete up to max_delay_us late and out of order, some pages pushed
- * unasked, drawn from seed. */
+ * complete up to max_delay_us late and out of order, and of every
+ * thousand completions unasked_permille also push their pages unasked
+ * (what the monitor's install helper takes) and, with hold_us, are then
+ * held that much longer themselves; drawn from seed. */
 void harness_create_slow(struct harness *h, const struct fl_monitor_opts *opts,
-			 unsigned max_delay_us, uint64_t seed);
+			 unsigned max_delay_us, uint64_t seed, unsigned unasked_permille,
+			 unsigned hold_us);
 /* Wait for the monitor to exit by itself (all processes gone). */
 void harness_join(struct harness *h);
 /* The same, giving up after `seconds`: 0 once joined, -ETIMEDOUT if the

@@ -456,6 +456,46 @@ static void test_faults_racing_removes_without_prefetch_all_end(const struct fl_
 	harness_free(&h);
 }
 
+/* The install helper holds a pushed copy of pages 0..N (FL_TEST_INSTALL_DELAY_US
+ * keeps it waiting) when the program throws page 5 away: the helper must
+ * not bring page 5's old bytes back after the kernel zapped it. */
+static void wl_remove_beats_the_helper(const char *sock)
+{
+	char *base = workload_handoff(sock);
+
+	usleep(150 * 1000); /* the prefetch's push is with the helper by now */
+	CHECK(madvise(base + 5 * PG, PG, MADV_DONTNEED) == 0);
+	usleep(600 * 1000); /* past the helper's wait: it tried, or not */
+	CHECK(is_zero(base + 5 * PG, PG));
+	CHECK(check_pages(base, 4, 1));
+	CHECK(check_pages(base, 6, 1));
+}
+
+static void test_remove_while_the_install_helper_holds_a_push_leaves_zeros(const struct fl_case *c)
+{
+	static const struct inject_opts pushy = { .seed = 5, .max_delay_us = 1000,
+						  .unasked_permille = 1000,
+						  .hold_after_push_us = 3000000 };
+	static const struct fl_monitor_opts prefetch = { .verbose = 1 };
+	struct harness h = { 0 };
+	pid_t pid;
+
+	(void)c;
+	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
+	setenv("FL_TEST_INSTALL_DELAY_US", "400000", 1);
+	h.inject = &pushy;
+	harness_create(&h, &prefetch);
+	unsetenv("FAULTLINE_INSTALL_THREADS");
+	unsetenv("FL_TEST_INSTALL_DELAY_US");
+	pid = spawn(wl_remove_beats_the_helper, h.sock);
+	harness_run(&h);
+	assert_int_equal(wait_exit_code(pid), 0);
+	harness_join(&h);
+	assert_true(harness_stat(&h, "remove") >= 1);
+	assert_true(harness_stat(&h, "pages_pushed") >= 1); /* the helper did install */
+	harness_free(&h);
+}
+
 int main(int argc, char **argv)
 {
 	struct fl_case *cases = NULL;
@@ -469,5 +509,6 @@ int main(int argc, char **argv)
 	FL_ADD(test_fd_without_poison_feature_still_gets_sigbus_in_fork_child);
 	FL_ADD(test_destroy_with_reads_in_flight_cancels_them);
 	FL_ADD(test_faults_racing_removes_without_prefetch_all_end);
+	FL_ADD(test_remove_while_the_install_helper_holds_a_push_leaves_zeros);
 	return fl_run_cases(cases, n, argc, argv);
 }

@@ -26,8 +26,18 @@
 #include "runner.h"
 #include "storm.h"
 
-static const struct fl_monitor_opts faults_only = { .no_prefetch = true };
-static const struct fl_monitor_opts prefetch = { .no_prefetch = false };
+struct storm_case {
+	struct fl_monitor_opts o;
+	unsigned unasked_permille; /* completions that also push their pages */
+	unsigned hold_us;	   /* and are then held this much longer */
+};
+
+static const struct storm_case faults_only = { { .no_prefetch = true }, 20, 0 };
+static const struct storm_case prefetch = { { .no_prefetch = false }, 20, 0 };
+/* Most reads pushed unasked first, their own completions held 3 ms: the
+ * install helper copies those pages while the events race it
+ * (install-helper.c). */
+static const struct storm_case pushed = { { .no_prefetch = false }, 700, 3000 };
 
 static double env_seconds(void)
 {
@@ -99,8 +109,9 @@ static void test_storm_threads_forks_events_keep_every_byte(const struct fl_case
 {
 	static const char *const events[4] = { "fork", "remove", "unmap", "remap" };
 	unsigned delay = (unsigned)fl_env_long("FL_STORM_DELAY_US", 1000);
-	struct fl_monitor_opts o = *(const struct fl_monitor_opts *)c->a;
-	uint64_t limit = configure(delay), seen[4];
+	const struct storm_case *sc = c->a;
+	struct fl_monitor_opts o = sc->o;
+	uint64_t limit = configure(delay), seen[4], pushed;
 	struct harness h = { 0 };
 	pid_t root;
 	int code;
@@ -110,7 +121,10 @@ static void test_storm_threads_forks_events_keep_every_byte(const struct fl_case
 		return;
 	}
 	o.verbose = (int)fl_env_long("FL_STORM_VERBOSE", 0);
-	harness_create_slow(&h, &o, delay, storm_cfg.seed);
+	if (sc->hold_us) /* two helpers: they race each other too */
+		setenv("FAULTLINE_INSTALL_THREADS", "2", 1);
+	harness_create_slow(&h, &o, delay, storm_cfg.seed, sc->unasked_permille,
+			    sc->hold_us);
 	root = spawn(storm_root, h.sock); /* before the monitor's thread: see spawn() */
 	harness_run(&h);
 	code = storm_wait_root(root, limit, &h);
@@ -120,6 +134,8 @@ static void test_storm_threads_forks_events_keep_every_byte(const struct fl_case
 		fl_monitor_print_stats(h.mon, stderr, false);
 	for (size_t i = 0; i < 4; i++)
 		seen[i] = harness_stat(&h, events[i]);
+	pushed = harness_stat(&h, "pages_pushed");
+	unsetenv("FAULTLINE_INSTALL_THREADS");
 	harness_free(&h);
 	storm_board_destroy(storm_cfg.board);
 	if (code < 0)
@@ -134,6 +150,8 @@ static void test_storm_threads_forks_events_keep_every_byte(const struct fl_case
 			 "remap events (want some of each)", (unsigned long long)seen[0],
 			 (unsigned long long)seen[1], (unsigned long long)seen[2],
 			 (unsigned long long)seen[3]);
+	if (sc->hold_us && !pushed)
+		fail_msg("the install helper installed no pushed page");
 }
 
 int main(int argc, char **argv)
@@ -147,5 +165,7 @@ int main(int argc, char **argv)
 		timeout;
 	fl_case_add(&cases, &n, test_storm_threads_forks_events_keep_every_byte, &prefetch, NULL,
 		    "test_storm_threads_forks_events_keep_every_byte/prefetch")->timeout = timeout;
+	fl_case_add(&cases, &n, test_storm_threads_forks_events_keep_every_byte, &pushed, NULL,
+		    "test_storm_threads_forks_events_keep_every_byte/pushed")->timeout = timeout;
 	return fl_run_cases(cases, n, argc, argv);
 }
