@@ -89,7 +89,7 @@ static struct mreq *req_get(struct fl_monitor *m, bool urgent)
 	q->cancelled = q->deferred = false;
 	q->t_fault = q->t_submit = 0;
 	q->tid = 0;
-	q->counted = q->hurry = false;
+	q->counted = q->hurry = q->offloaded = q->inline_only = false;
 	if (urgent)
 		m->urgent_inflight++;
 	else
@@ -546,8 +546,13 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 			m->stats.bytes_read += req->len;
 		q->counted = true;
 	}
-	if (!q && fl__helper_offload(m, req))
-		return; /* applied and released when the helper is done */
+	/* Background completions go to the install helper, when there is
+	 * one; a fault's stays here (fl__fetch_offload_done finishes them). */
+	if ((!q || (!req->urgent && !q->inline_only)) && fl__helper_offload(m, req)) {
+		if (q)
+			q->offloaded = true;
+		return;
+	}
 	if (install_all(m, req) == -EAGAIN) {
 		if (!q) {
 			/* Unasked pages cannot be held: whatever did not go
@@ -567,6 +572,28 @@ static void complete(struct fl_monitor *m, struct fl_source_req *req)
 	if (q)
 		count_latency(m, q);
 	fl__fetch_finish(m, req);
+}
+
+void fl__fetch_offload_done(struct fl_monitor *m, struct fl_source_req *req, bool again)
+{
+	struct mreq *q = req->unasked ? NULL : (struct mreq *)req;
+
+	if (q) {
+		q->offloaded = false;
+		if (again && !q->cancelled) {
+			/* Its bytes are still wanted: the monitor's own path
+			 * retries them, with the states as they are now. */
+			q->inline_only = true;
+			q->deferred = true;
+			q->next = m->deferred;
+			m->deferred = q;
+			fl__retry_arm(m);
+			return;
+		}
+	}
+	fl__fetch_finish(m, req);
+	if (again)
+		fl__retry_arm(m);
 }
 
 void fl__fetch_completed(struct fl_source_req *req, void *arg)
@@ -858,7 +885,8 @@ void fl__fetch_cancel_unwanted(struct fl_monitor *m)
 	for (size_t i = 0; i < m->nreqs; i++) {
 		struct mreq *q = &m->reqs[i];
 
-		if (!q->busy || q->cancelled || q->deferred || owers(m, &q->req, true))
+		if (!q->busy || q->cancelled || q->deferred || q->offloaded ||
+		    owers(m, &q->req, true))
 			continue;
 		m->stats.reads_cancelled++;
 		if (fl_source_cancel(m->src, &q->req) == 0)
@@ -880,7 +908,7 @@ void fl__fetch_check_deadlines(struct fl_monitor *m)
 		struct mreq *q = &m->reqs[i];
 		struct fl_source_req failed;
 
-		if (!q->busy || q->cancelled || q->deferred || !q->req.urgent ||
+		if (!q->busy || q->cancelled || q->deferred || q->offloaded || !q->req.urgent ||
 		    now - q->t_submit < limit)
 			continue;
 		fl__mon_log(m, 0, "source %s: no answer for region %u offset %#llx within %u ms",

@@ -9,8 +9,11 @@
  * as fast again. Faults and everything else stay on the monitor's thread.
  *
  * What the helper does: only the UFFDIO_COPY of runs the monitor planned
- * from a completion nobody asked for (the source's push). It touches no
- * page state; the monitor applies each run's result on its own thread.
+ * from a background completion (the source's push, a prefetch read);
+ * a fault's completion stays on the monitor's thread. It touches no page
+ * state; the monitor applies each run's result on its own thread. A
+ * completion that could not go in whole (EAGAIN, an event first) goes
+ * back to the monitor's own retry path.
  *
  * Why it is safe with events racing it: the kernel zaps a MADV_DONTNEED
  * range only after the monitor has read its REMOVE event, so a copy that
@@ -133,6 +136,33 @@ static void *helper_main(void *arg)
 	}
 }
 
+/* A run that stopped on an error, as the monitor's own install_proc
+ * does: with no UNMAP events to tell us, ENOENT means the program
+ * unmapped the range (forgotten); else (ENOMEM, ENOENT with an event on
+ * its way) what did not go in is owed again, fetched again later. */
+static void failed(struct fl_monitor *m, struct mproc *p, struct mregion *r, struct run *j)
+{
+	uint64_t got = j->res.done + j->res.existed;
+	size_t first, n;
+
+	if (j->ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
+		if (r)
+			fl__ps_set_range(&r->ps, (j->addr + got - r->start) / r->page,
+					 (j->len - got) / r->page, PS_ZERO);
+		return;
+	}
+	fl__mon_log(m, j->ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu pages): %s",
+		    p->label, (unsigned long long)(j->addr + got),
+		    (unsigned long long)((j->len - got) / j->page), strerror(-j->ret));
+	if (!r)
+		return;
+	first = (j->addr + got - r->start) / r->page;
+	n = (j->len - got) / r->page;
+	for (size_t pg = first; pg < first + n; pg++)
+		if (fl__owed(ps_get(&r->ps, pg)))
+			fl__ps_set_range(&r->ps, pg, 1, PS_MISSING);
+}
+
 /* On the monitor's thread: what one run did goes into the page states. */
 static void apply(struct fl_monitor *m, struct run *j)
 {
@@ -144,7 +174,9 @@ static void apply(struct fl_monitor *m, struct run *j)
 	if (!p->dead && j->ret != STALE && atomic_load(&p->helper_gen) == j->gen) {
 		struct mregion *r = fl__proc_find(p, j->addr);
 
-		if (r && r->page == j->page && got) {
+		if (r && r->page != j->page)
+			r = NULL;
+		if (r && got) {
 			size_t first = (j->addr - r->start) / r->page;
 
 			for (size_t pg = first; pg < first + got / r->page; pg++)
@@ -153,7 +185,10 @@ static void apply(struct fl_monitor *m, struct run *j)
 			if (p->njoined)
 				fl__joined_served(p, j->addr, got);
 		}
-		m->stats.pages_pushed += j->res.done / j->page;
+		if (b->req->unasked)
+			m->stats.pages_pushed += j->res.done / j->page;
+		else
+			m->stats.pages_prefetched += j->res.done / j->page;
 		m->stats.pages_existed += j->res.existed / j->page;
 		fl__gate_answer(p, j->ret);
 		if (j->ret == -EAGAIN)
@@ -161,16 +196,12 @@ static void apply(struct fl_monitor *m, struct run *j)
 		else if (j->ret == -ESRCH)
 			fl__proc_kill(p, "ESRCH while installing pages");
 		else if (j->ret < 0)
-			/* ENOMEM, or ENOENT with an event on its way: still
-			 * owed, fetched again later. */
-			fl__mon_log(m, j->ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu pages): %s",
-				    p->label, (unsigned long long)(j->addr + got),
-				    (unsigned long long)((j->len - got) / j->page), strerror(-j->ret));
+			failed(m, p, r, j);
+	} else if (!p->dead) {
+		b->again = true; /* an event came first: retried as things are now */
 	}
 	if (--b->left == 0) {
-		fl__fetch_finish(m, b->req);
-		if (b->again)
-			fl__retry_arm(m);
+		fl__fetch_offload_done(m, b->req, b->again);
 		free(b);
 	}
 	free(j);

@@ -73,6 +73,8 @@ struct mreq {
 	bool deferred;	   /* completed, waiting on the retry queue */
 	bool counted;	   /* bytes_read already counted */
 	bool hurry;	   /* a one-page read hurrying one already in flight */
+	bool offloaded;	   /* completed, its installs with the helper */
+	bool inline_only;  /* the helper could not finish it: the monitor does */
 	struct mreq *next; /* free list / deferred list */
 };
 
@@ -148,6 +150,9 @@ uint64_t fl__proc_owed(const struct mproc *p);
 /* fetch.c */
 /* Done with a completion: released to the source (its own, if unasked). */
 void fl__fetch_finish(struct fl_monitor *m, struct fl_source_req *req);
+/* The helper is done with req's installs (again: some could not go in):
+ * released, or queued for the monitor's own retry. */
+void fl__fetch_offload_done(struct fl_monitor *m, struct fl_source_req *req, bool again);
 /* Faults that joined a read of [addr, addr+len) are served now. */
 void fl__joined_served(struct mproc *p, uint64_t addr, uint64_t len);
 void fl__fetch_fault(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t_read);
