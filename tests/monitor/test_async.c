@@ -496,6 +496,46 @@ static void test_remove_while_the_install_helper_holds_a_push_leaves_zeros(const
 	harness_free(&h);
 }
 
+/* The same with a prefetch read the helper holds (no push): its run goes
+ * stale at the REMOVE, and the monitor installs the rest itself, with
+ * page 5 left to zeros. */
+static void wl_remove_then_read_all(const char *sock)
+{
+	char *base = workload_handoff(sock);
+
+	usleep(150 * 1000); /* the prefetch read is with the helper by now */
+	CHECK(madvise(base + 5 * PG, PG, MADV_DONTNEED) == 0);
+	usleep(600 * 1000);
+	CHECK(is_zero(base + 5 * PG, PG));
+	CHECK(check_pages(base, 0, 5));
+	CHECK(check_pages(base, 6, 26));
+}
+
+static void test_remove_while_the_install_helper_holds_a_read_retries_the_rest(const struct fl_case *c)
+{
+	static const struct inject_opts calm = { .seed = 6, .max_delay_us = 1000 };
+	static const struct fl_monitor_opts prefetch = { .verbose = 1 };
+	struct harness h = { 0 };
+	pid_t pid;
+
+	(void)c;
+	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
+	setenv("FL_TEST_INSTALL_DELAY_US", "400000", 1);
+	h.inject = &calm;
+	harness_create(&h, &prefetch);
+	unsetenv("FAULTLINE_INSTALL_THREADS");
+	unsetenv("FL_TEST_INSTALL_DELAY_US");
+	pid = spawn(wl_remove_then_read_all, h.sock);
+	harness_run(&h);
+	assert_int_equal(wait_exit_code(pid), 0);
+	harness_join(&h);
+	assert_true(harness_stat(&h, "remove") >= 1);
+	assert_true(harness_stat(&h, "pages_prefetched") >= 1);
+	/* Went back to the monitor whole: no page was left owed unread. */
+	assert_int_equal(harness_stat(&h, "reads_reissued"), 0);
+	harness_free(&h);
+}
+
 int main(int argc, char **argv)
 {
 	struct fl_case *cases = NULL;
@@ -510,5 +550,6 @@ int main(int argc, char **argv)
 	FL_ADD(test_destroy_with_reads_in_flight_cancels_them);
 	FL_ADD(test_faults_racing_removes_without_prefetch_all_end);
 	FL_ADD(test_remove_while_the_install_helper_holds_a_push_leaves_zeros);
+	FL_ADD(test_remove_while_the_install_helper_holds_a_read_retries_the_rest);
 	return fl_run_cases(cases, n, argc, argv);
 }
