@@ -761,6 +761,25 @@ static int zero_fault(struct mproc *p, struct mregion *r, size_t page, uint64_t 
 	return ret == -EAGAIN ? ret : 0;
 }
 
+/* Bytes the install helper holds for the page are here already: no read
+ * needed. 1: served; 0: not; -EAGAIN. */
+static int served_from_helper(struct mproc *p, struct mregion *r, size_t page, uint32_t tid,
+			      uint64_t t)
+{
+	struct fl_monitor *m = p->mon;
+	int ret = fl__helper_fault(p, r, page);
+
+	if (ret > 0) {
+		uint64_t ns = fl__now_ns() - t;
+
+		m->stats.faults_joined++; /* joined the helper's bytes */
+		fl__hist_record(&m->stats.latency, ns);
+		if (tid)
+			fl__stats_thread_blocked(&m->stats, tid, ns);
+	}
+	return ret;
+}
+
 /* 0: handled (or joined); -EAGAIN/-EBUSY: try again later. */
 static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 {
@@ -798,7 +817,12 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 			m->stats.faults_spurious++;
 		return ret == -EAGAIN ? ret : 0;
 	case PS_REQUESTED: {
-		const struct mreq *q = read_in_flight(m, r->src_region, src_off);
+		const struct mreq *q;
+
+		ret = served_from_helper(p, r, page, tid, t);
+		if (ret)
+			return ret < 0 ? ret : 0;
+		q = read_in_flight(m, r->src_region, src_off);
 
 		if (q)
 			return join(p, r, page, addr, t, tid, q);
@@ -819,6 +843,9 @@ static int fault_try(struct mproc *p, uint64_t addr, uint32_t tid, uint64_t t)
 	fl__policy_on_fault(m, p, r, page);
 	if (fl_source_zero_run(m->src, r->src_region, src_off, r->page) > 0)
 		return zero_fault(p, r, page, t);
+	ret = served_from_helper(p, r, page, tid, t);
+	if (ret)
+		return ret < 0 ? ret : 0;
 	if (!m->free_urgent)
 		return -EBUSY;
 	record(m, r->src_region, src_off); /* pages read on a fault, in order */

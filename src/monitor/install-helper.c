@@ -44,14 +44,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "monitor-internal.h"
 #include "util/thread-cpu.h"
 
 /* Bytes copied per hold of the lock: the longest a read of faults waits
- * for the helper (16 pages; about 0.2 ms into fresh memory here). */
-#define STEP (64u << 10)
+ * for the helper (32 pages; 0.1-0.5 ms into fresh memory here). 64 KiB
+ * made the helper's own rate lower, 256 KiB the fault tail longer. */
+#define STEP (128u << 10)
 #define STALE 1 /* a run's result: an event came first */
 
 struct batch {
@@ -62,6 +64,7 @@ struct batch {
 
 struct run {
 	struct run *next;
+	struct run *pnext, *pprev; /* planned, not applied (monitor's thread) */
 	struct batch *b;
 	struct mproc *p;
 	int uffd;
@@ -82,10 +85,30 @@ struct helper {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct run *todo, **todo_tail, *done;
+	struct run *planned; /* every run not applied yet: the monitor's own */
 	int efd;
 	struct event *ev;
 	unsigned test_delay_us; /* FL_TEST_INSTALL_DELAY_US: tests widen races */
 };
+
+/* FL_TEST_INSTALL_DELAY_US: a run waits that long first (or until
+ * stopped), so that tests can make events and faults race it. */
+static void test_wait(struct helper *h)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += h->test_delay_us / 1000000;
+	until.tv_nsec += (long)(h->test_delay_us % 1000000) * 1000;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&h->mu);
+	while (!h->stop && pthread_cond_timedwait(&h->cond, &h->mu, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&h->mu);
+}
 
 static void *helper_main(void *arg)
 {
@@ -110,7 +133,7 @@ static void *helper_main(void *arg)
 			h->todo_tail = &h->todo;
 		pthread_mutex_unlock(&h->mu);
 		if (h->test_delay_us)
-			usleep(h->test_delay_us);
+			test_wait(h);
 		for (uint64_t off = 0; off < j->len && !j->ret;) {
 			uint64_t n = j->len - off < STEP ? j->len - off : STEP;
 			struct fl_resolve res = { 0 };
@@ -170,6 +193,12 @@ static void apply(struct fl_monitor *m, struct run *j)
 	struct batch *b = j->b;
 	uint64_t got = j->res.done + j->res.existed;
 
+	if (j->pprev)
+		j->pprev->pnext = j->pnext;
+	else
+		m->helper->planned = j->pnext;
+	if (j->pnext)
+		j->pnext->pprev = j->pprev;
 	p->helper_runs--;
 	if (!p->dead && j->ret != STALE && atomic_load(&p->helper_gen) == j->gen) {
 		struct mregion *r = fl__proc_find(p, j->addr);
@@ -366,8 +395,13 @@ bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req)
 	}
 	if (!h->started)
 		goto undo;
-	for (struct run *j = head; j; j = j->next)
+	for (struct run *j = head; j; j = j->next) {
 		j->p->helper_runs++;
+		j->pnext = h->planned;
+		if (h->planned)
+			h->planned->pprev = j;
+		h->planned = j;
+	}
 	pthread_mutex_lock(&h->mu);
 	*h->todo_tail = head;
 	h->todo_tail = tail;
@@ -383,6 +417,46 @@ undo:
 	}
 	free(b);
 	return false;
+}
+
+/* Pages a fault takes from a planned run at once: its own and the owed
+ * ones after it, so that a program reading on does not fault again on
+ * each page the helper has not reached yet. */
+#define FAULT_WINDOW 16
+
+int fl__helper_fault(struct mproc *p, struct mregion *r, size_t page)
+{
+	struct fl_monitor *m = p->mon;
+	uint64_t addr = r->start + page * r->page;
+
+	if (!m->helper)
+		return 0;
+	for (struct run *j = m->helper->planned; j; j = j->pnext) {
+		struct fl_resolve res = { 0 };
+		size_t n = 1;
+		int ret;
+
+		if (j->p != p || j->page != r->page || addr < j->addr || addr >= j->addr + j->len ||
+		    j->gen != atomic_load(&p->helper_gen))
+			continue;
+		while (n < FAULT_WINDOW && addr + n * r->page < j->addr + j->len &&
+		       fl__owed(ps_get(&r->ps, page + n)))
+			n++;
+		ret = fl_uffd_copy(p->uffd, addr, j->data + (addr - j->addr), n * r->page, r->page, 0,
+				   &res);
+		fl__gate_answer(p, ret);
+		fl__ps_set_range(&r->ps, page, (res.done + res.existed) / r->page, PS_PRESENT);
+		m->stats.pages_fault += res.done / r->page;
+		m->stats.pages_existed += res.existed / r->page;
+		if (p->njoined)
+			fl__joined_served(p, addr, res.done + res.existed);
+		if (ret == -ESRCH)
+			fl__proc_kill(p, "ESRCH serving a fault");
+		if (res.done + res.existed)
+			return 1;
+		return ret == -EAGAIN ? ret : ret == -ESRCH;
+	}
+	return 0;
 }
 
 /* Stop the thread; runs not done are applied as stale (their requests

@@ -189,6 +189,10 @@ bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req);
 /* The monitor's thread, around reading a userfaultfd and applying its
  * events, and around closing one: no helper install runs meanwhile, and
  * after a change (fl__helper_changed) none planned before it runs. */
+/* A fault on a page a planned run holds: that page and up to 15 owed
+ * ones after it installed from the run's bytes, already here (1); no
+ * run has it, or nothing went in (0: the usual way); -EAGAIN. */
+int fl__helper_fault(struct mproc *p, struct mregion *r, size_t page);
 void fl__helper_hold(struct fl_monitor *m);
 void fl__helper_changed(struct mproc *p);
 void fl__helper_unhold(struct fl_monitor *m);
