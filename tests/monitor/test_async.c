@@ -456,6 +456,27 @@ static void test_faults_racing_removes_without_prefetch_all_end(const struct fl_
 	harness_free(&h);
 }
 
+/* Run workload wl against a monitor with one install helper whose runs
+ * each wait delay_us first, behind source io, one prefetch read at a
+ * time (so the run the helper holds is the one the workload races). */
+static void run_with_helper(struct harness *h, const struct inject_opts *io,
+			    const char *delay_us, void (*wl)(const char *))
+{
+	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
+	pid_t pid;
+
+	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
+	setenv("FL_TEST_INSTALL_DELAY_US", delay_us, 1);
+	h->inject = io;
+	harness_create(h, &prefetch);
+	unsetenv("FAULTLINE_INSTALL_THREADS");
+	unsetenv("FL_TEST_INSTALL_DELAY_US");
+	pid = spawn(wl, h->sock);
+	harness_run(h);
+	assert_int_equal(wait_exit_code(pid), 0);
+	harness_join(h);
+}
+
 /* The install helper holds a pushed copy of pages 0..N (FL_TEST_INSTALL_DELAY_US
  * keeps it waiting) when the program throws page 5 away: the helper must
  * not bring page 5's old bytes back after the kernel zapped it. */
@@ -476,23 +497,10 @@ static void test_remove_while_the_install_helper_holds_a_push_leaves_zeros(const
 	static const struct inject_opts pushy = { .seed = 5, .max_delay_us = 1000,
 						  .unasked_permille = 1000,
 						  .hold_after_push_us = 3000000 };
-	/* One read at a time: the helper holds that one when the REMOVE
-	 * comes, not one queued behind others. */
-	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
 	struct harness h = { 0 };
-	pid_t pid;
 
 	(void)c;
-	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
-	setenv("FL_TEST_INSTALL_DELAY_US", "400000", 1);
-	h.inject = &pushy;
-	harness_create(&h, &prefetch);
-	unsetenv("FAULTLINE_INSTALL_THREADS");
-	unsetenv("FL_TEST_INSTALL_DELAY_US");
-	pid = spawn(wl_remove_beats_the_helper, h.sock);
-	harness_run(&h);
-	assert_int_equal(wait_exit_code(pid), 0);
-	harness_join(&h);
+	run_with_helper(&h, &pushy, "400000", wl_remove_beats_the_helper);
 	assert_true(harness_stat(&h, "remove") >= 1);
 	harness_free(&h);
 }
@@ -515,21 +523,10 @@ static void wl_remove_then_read_all(const char *sock)
 static void test_remove_while_the_install_helper_holds_a_read_retries_the_rest(const struct fl_case *c)
 {
 	static const struct inject_opts calm = { .seed = 6, .max_delay_us = 1000 };
-	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
 	struct harness h = { 0 };
-	pid_t pid;
 
 	(void)c;
-	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
-	setenv("FL_TEST_INSTALL_DELAY_US", "400000", 1);
-	h.inject = &calm;
-	harness_create(&h, &prefetch);
-	unsetenv("FAULTLINE_INSTALL_THREADS");
-	unsetenv("FL_TEST_INSTALL_DELAY_US");
-	pid = spawn(wl_remove_then_read_all, h.sock);
-	harness_run(&h);
-	assert_int_equal(wait_exit_code(pid), 0);
-	harness_join(&h);
+	run_with_helper(&h, &calm, "400000", wl_remove_then_read_all);
 	assert_true(harness_stat(&h, "remove") >= 1);
 	assert_true(harness_stat(&h, "pages_prefetched") >= 1);
 	/* Went back to the monitor whole: no page was left owed unread. */
@@ -551,21 +548,10 @@ static void wl_read_what_the_helper_holds(const char *sock)
 static void test_fault_on_a_page_the_install_helper_holds_is_served_from_its_bytes(const struct fl_case *c)
 {
 	static const struct inject_opts calm = { .seed = 8, .max_delay_us = 1000 };
-	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
 	struct harness h = { 0 };
-	pid_t pid;
 
 	(void)c;
-	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
-	setenv("FL_TEST_INSTALL_DELAY_US", "30000000", 1);
-	h.inject = &calm;
-	harness_create(&h, &prefetch);
-	unsetenv("FAULTLINE_INSTALL_THREADS");
-	unsetenv("FL_TEST_INSTALL_DELAY_US");
-	pid = spawn(wl_read_what_the_helper_holds, h.sock);
-	harness_run(&h);
-	assert_int_equal(wait_exit_code(pid), 0);
-	harness_join(&h);
+	run_with_helper(&h, &calm, "30000000", wl_read_what_the_helper_holds);
 	assert_int_equal(harness_stat(&h, "faults_hurried"), 0);
 	assert_int_equal(harness_stat(&h, "bytes_read_again"), 0);
 	harness_free(&h);
