@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * A second thread for the pushed stream's installs.
+ * A second thread for background installs (the push, prefetch reads).
  *
  * Why: each page installed by UFFDIO_COPY is a page the kernel allocates,
  * and on a host where fresh memory is slow (a guest's first touch of its
@@ -29,9 +29,10 @@
  * kernel itself refuses (EAGAIN), as for the monitor's own installs.
  *
  * Pages a run is installing are still MISSING (or REQUESTED) to the rest
- * of the monitor: a fault on one asks the source as usual, and whichever
- * copy lands second finds the page there (EEXIST), which is harmless
- * since after the switch-over every copy of a page holds the same bytes.
+ * of the monitor: a fault on one is installed by the monitor itself from
+ * the run's bytes (fl__helper_fault), and whichever copy lands second
+ * finds the page there (EEXIST), which is harmless since every copy of a
+ * page holds the same bytes.
  *
  * FAULTLINE_INSTALL_THREADS=N sets how many (0: none, at most 4); by
  * default one per CPU but one. FL_TEST_INSTALL_DELAY_US makes
@@ -59,7 +60,7 @@
 struct batch {
 	struct fl_source_req *req;
 	size_t left; /* runs not applied yet */
-	bool again;  /* one was refused with EAGAIN */
+	bool again;  /* a run was refused (EAGAIN) or went stale: retry */
 };
 
 struct run {
@@ -159,6 +160,14 @@ static void *helper_main(void *arg)
 	}
 }
 
+/* Pages [first, first+n) of r that are still owed become s. */
+static void set_owed(struct mregion *r, size_t first, size_t n, enum page_state s)
+{
+	for (size_t pg = first; pg < first + n; pg++)
+		if (fl__owed(ps_get(&r->ps, pg)))
+			fl__ps_set_range(&r->ps, pg, 1, s);
+}
+
 /* A run that stopped on an error, as the monitor's own install_proc
  * does: with no UNMAP events to tell us, ENOENT means the program
  * unmapped the range (forgotten); else (ENOMEM, ENOENT with an event on
@@ -166,7 +175,6 @@ static void *helper_main(void *arg)
 static void failed(struct fl_monitor *m, struct mproc *p, struct mregion *r, struct run *j)
 {
 	uint64_t got = j->res.done + j->res.existed;
-	size_t first, n;
 
 	if (j->ret == -ENOENT && !(p->features & UFFD_FEATURE_EVENT_UNMAP)) {
 		if (r)
@@ -177,13 +185,9 @@ static void failed(struct fl_monitor *m, struct mproc *p, struct mregion *r, str
 	fl__mon_log(m, j->ret == -ENOENT ? 2 : 0, "%s: installing %#llx (+%llu pages): %s",
 		    p->label, (unsigned long long)(j->addr + got),
 		    (unsigned long long)((j->len - got) / j->page), strerror(-j->ret));
-	if (!r)
-		return;
-	first = (j->addr + got - r->start) / r->page;
-	n = (j->len - got) / r->page;
-	for (size_t pg = first; pg < first + n; pg++)
-		if (fl__owed(ps_get(&r->ps, pg)))
-			fl__ps_set_range(&r->ps, pg, 1, PS_MISSING);
+	if (r)
+		set_owed(r, (j->addr + got - r->start) / r->page, (j->len - got) / r->page,
+			 PS_MISSING);
 }
 
 /* On the monitor's thread: what one run did goes into the page states. */
@@ -206,11 +210,7 @@ static void apply(struct fl_monitor *m, struct run *j)
 		if (r && r->page != j->page)
 			r = NULL;
 		if (r && got) {
-			size_t first = (j->addr - r->start) / r->page;
-
-			for (size_t pg = first; pg < first + got / r->page; pg++)
-				if (fl__owed(ps_get(&r->ps, pg)))
-					fl__ps_set_range(&r->ps, pg, 1, PS_PRESENT);
+			set_owed(r, (j->addr - r->start) / r->page, got / r->page, PS_PRESENT);
 			if (p->njoined)
 				fl__joined_served(p, j->addr, got);
 		}
@@ -461,12 +461,10 @@ int fl__helper_fault(struct mproc *p, struct mregion *r, size_t page)
 
 /* Stop the thread; runs not done are applied as stale (their requests
  * released, nothing installed). */
-void fl__helper_stop(struct fl_monitor *m)
+static void helper_stop(struct fl_monitor *m)
 {
 	struct helper *h = m->helper;
 
-	if (!h)
-		return;
 	pthread_mutex_lock(&h->mu);
 	h->stop = true;
 	pthread_cond_broadcast(&h->cond);
@@ -495,7 +493,7 @@ void fl__helper_free(struct fl_monitor *m)
 
 	if (!h)
 		return;
-	fl__helper_stop(m);
+	helper_stop(m);
 	event_free(h->ev);
 	close(h->efd);
 	pthread_rwlock_destroy(&h->lock);

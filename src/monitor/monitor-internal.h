@@ -183,7 +183,6 @@ int fl__retry_init(struct fl_monitor *m);
 /* install-helper.c: a second thread installs the source's pushed pages. */
 int fl__helper_init(struct fl_monitor *m);
 void fl__helper_free(struct fl_monitor *m);
-void fl__helper_stop(struct fl_monitor *m);
 /* Take req's installs (async: applied and released later); false: not. */
 bool fl__helper_offload(struct fl_monitor *m, struct fl_source_req *req);
 /* The monitor's thread, around reading a userfaultfd and applying its
