@@ -8,6 +8,7 @@
 #   src/kernel-patches/run.sh [--both|--patched|--unpatched] [--debug]
 #                             [--kcsan] [--control] [--host] [--tests a,b]
 #                             [--kvm] [--boot-timeout S] [--suite-timeout S]
+#                             [--dirty-seconds S] [--suite-filter TEXT]
 #
 # See README.md next to this script. Build trees live outside the repository
 # in $FAULTLINE_KERNEL_CACHE (default /var/cache/faultline-kernel) and are
@@ -28,6 +29,10 @@ BOOT_TIMEOUT=
 # $PROJECT_BUILD, run in the guest by tap_runner: one result per program
 SUITE_PROGS=test_resolve,test_contract,test_events,test_dirty,test_api,test_compat
 SUITE_TIMEOUT=120
+# test_dirty's stress per case in the guest (FL_DIRTY_SECONDS); longer runs
+# hunt for rare misses. A filter runs only the suite cases naming it.
+DIRTY_SECONDS=1
+SUITE_FILTER=
 ALL_TESTS=exit_event,uffd_selftest,pinned_scan,fork_pid,pagemap_selftest,wp_racewrite
 ALL_TESTS+=,$(echo "$SUITE_PROGS" | sed 's/\([^,]*\)/uffd_suite_\1/g')
 TESTS=$ALL_TESTS
@@ -58,7 +63,7 @@ declare -A CONTROL_REASON=(
 )
 
 usage() {
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -75,6 +80,8 @@ while [ $# -gt 0 ]; do
 	--kvm) TRY_KVM=1 ;;
 	--boot-timeout) BOOT_TIMEOUT=$2; shift ;;
 	--suite-timeout) SUITE_TIMEOUT=$2; shift ;;
+	--dirty-seconds) DIRTY_SECONDS=$2; shift ;;
+	--suite-filter) SUITE_FILTER=$2; shift ;;
 	-h|--help) usage ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; usage ;;
 	esac
@@ -386,7 +393,7 @@ boot() {
 		qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
 		-kernel "$(tree_dir "$kind")/arch/x86/boot/bzImage" \
 		-initrd "$CACHE/initramfs.cpio" \
-		-append "console=ttyS0 panic=-1 fltests=$(kind_tests "$kind") fltimeout=$limit flsuitetimeout=$slimit" \
+		-append "console=ttyS0 panic=-1 fltests=$(kind_tests "$kind") fltimeout=$limit flsuitetimeout=$slimit fldirtyseconds=$DIRTY_SECONDS${SUITE_FILTER:+ flsuitefilter=$SUITE_FILTER}" \
 		-smp 4 -m 512M < /dev/null > "$logf" 2>&1 || true
 	tr -d '\r' < "$logf" > "$logf.txt"
 	grep -q '^FAULTLINE-DONE' "$logf.txt"
@@ -422,6 +429,19 @@ boot_kernel() {
 # compare results (file with FAULTLINE-RESULT lines) to the expectation;
 # mode: unpatched (the series' tests FAIL, each for its reason), patched
 # (all PASS) or control (each test FAILs for the reason of its bug)
+# What each failed case of suite program $1 said: the "prog! " lines
+# (cmocka's messages) since the result before it, then its "not ok" line;
+# at most 12 lines a case, 60 in all.
+suite_failures() {
+	awk -v p="$1" '
+		index($0, p "! ") == 1 { if (n < 12) said[n++] = $0; next }
+		index($0, p "| ok ") == 1 { n = 0; next }
+		index($0, p "| not ok ") == 1 {
+			for (i = 0; i < n; i++) print said[i]
+			print; n = 0
+		}' "$2" | head -60 | sed 's/^/      /'
+}
+
 STATUS=0
 check_results() {
 	local where=$1 mode=$2 file=$3 tests=$4 t got want line why reason
@@ -451,6 +471,12 @@ check_results() {
 			verdict=ok
 		fi
 		printf '  %-10s %-24s %-5s %-8s %s\n' "$where" "$t" "$got" "$verdict" "$why"
+		# a suite program that failed unexpectedly: show what its cases
+		# said (cmocka's messages on stderr, prefixed "prog! " by
+		# tap_runner), since CI keeps only this output, not the logs
+		if [ "$verdict" = UNEXPECTED ] && [ "${t#uffd_suite_}" != "$t" ]; then
+			suite_failures "${t#uffd_suite_}" "$file"
+		fi
 		[ "$verdict" = WRONG-REASON ] && printf '  %-10s %-24s       want a FAIL matching /%s/\n' \
 			"$where" "$t" "$reason"
 	done

@@ -359,6 +359,8 @@ int main(int argc, char **argv)
 	static const char *memories[] = { "anon", "anon_thp", "shmem" };
 	static struct variant v[2][3][2];
 	struct fl_case *cases = NULL;
+	/* room for the stress (FL_DIRTY_SECONDS) under TCG, and the checks */
+	unsigned stress_timeout = 100 + 2 * (unsigned)fl_env_long("FL_DIRTY_SECONDS", 2);
 	size_t n = 0;
 
 	for (int m = 0; m < 2; m++)
@@ -369,7 +371,7 @@ int main(int argc, char **argv)
 					    &v[m][k][churn], NULL,
 					    "test_tracker_never_misses_a_write%s/%s/%s",
 					    churn ? "_with_dontneed_and_fork" : "",
-					    methods[m], memories[k])->timeout = 120;
+					    methods[m], memories[k])->timeout = stress_timeout;
 			}
 			fl_case_add(&cases, &n, test_write_through_a_pin_is_reported,
 				    &v[m][k][0], NULL,

@@ -21,6 +21,11 @@
 static int test_timeout = 30;
 /* per-program limit of the project's uffd suite (flsuitetimeout=) */
 static int suite_timeout = 120;
+/* test_dirty's stress length: 1 s keeps it short under TCG; a longer one
+ * (fldirtyseconds=) hunts for rare misses */
+static char dirty_seconds[32] = "FL_DIRTY_SECONDS=1";
+/* only the suite cases whose names hold this (flsuitefilter=), or all */
+static char *suite_filter;
 
 #define SUITE_PREFIX "uffd_suite_"
 
@@ -86,10 +91,10 @@ static void run_test(const char *name)
 	pid = fork();
 	if (pid == 0) {
 		char *argv[] = { path, NULL };
-		char *suite_argv[] = { path, (char *)name, prog, limit_arg, NULL };
+		char *suite_argv[] = { path, (char *)name, prog, limit_arg,
+				       suite_filter, NULL };
 		char *envp[] = { "TMPDIR=/tmp", "PATH=/bin", NULL };
-		/* FL_DIRTY_SECONDS=1 keeps test_dirty's stress short under TCG */
-		char *suite_envp[] = { "TMPDIR=/tmp", "PATH=/bin", "FL_DIRTY_SECONDS=1",
+		char *suite_envp[] = { "TMPDIR=/tmp", "PATH=/bin", dirty_seconds,
 				       ld_library_path, NULL };
 
 		if (suite)
@@ -138,6 +143,10 @@ int main(void)
 		test_timeout = atoi(limit);
 	if (slimit && atoi(slimit) > 0)
 		suite_timeout = atoi(slimit);
+	if (getenv("fldirtyseconds") && atoi(getenv("fldirtyseconds")) > 0)
+		snprintf(dirty_seconds, sizeof(dirty_seconds), "FL_DIRTY_SECONDS=%d",
+			 atoi(getenv("fldirtyseconds")));
+	suite_filter = getenv("flsuitefilter");
 	mkdir("/proc", 0755);
 	mkdir("/sys", 0755);
 	mkdir("/dev", 0755);

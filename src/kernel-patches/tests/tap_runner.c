@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * tap_runner NAME PROGRAM SECONDS
+ * tap_runner NAME PROGRAM SECONDS [CASE-FILTER]
+ *
+ * (CASE-FILTER, if given, is the program's first argument: only the cases
+ * whose names hold it run.)
  *
  * Runs one TAP test program of the project's suite (tests/uffd/test_*),
  * copies its TAP output to stdout (prefixed "<prog>| ") and the interesting
@@ -170,8 +173,8 @@ int main(int argc, char **argv)
 	char why[1400];
 	pid_t pid;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s NAME PROGRAM SECONDS\n", argv[0]);
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s NAME PROGRAM SECONDS [CASE-FILTER]\n", argv[0]);
 		return 2;
 	}
 	limit = atof(argv[3]);
@@ -187,7 +190,7 @@ int main(int argc, char **argv)
 		setpgid(0, 0);
 		dup2(po[1], STDOUT_FILENO);
 		dup2(pe[1], STDERR_FILENO);
-		execl(argv[2], argv[2], (char *)NULL);
+		execl(argv[2], argv[2], argc == 5 ? argv[4] : (char *)NULL, (char *)NULL);
 		dprintf(STDERR_FILENO, "cannot exec %s: %s\n", argv[2], strerror(errno));
 		_exit(127);
 	}
@@ -203,11 +206,13 @@ int main(int argc, char **argv)
 	while (!exited) {
 		struct pollfd p[2] = { { out.fd, POLLIN, 0 }, { err.fd, POLLIN, 0 } };
 
+		/* stderr first: a case's messages are written before the TAP
+		 * line that ends it, and the log should keep that order */
 		if (poll(p, 2, 100) > 0) {
-			if (p[0].revents)
-				pump(&out);
 			if (p[1].revents)
 				pump(&err);
+			if (p[0].revents)
+				pump(&out);
 		}
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			exited = 1;
@@ -222,14 +227,14 @@ int main(int argc, char **argv)
 	kill_leftovers();
 	fcntl(out.fd, F_SETFL, 0);
 	fcntl(err.fd, F_SETFL, 0);
-	while (pump(&out))
-		;
 	while (pump(&err))
 		;
-	if (out.len)
-		handle_line(&out, out.buf);
+	while (pump(&out))
+		;
 	if (err.len)
 		handle_line(&err, err.buf);
+	if (out.len)
+		handle_line(&out, out.buf);
 
 	snprintf(why, sizeof(why), "%ld cases: %ld passed, %ld skipped, %ld failed%s%s",
 		 plan < 0 ? 0 : plan, passed, skipped, failed, failed ? ": " : "", failures);
