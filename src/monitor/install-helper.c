@@ -36,9 +36,13 @@
  *
  * FAULTLINE_INSTALL_THREADS=N sets how many (0: none, at most 4); by
  * default one per CPU but one. FL_TEST_INSTALL_DELAY_US makes
- * each run wait that long before its first step, for tests.
+ * each run wait that long before its first step, for tests; with
+ * FL_TEST_INSTALL_HELD_FILE=PATH the helper creates PATH when a run starts
+ * waiting and PATH.tried when it has tried to install it, so that a test
+ * knows the race it sets up is there instead of sleeping and hoping.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -90,7 +94,22 @@ struct helper {
 	int efd;
 	struct event *ev;
 	unsigned test_delay_us; /* FL_TEST_INSTALL_DELAY_US: tests widen races */
+	char *test_held;	/* FL_TEST_INSTALL_HELD_FILE: and say when */
 };
+
+/* FL_TEST_INSTALL_HELD_FILE: create PATH + suffix (empty, mode 0600). */
+static void test_mark(const struct helper *h, const char *suffix)
+{
+	char path[4096];
+	int fd;
+
+	if (!h->test_held)
+		return;
+	snprintf(path, sizeof(path), "%s%s", h->test_held, suffix);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
 
 /* FL_TEST_INSTALL_DELAY_US: a run waits that long first (or until
  * stopped), so that tests can make events and faults race it. */
@@ -105,6 +124,7 @@ static void test_wait(struct helper *h)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
 	}
+	test_mark(h, "");
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop && pthread_cond_timedwait(&h->cond, &h->mu, &until) != ETIMEDOUT)
 		;
@@ -152,6 +172,8 @@ static void *helper_main(void *arg)
 			if (!j->ret && res.done + res.existed < n)
 				j->ret = -EIO; /* no progress: never spin */
 		}
+		if (h->test_delay_us)
+			test_mark(h, ".tried");
 		pthread_mutex_lock(&h->mu);
 		j->next = h->done;
 		h->done = j;
@@ -289,11 +311,14 @@ int fl__helper_init(struct fl_monitor *m)
 	h->nthreads = n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
 	if (getenv("FL_TEST_INSTALL_DELAY_US"))
 		h->test_delay_us = (unsigned)strtoul(getenv("FL_TEST_INSTALL_DELAY_US"), NULL, 10);
+	if (h->test_delay_us && getenv("FL_TEST_INSTALL_HELD_FILE"))
+		h->test_held = strdup(getenv("FL_TEST_INSTALL_HELD_FILE"));
 	h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	h->ev = h->efd >= 0 ? event_new(m->base, h->efd, EV_READ | EV_PERSIST, on_done, m) : NULL;
 	if (!h->ev) {
 		if (h->efd >= 0)
 			close(h->efd);
+		free(h->test_held);
 		free(h);
 		return -ENOMEM;
 	}
@@ -499,6 +524,7 @@ void fl__helper_free(struct fl_monitor *m)
 	pthread_rwlock_destroy(&h->lock);
 	pthread_mutex_destroy(&h->mu);
 	pthread_cond_destroy(&h->cond);
+	free(h->test_held);
 	free(h);
 	m->helper = NULL;
 }

@@ -456,6 +456,22 @@ static void test_faults_racing_removes_without_prefetch_all_end(const struct fl_
 	harness_free(&h);
 }
 
+/* The helper's FL_TEST_INSTALL_HELD_FILE: it creates this path when a run
+ * starts waiting and path.tried once it has tried that run. */
+static char held_path[64];
+
+/* In a workload: wait (at most 30 s, however slow the machine) until the
+ * helper says so; the race a case sets up is then really there. */
+static void wait_helper(const char *suffix)
+{
+	char path[80];
+
+	snprintf(path, sizeof(path), "%s%s", held_path, suffix);
+	for (int i = 0; i < 6000 && access(path, F_OK); i++)
+		usleep(5000);
+	CHECK(access(path, F_OK) == 0);
+}
+
 /* Run workload wl against a monitor with one install helper whose runs
  * each wait delay_us first, behind source io, one prefetch read at a
  * time (so the run the helper holds is the one the workload races). */
@@ -463,18 +479,27 @@ static void run_with_helper(struct harness *h, const struct inject_opts *io,
 			    const char *delay_us, void (*wl)(const char *))
 {
 	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
+	char tried[80];
 	pid_t pid;
 
+	snprintf(held_path, sizeof(held_path), "/tmp/fl-test-held.%d", (int)getpid());
+	snprintf(tried, sizeof(tried), "%s.tried", held_path);
+	unlink(held_path);
+	unlink(tried);
 	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
 	setenv("FL_TEST_INSTALL_DELAY_US", delay_us, 1);
+	setenv("FL_TEST_INSTALL_HELD_FILE", held_path, 1);
 	h->inject = io;
 	harness_create(h, &prefetch);
 	unsetenv("FAULTLINE_INSTALL_THREADS");
 	unsetenv("FL_TEST_INSTALL_DELAY_US");
+	unsetenv("FL_TEST_INSTALL_HELD_FILE");
 	pid = spawn(wl, h->sock);
 	harness_run(h);
 	assert_int_equal(wait_exit_code(pid), 0);
 	harness_join(h);
+	unlink(held_path);
+	unlink(tried);
 }
 
 /* The install helper holds a pushed copy of pages 0..N (FL_TEST_INSTALL_DELAY_US
@@ -484,9 +509,9 @@ static void wl_remove_beats_the_helper(const char *sock)
 {
 	char *base = workload_handoff(sock);
 
-	usleep(150 * 1000); /* the prefetch's push is with the helper by now */
+	wait_helper(""); /* the prefetch's push is with the helper */
 	CHECK(madvise(base + 5 * PG, PG, MADV_DONTNEED) == 0);
-	usleep(600 * 1000); /* past the helper's wait: it tried, or not */
+	wait_helper(".tried"); /* past the helper's wait: it tried */
 	CHECK(is_zero(base + 5 * PG, PG));
 	CHECK(check_pages(base, 4, 1));
 	CHECK(check_pages(base, 6, 1));
@@ -512,9 +537,9 @@ static void wl_remove_then_read_all(const char *sock)
 {
 	char *base = workload_handoff(sock);
 
-	usleep(150 * 1000); /* the prefetch read is with the helper by now */
+	wait_helper(""); /* the prefetch read is with the helper */
 	CHECK(madvise(base + 5 * PG, PG, MADV_DONTNEED) == 0);
-	usleep(600 * 1000);
+	wait_helper(".tried");
 	CHECK(is_zero(base + 5 * PG, PG));
 	CHECK(check_pages(base, 0, 5));
 	CHECK(check_pages(base, 6, 26));
@@ -541,7 +566,7 @@ static void wl_read_what_the_helper_holds(const char *sock)
 {
 	char *base = workload_handoff(sock);
 
-	usleep(150 * 1000); /* the first prefetch read is with the helper */
+	wait_helper(""); /* the first prefetch read is with the helper */
 	CHECK(check_pages(base, 7, 16));
 }
 
