@@ -519,8 +519,11 @@ static void test_killed_monitor_never_exposes_zeros(const struct fl_case *c)
 	assert_int_equal(read(from_wl[0], &h, 1), 1); /* half the pages read */
 	kill(m1, SIGKILL);
 	assert_int_equal(wait_exit_code(m1), 128 + SIGKILL);
-	/* The workload goes on to the owed half and blocks there. */
-	usleep(300 * 1000);
+	/* The workload goes on to the owed half and blocks there (asleep
+	 * within 10 s, however slow the machine). */
+	for (int i = 0; i < 1000 && proc_state(wl) != 'S'; i++)
+		usleep(10 * 1000);
+	usleep(100 * 1000);
 	assert_int_equal(proc_state(wl), 'S');
 	m2 = spawn_monitor(sock2, sizeof(sock2));
 	assert_int_equal(write(to_wl[1], sock2, strlen(sock2)), (ssize_t)strlen(sock2));
