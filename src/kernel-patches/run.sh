@@ -426,9 +426,6 @@ boot_kernel() {
 	BOOT_TIME[$kind]=$(since "$t0")
 }
 
-# compare results (file with FAULTLINE-RESULT lines) to the expectation;
-# mode: unpatched (the series' tests FAIL, each for its reason), patched
-# (all PASS) or control (each test FAILs for the reason of its bug)
 # What each failed case of suite program $1 said: the "prog! " lines
 # (cmocka's messages) since the result before it, then its "not ok" line;
 # at most 12 lines a case, 60 in all.
@@ -442,6 +439,9 @@ suite_failures() {
 		}' "$2" | head -60 | sed 's/^/      /'
 }
 
+# compare results (file with FAULTLINE-RESULT lines) to the expectation;
+# mode: unpatched (the series' tests FAIL, each for its reason), patched
+# (all PASS) or control (each test FAILs for the reason of its bug)
 STATUS=0
 check_results() {
 	local where=$1 mode=$2 file=$3 tests=$4 t got want line why reason

@@ -172,8 +172,7 @@ static void *helper_main(void *arg)
 			if (!j->ret && res.done + res.existed < n)
 				j->ret = -EIO; /* no progress: never spin */
 		}
-		if (h->test_delay_us)
-			test_mark(h, ".tried");
+		test_mark(h, ".tried");
 		pthread_mutex_lock(&h->mu);
 		j->next = h->done;
 		h->done = j;

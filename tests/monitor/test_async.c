@@ -460,13 +460,27 @@ static void test_faults_racing_removes_without_prefetch_all_end(const struct fl_
  * starts waiting and path.tried once it has tried that run. */
 static char held_path[64];
 
+static const char *held_mark(char *buf, size_t len, const char *suffix)
+{
+	snprintf(buf, len, "%s%s", held_path, suffix);
+	return buf;
+}
+
+static void held_unlink(void)
+{
+	char buf[80];
+
+	unlink(held_mark(buf, sizeof(buf), ""));
+	unlink(held_mark(buf, sizeof(buf), ".tried"));
+}
+
 /* In a workload: wait (at most 30 s, however slow the machine) until the
  * helper says so; the race a case sets up is then really there. */
 static void wait_helper(const char *suffix)
 {
-	char path[80];
+	char buf[80];
+	const char *path = held_mark(buf, sizeof(buf), suffix);
 
-	snprintf(path, sizeof(path), "%s%s", held_path, suffix);
 	for (int i = 0; i < 6000 && access(path, F_OK); i++)
 		usleep(5000);
 	CHECK(access(path, F_OK) == 0);
@@ -479,13 +493,10 @@ static void run_with_helper(struct harness *h, const struct inject_opts *io,
 			    const char *delay_us, void (*wl)(const char *))
 {
 	static const struct fl_monitor_opts prefetch = { .verbose = 1, .bg_inflight = 1 };
-	char tried[80];
 	pid_t pid;
 
 	snprintf(held_path, sizeof(held_path), "/tmp/fl-test-held.%d", (int)getpid());
-	snprintf(tried, sizeof(tried), "%s.tried", held_path);
-	unlink(held_path);
-	unlink(tried);
+	held_unlink();
 	setenv("FAULTLINE_INSTALL_THREADS", "1", 1);
 	setenv("FL_TEST_INSTALL_DELAY_US", delay_us, 1);
 	setenv("FL_TEST_INSTALL_HELD_FILE", held_path, 1);
@@ -498,8 +509,7 @@ static void run_with_helper(struct harness *h, const struct inject_opts *io,
 	harness_run(h);
 	assert_int_equal(wait_exit_code(pid), 0);
 	harness_join(h);
-	unlink(held_path);
-	unlink(tried);
+	held_unlink();
 }
 
 /* The install helper holds a pushed copy of pages 0..N (FL_TEST_INSTALL_DELAY_US

@@ -136,6 +136,7 @@ int main(void)
 	char *list = getenv("fltests"), *tok, *save = NULL;
 	char *limit = getenv("fltimeout");
 	char *slimit = getenv("flsuitetimeout");
+	char *dseconds = getenv("fldirtyseconds");
 	char buf[64];
 	FILE *f;
 
@@ -143,9 +144,9 @@ int main(void)
 		test_timeout = atoi(limit);
 	if (slimit && atoi(slimit) > 0)
 		suite_timeout = atoi(slimit);
-	if (getenv("fldirtyseconds") && atoi(getenv("fldirtyseconds")) > 0)
+	if (dseconds && atoi(dseconds) > 0)
 		snprintf(dirty_seconds, sizeof(dirty_seconds), "FL_DIRTY_SECONDS=%d",
-			 atoi(getenv("fldirtyseconds")));
+			 atoi(dseconds));
 	suite_filter = getenv("flsuitefilter");
 	mkdir("/proc", 0755);
 	mkdir("/sys", 0755);
